@@ -1,0 +1,31 @@
+//! The desired IPVS table, as computed from declarative sources.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{DestKey, Destination, Service, ServiceKey};
+
+/// How long a removed backend is drained (weight 0) before it is deleted, when the object does not say.
+pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 300;
+
+/// One service the sources ask for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredService {
+    /// The service (no statistics).
+    pub service: Service,
+    /// Its destinations (no counters).
+    pub dests: BTreeMap<DestKey, Destination>,
+    /// Seconds a backend that leaves this service keeps receiving its existing connections (weight 0) before it is
+    /// deleted; 0 deletes at once.
+    pub drain_timeout_secs: u64,
+    /// Which object asked for it, for messages: `namespace/name` or `file.yaml#2`.
+    pub origin: String,
+}
+
+/// Every service the sources ask for, by kernel key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredTable {
+    /// Services by key.
+    pub services: BTreeMap<ServiceKey, DesiredService>,
+}
