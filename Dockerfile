@@ -1,0 +1,16 @@
+# Container image of ipvs-reconciler (standalone `run` mode today; the Kubernetes agent later).
+# It needs CAP_NET_ADMIN in the host network namespace to program IPVS (hostNetwork: true in a pod).
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock rustfmt.toml ./
+COPY src ./src
+COPY benches ./benches
+RUN cargo build --release --locked --bin ipvs-reconciler
+
+FROM debian:bookworm-slim
+# ipvsadm is not needed by the program; it is there for operators who exec into the container.
+RUN apt-get update && apt-get install -y --no-install-recommends ipvsadm && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/ipvs-reconciler /usr/local/bin/ipvs-reconciler
+VOLUME /var/lib/ipvs-reconciler
+ENTRYPOINT ["/usr/local/bin/ipvs-reconciler"]
+CMD ["run", "--manifests", "/etc/ipvs-reconciler/manifests"]

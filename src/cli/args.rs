@@ -1,0 +1,123 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Declarative Linux IPVS load balancing: VirtualService manifests in, minimal kernel changes out.
+#[derive(Debug, Parser)]
+#[command(name = "ipvs-reconciler", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Network namespace to act in: a name under /run/netns or a path such as /proc/PID/ns/net.
+    #[arg(long, global = true, env = "IPVS_RECONCILER_NETNS")]
+    pub netns: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the kernel's IPVS table (like `ipvsadm -Ln`, or as JSON / VirtualService YAML).
+    Dump(DumpArgs),
+    /// Show the operations that `apply` would send; exit 0 when nothing is to be done, 2 when there are changes.
+    Plan(ApplyArgs),
+    /// Plan and apply once; exit 0 on success, 1 on any failure.
+    Apply(ApplyArgs),
+    /// Keep the kernel in line with a directory of manifests: reconcile on change, resync periodically.
+    Run(RunArgs),
+    /// Check manifests offline (no kernel needed); exit 1 when any object is invalid.
+    Validate(ValidateArgs),
+    /// Print the VirtualService CustomResourceDefinition.
+    Crd,
+}
+
+/// Output formats of `dump`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// The same rows and columns as `ipvsadm -Ln`.
+    Table,
+    /// The table as JSON.
+    Json,
+    /// VirtualService manifests that `apply` accepts and that reproduce the table.
+    Yaml,
+    /// `ipvsadm -Sn` rules.
+    Rules,
+}
+
+/// `dump` options.
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Show counters (as `ipvsadm -Ln --stats`).
+    #[arg(long, conflicts_with = "rate")]
+    pub stats: bool,
+    /// Show rates (as `ipvsadm -Ln --rate`).
+    #[arg(long)]
+    pub rate: bool,
+    /// Exact numbers, no K/M suffixes (as `ipvsadm --exact`).
+    #[arg(long)]
+    pub exact: bool,
+    /// Show connection thresholds (as `ipvsadm --thresholds`).
+    #[arg(long)]
+    pub thresholds: bool,
+    /// Show persistent connection counts (as `ipvsadm --persistent-conn`).
+    #[arg(long)]
+    pub persistent_conn: bool,
+    /// Show tunnel options (as `ipvsadm --tun-info`).
+    #[arg(long)]
+    pub tun_info: bool,
+}
+
+/// Where manifests and ownership memory come from.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Manifest files or directories (multi-document YAML), repeatable.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// `plan` / `apply` options.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Manifests.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Which services this program owns, remembered across runs.
+    #[arg(long, env = "IPVS_RECONCILER_STATE", default_value = crate::engine::state::DEFAULT_STATE_PATH)]
+    pub state: PathBuf,
+    /// Allow a pass that deletes more than half of the owned services (and more than 10).
+    #[arg(long)]
+    pub allow_mass_delete: bool,
+}
+
+/// `run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Directory of manifests to watch.
+    #[arg(long)]
+    pub manifests: PathBuf,
+    /// Which services this program owns, remembered across runs.
+    #[arg(long, env = "IPVS_RECONCILER_STATE", default_value = crate::engine::state::DEFAULT_STATE_PATH)]
+    pub state: PathBuf,
+    /// Allow a pass that deletes more than half of the owned services (and more than 10).
+    #[arg(long)]
+    pub allow_mass_delete: bool,
+    /// Quiet period after a file change before reconciling, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    pub quiet_ms: u64,
+    /// Full re-read and repair of drift every this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub resync_seconds: u64,
+}
+
+/// `validate` options.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Manifests.
+    #[command(flatten)]
+    pub source: SourceArgs,
+}

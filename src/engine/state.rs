@@ -1,0 +1,164 @@
+//! The engine's memory across restarts: which services it owns and which backends it is draining.
+//!
+//! The file is written atomically (temporary file, fsync, rename, fsync of the directory) *before* the kernel is
+//! changed, so that a crash between the two never leaves a service in the kernel that the next run does not know it
+//! owns. A service removed from the sources while the program was down is therefore still removed at the next start,
+//! and services made by other tools are never mistaken for ours.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{DestKey, ServiceKey};
+
+/// Default location of the state file.
+pub const DEFAULT_STATE_PATH: &str = "/var/lib/ipvs-reconciler/state.json";
+
+const FORMAT_VERSION: u32 = 1;
+
+/// Errors reading or writing the state file.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The file exists but could not be read or written.
+    #[error("state file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The file exists but is not a state file this version understands. Refusing is safer than forgetting what we
+    /// own (which would leak services) or guessing.
+    #[error("state file {path} is unreadable ({reason}); fix or remove it (removing forgets which services this program owns)")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// One drained destination: since when (unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainRecord {
+    /// The service.
+    pub service: ServiceKey,
+    /// The destination being drained.
+    pub dest: DestKey,
+    /// When draining began, unix seconds.
+    pub since: u64,
+}
+
+/// What the engine remembers between runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// Services this program created or adopted and has not deleted.
+    pub owned: BTreeSet<ServiceKey>,
+    /// Destinations being drained and since when.
+    pub drains: BTreeMap<(ServiceKey, DestKey), u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    owned: Vec<ServiceKey>,
+    #[serde(default)]
+    drains: Vec<DrainRecord>,
+}
+
+impl State {
+    /// Loads the state; a missing file is an empty state (first run).
+    pub fn load(path: &Path) -> Result<State, StateError> {
+        let text = match fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(source) => return Err(StateError::Io { path: path.to_owned(), source }),
+        };
+        let file: StateFile = serde_json::from_str(&text)
+            .map_err(|e| StateError::Corrupt { path: path.to_owned(), reason: e.to_string() })?;
+        if file.version != FORMAT_VERSION {
+            return Err(StateError::Corrupt {
+                path: path.to_owned(),
+                reason: format!("format version {} (this program writes {FORMAT_VERSION})", file.version),
+            });
+        }
+        Ok(State {
+            owned: file.owned.into_iter().collect(),
+            drains: file.drains.into_iter().map(|d| ((d.service, d.dest), d.since)).collect(),
+        })
+    }
+
+    /// Writes the state atomically: readers see the old or the new file, never a torn one, even across a crash.
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        let io_err = |source| StateError::Io { path: path.to_owned(), source };
+        let file = StateFile {
+            version: FORMAT_VERSION,
+            owned: self.owned.iter().copied().collect(),
+            drains: self.drains.iter().map(|((service, dest), since)| DrainRecord { service: *service, dest: *dest, since: *since }).collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| io_err(io::Error::other(e)))?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&dir).map_err(io_err)?;
+        let mut tmp = tempfile_in(&dir, path).map_err(io_err)?;
+        tmp.1.write_all(&bytes).map_err(io_err)?;
+        tmp.1.sync_all().map_err(io_err)?;
+        fs::rename(&tmp.0, path).map_err(io_err)?;
+        // The rename is durable only once the directory entry is.
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err)?;
+        Ok(())
+    }
+}
+
+fn tempfile_in(dir: &Path, target: &Path) -> io::Result<(PathBuf, File)> {
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into());
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let file = File::create(&tmp)?;
+    Ok((tmp, file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn key(last: u8) -> ServiceKey {
+        ServiceKey::tcp(IpAddr::from([192, 0, 2, last]), 80)
+    }
+
+    #[test]
+    fn missing_file_is_a_first_run() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(State::load(&dir.path().join("none.json")).unwrap(), State::default());
+    }
+
+    #[test]
+    fn save_then_load_round_trips_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/state.json");
+        let mut state = State::default();
+        state.owned.insert(key(1));
+        state.owned.insert(ServiceKey::Fwmark { family: crate::model::Family::V6, mark: 7 });
+        state.drains.insert((key(1), DestKey::new(IpAddr::from([10, 0, 0, 1]), 80)), 1_700_000_000);
+        state.save(&path).unwrap();
+        assert_eq!(State::load(&path).unwrap(), state);
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    #[test]
+    fn corrupt_file_is_refused_not_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::write(&path, "{not json").unwrap();
+        let err = State::load(&path).unwrap_err();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("state.json"));
+    }
+}
