@@ -1,5 +1,15 @@
 //! The desired table and the planner: pure functions over ordered maps, no sockets, no Kubernetes.
 
 mod desired;
+mod plan;
+mod simulate;
 
-pub use desired::{DesiredService, DesiredTable, DEFAULT_DRAIN_TIMEOUT_SECS};
+#[cfg(test)]
+mod fixtures;
+
+#[cfg(test)]
+mod plan_props;
+
+pub use desired::{DEFAULT_DRAIN_TIMEOUT_SECS, DesiredService, DesiredTable};
+pub use plan::{Drains, Plan, PlanInput, plan};
+pub use simulate::{ApplyError, apply_op, apply_ops};
