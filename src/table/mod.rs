@@ -5,7 +5,7 @@ mod plan;
 mod simulate;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 
 #[cfg(test)]
 mod plan_props;

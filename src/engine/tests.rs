@@ -1,0 +1,173 @@
+//! Engine decisions against the in-memory kernel: ownership, guards, failed reads, races, incremental passes.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use super::kernel::FakeKernel;
+use super::reconcile::{Engine, EngineError, PassOptions};
+use crate::model::{DestConfig, Op, ServiceKey, Table};
+use crate::table::fixtures::{desired, desired_service, dest, live, live_entry, svc};
+use crate::table::{DesiredTable, apply_ops};
+
+fn engine(table: Table, dir: &tempfile::TempDir) -> Engine<FakeKernel> {
+    Engine::new(FakeKernel::with_table(table), state_path(dir)).unwrap()
+}
+
+fn state_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("state.json")
+}
+
+fn web(weight: u32) -> DesiredTable {
+    desired([desired_service(svc(1), "wlc", &[(dest(1), weight), (dest(2), 1)], 0)])
+}
+
+fn run<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+#[test]
+fn apply_then_a_fresh_read_plans_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    let report = run(engine.reconcile_full(&web(1), 0, PassOptions::default())).unwrap();
+    assert!(report.is_success());
+    assert_eq!(report.applied.len(), 3);
+    let again = run(engine.plan_only(&web(1), 0, PassOptions::default())).unwrap();
+    assert!(again.ops.is_empty(), "{:?}", again.ops);
+}
+
+#[test]
+fn services_made_by_others_are_never_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = live_entry(svc(9), "rr", &[(dest(9), 3, 0, 0)]);
+    let mut engine = engine(live([foreign.clone()]), &dir);
+    run(engine.reconcile_full(&web(1), 0, PassOptions::default())).unwrap();
+    run(engine.reconcile_full(&DesiredTable::default(), 0, PassOptions::default())).unwrap();
+    let table = engine.kernel().snapshot();
+    assert_eq!(table.services.keys().collect::<Vec<_>>(), vec![&svc(9)]);
+    assert_eq!(table.services[&svc(9)], foreign);
+}
+
+#[test]
+fn a_failed_read_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    run(engine.reconcile_full(&web(1), 0, PassOptions::default())).unwrap();
+    engine.kernel().take_log();
+    engine.kernel().fail_reads.store(true, Ordering::SeqCst);
+    let err = run(engine.reconcile_full(&DesiredTable::default(), 0, PassOptions::default())).unwrap_err();
+    assert!(matches!(err, EngineError::Read(_)), "{err}");
+    let touched: BTreeSet<ServiceKey> = [svc(1)].into();
+    let err = run(engine.reconcile_touched(&DesiredTable::default(), &touched, 0, PassOptions::default())).unwrap_err();
+    assert!(matches!(err, EngineError::Read(_)), "{err}");
+    assert!(engine.kernel().take_log().is_empty());
+    assert_eq!(engine.kernel().snapshot().len(), 1);
+}
+
+#[test]
+fn a_service_removed_while_down_is_removed_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = engine(Table::default(), &dir);
+    run(first.reconcile_full(&web(1), 0, PassOptions::default())).unwrap();
+    let table = first.kernel().snapshot();
+    drop(first);
+
+    let mut second = engine(table, &dir);
+    assert!(second.state().owned.contains(&svc(1)));
+    let report = run(second.reconcile_full(&DesiredTable::default(), 0, PassOptions::default())).unwrap();
+    assert_eq!(report.applied, vec![Op::DeleteService(svc(1))]);
+    assert!(second.kernel().snapshot().is_empty());
+    assert!(second.state().owned.is_empty());
+}
+
+#[test]
+fn ownership_is_saved_before_the_kernel_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    run(engine.reconcile_full(&web(1), 0, PassOptions::default())).unwrap();
+    let saved = super::state::State::load(&state_path(&dir)).unwrap();
+    assert_eq!(saved.owned, [svc(1)].into());
+}
+
+fn many(n: u8) -> DesiredTable {
+    desired((1..=n).map(|i| desired_service(svc(i), "rr", &[(dest(1), 1)], 0)))
+}
+
+#[test]
+fn deleting_most_of_what_it_owns_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    run(engine.reconcile_full(&many(20), 0, PassOptions::default())).unwrap();
+    engine.kernel().take_log();
+
+    let err = run(engine.reconcile_full(&many(5), 0, PassOptions::default())).unwrap_err();
+    assert!(matches!(err, EngineError::MassDelete { deletes: 15, owned: 20 }), "{err}");
+    assert!(err.to_string().contains("--allow-mass-delete"));
+    assert!(engine.kernel().take_log().is_empty());
+
+    // Up to half is a normal change.
+    run(engine.reconcile_full(&many(10), 0, PassOptions::default())).unwrap();
+    assert_eq!(engine.kernel().snapshot().len(), 10);
+
+    let allow = PassOptions { allow_mass_delete: true, ..Default::default() };
+    run(engine.reconcile_full(&DesiredTable::default(), 0, allow)).unwrap();
+    assert!(engine.kernel().snapshot().is_empty());
+}
+
+#[test]
+fn small_tables_may_be_emptied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    run(engine.reconcile_full(&many(10), 0, PassOptions::default())).unwrap();
+    run(engine.reconcile_full(&DesiredTable::default(), 0, PassOptions::default())).unwrap();
+    assert!(engine.kernel().snapshot().is_empty());
+}
+
+#[test]
+fn held_deletes_keep_the_service_and_its_ownership() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    run(engine.reconcile_full(&web(1), 0, PassOptions::default())).unwrap();
+    let hold = PassOptions { hold_service_deletes: true, ..Default::default() };
+    let report = run(engine.reconcile_full(&DesiredTable::default(), 0, hold)).unwrap();
+    assert_eq!(report.held_deletes, vec![svc(1)]);
+    assert!(report.applied.is_empty());
+    assert_eq!(engine.kernel().snapshot().len(), 1);
+    assert!(engine.state().owned.contains(&svc(1)));
+}
+
+#[test]
+fn races_with_other_writers_are_replanned_from_a_fresh_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    run(engine.reconcile_full(&web(1), 0, PassOptions::default())).unwrap();
+    // Another writer removes a backend behind our back; our observed table still has it.
+    let mut table = engine.kernel().snapshot();
+    apply_ops(&mut table, &[Op::DeleteDest(svc(1), dest(1))]).unwrap();
+    *engine.kernel().table.lock().unwrap() = table;
+    engine.kernel().take_log();
+
+    let report = run(engine.reconcile_touched(&web(5), &BTreeSet::new(), 0, PassOptions::default())).unwrap();
+    assert!(report.is_success(), "{:?}", report.failures);
+    assert_eq!(report.race_rounds, 1);
+    let dest1 = &engine.kernel().snapshot().services[&svc(1)].dests[&dest(1)];
+    assert_eq!(dest1.config, DestConfig::masquerade(5));
+}
+
+#[test]
+fn incremental_passes_do_not_read_the_whole_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    run(engine.reconcile_full(&many(20), 0, PassOptions::default())).unwrap();
+    let reads = engine.kernel().full_reads.load(Ordering::SeqCst);
+    let mut changed = many(20);
+    if let Some(s) = changed.services.get_mut(&svc(3)) {
+        s.service.config.scheduler = "sh".into();
+    }
+    let touched: BTreeSet<ServiceKey> = [svc(3)].into();
+    let report = run(engine.reconcile_touched(&changed, &touched, 0, PassOptions::default())).unwrap();
+    assert_eq!(report.applied.len(), 1);
+    assert_eq!(engine.kernel().full_reads.load(Ordering::SeqCst), reads);
+    assert_eq!(engine.kernel().snapshot().services[&svc(3)].service.config.scheduler, "sh");
+}
