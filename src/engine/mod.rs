@@ -1,6 +1,7 @@
 //! The engine: the only layer that knows sources, the planner and the kernel. It reads, plans, guards, applies and
 //! remembers what it owns.
 
+pub mod describe;
 pub mod kernel;
 pub mod reconcile;
 pub mod state;

@@ -39,13 +39,16 @@ pub enum EngineError {
 }
 
 /// Knobs of a pass.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PassOptions {
     /// Let a pass delete more than half of the owned services.
     pub allow_mass_delete: bool,
-    /// Do not delete whole services in this pass (set when the sources reported invalid objects: a service whose
-    /// object became unreadable must keep running on its last good configuration, not vanish).
+    /// Do not delete whole services in this pass (set when the sources had an object so broken that the service it
+    /// asks for is unknown: that service must keep running on its last good configuration, not vanish).
     pub hold_service_deletes: bool,
+    /// Services left exactly as they are in this pass: those of objects that are invalid for now (the object still
+    /// names its service, so only that service is frozen).
+    pub frozen: BTreeSet<ServiceKey>,
 }
 
 /// An operation the kernel refused.
@@ -66,8 +69,8 @@ pub struct PassReport {
     pub applied: Vec<Op>,
     /// Operations the kernel refused in the end.
     pub failures: Vec<OpFailure>,
-    /// Service deletions held back because the sources had invalid objects.
-    pub held_deletes: Vec<ServiceKey>,
+    /// Services whose operations were held back because the sources had invalid objects.
+    pub held: Vec<ServiceKey>,
     /// Rounds of re-planning after races with other writers.
     pub race_rounds: usize,
 }
@@ -112,7 +115,7 @@ impl<K: Kernel> Engine<K> {
     }
 
     /// Reads the whole table and plans against it, changing nothing (the `plan` command).
-    pub async fn plan_only(&mut self, desired: &DesiredTable, now: u64, opts: PassOptions) -> Result<Plan, EngineError> {
+    pub async fn plan_only(&mut self, desired: &DesiredTable, now: u64, opts: &PassOptions) -> Result<Plan, EngineError> {
         self.refresh_all().await?;
         let mut plan = self.plan_observed(desired, now);
         let held = hold_deletes(&mut plan, opts);
@@ -128,7 +131,7 @@ impl<K: Kernel> Engine<K> {
         &mut self,
         desired: &DesiredTable,
         now: u64,
-        opts: PassOptions,
+        opts: &PassOptions,
     ) -> Result<PassReport, EngineError> {
         self.refresh_all().await?;
         self.reconcile_observed(desired, now, opts).await
@@ -141,7 +144,7 @@ impl<K: Kernel> Engine<K> {
         desired: &DesiredTable,
         touched: &BTreeSet<ServiceKey>,
         now: u64,
-        opts: PassOptions,
+        opts: &PassOptions,
     ) -> Result<PassReport, EngineError> {
         if self.observed.is_none() {
             return self.reconcile_full(desired, now, opts).await;
@@ -189,7 +192,7 @@ impl<K: Kernel> Engine<K> {
         plan(&PlanInput { live, desired, owned: &self.state.owned, drains: &self.state.drains, now })
     }
 
-    fn guard(&self, plan: &Plan, opts: PassOptions) -> Result<(), EngineError> {
+    fn guard(&self, plan: &Plan, opts: &PassOptions) -> Result<(), EngineError> {
         let deletes = plan.ops.iter().filter(|op| matches!(op, Op::DeleteService(_))).count();
         let owned = self.state.owned.len();
         if !opts.allow_mass_delete && deletes > MASS_DELETE_MIN && deletes * 2 > owned {
@@ -202,10 +205,10 @@ impl<K: Kernel> Engine<K> {
         &mut self,
         desired: &DesiredTable,
         now: u64,
-        opts: PassOptions,
+        opts: &PassOptions,
     ) -> Result<PassReport, EngineError> {
         let mut plan = self.plan_observed(desired, now);
-        let held_deletes = hold_deletes(&mut plan, opts);
+        let held = hold_deletes(&mut plan, opts);
         self.guard(&plan, opts)?;
         for key in &plan.adopted {
             info!(service = %key, "adopting a declared service that already exists in the kernel");
@@ -214,7 +217,7 @@ impl<K: Kernel> Engine<K> {
             info!(%service, %dest, "draining a removed backend (weight 0) until its connections end");
         }
 
-        let mut report = PassReport { plan: plan.clone(), held_deletes, ..Default::default() };
+        let mut report = PassReport { plan: plan.clone(), held, ..Default::default() };
         if plan.ops.is_empty() {
             self.state.drains = plan.drains.clone();
             return Ok(report);
@@ -286,18 +289,17 @@ impl<K: Kernel> Engine<K> {
     }
 }
 
-/// Removes whole-service deletions from `plan` when the options hold them back; returns the held keys.
-fn hold_deletes(plan: &mut Plan, opts: PassOptions) -> Vec<ServiceKey> {
-    if !opts.hold_service_deletes {
-        return Vec::new();
-    }
+/// Removes the operations held back by `opts` (frozen services; whole-service deletions when asked); returns the
+/// services concerned.
+fn hold_deletes(plan: &mut Plan, opts: &PassOptions) -> Vec<ServiceKey> {
     let mut held = Vec::new();
-    plan.ops.retain(|op| match op {
-        Op::DeleteService(key) => {
+    plan.ops.retain(|op| {
+        let key = op.service_key();
+        let hold = opts.frozen.contains(key) || (opts.hold_service_deletes && matches!(op, Op::DeleteService(_)));
+        if hold && !held.contains(key) {
             held.push(*key);
-            false
         }
-        _ => true,
+        !hold
     });
     held
 }

@@ -30,10 +30,10 @@ fn run<F: std::future::Future>(f: F) -> F::Output {
 fn apply_then_a_fresh_read_plans_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = engine(Table::default(), &dir);
-    let report = run(engine.reconcile_full(&web(1), 0, PassOptions::default())).unwrap();
+    let report = run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
     assert!(report.is_success());
     assert_eq!(report.applied.len(), 3);
-    let again = run(engine.plan_only(&web(1), 0, PassOptions::default())).unwrap();
+    let again = run(engine.plan_only(&web(1), 0, &PassOptions::default())).unwrap();
     assert!(again.ops.is_empty(), "{:?}", again.ops);
 }
 
@@ -42,8 +42,8 @@ fn services_made_by_others_are_never_touched() {
     let dir = tempfile::tempdir().unwrap();
     let foreign = live_entry(svc(9), "rr", &[(dest(9), 3, 0, 0)]);
     let mut engine = engine(live([foreign.clone()]), &dir);
-    run(engine.reconcile_full(&web(1), 0, PassOptions::default())).unwrap();
-    run(engine.reconcile_full(&DesiredTable::default(), 0, PassOptions::default())).unwrap();
+    run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
+    run(engine.reconcile_full(&DesiredTable::default(), 0, &PassOptions::default())).unwrap();
     let table = engine.kernel().snapshot();
     assert_eq!(table.services.keys().collect::<Vec<_>>(), vec![&svc(9)]);
     assert_eq!(table.services[&svc(9)], foreign);
@@ -53,13 +53,13 @@ fn services_made_by_others_are_never_touched() {
 fn a_failed_read_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = engine(Table::default(), &dir);
-    run(engine.reconcile_full(&web(1), 0, PassOptions::default())).unwrap();
+    run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
     engine.kernel().take_log();
     engine.kernel().fail_reads.store(true, Ordering::SeqCst);
-    let err = run(engine.reconcile_full(&DesiredTable::default(), 0, PassOptions::default())).unwrap_err();
+    let err = run(engine.reconcile_full(&DesiredTable::default(), 0, &PassOptions::default())).unwrap_err();
     assert!(matches!(err, EngineError::Read(_)), "{err}");
     let touched: BTreeSet<ServiceKey> = [svc(1)].into();
-    let err = run(engine.reconcile_touched(&DesiredTable::default(), &touched, 0, PassOptions::default())).unwrap_err();
+    let err = run(engine.reconcile_touched(&DesiredTable::default(), &touched, 0, &PassOptions::default())).unwrap_err();
     assert!(matches!(err, EngineError::Read(_)), "{err}");
     assert!(engine.kernel().take_log().is_empty());
     assert_eq!(engine.kernel().snapshot().len(), 1);
@@ -69,13 +69,13 @@ fn a_failed_read_changes_nothing() {
 fn a_service_removed_while_down_is_removed_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut first = engine(Table::default(), &dir);
-    run(first.reconcile_full(&web(1), 0, PassOptions::default())).unwrap();
+    run(first.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
     let table = first.kernel().snapshot();
     drop(first);
 
     let mut second = engine(table, &dir);
     assert!(second.state().owned.contains(&svc(1)));
-    let report = run(second.reconcile_full(&DesiredTable::default(), 0, PassOptions::default())).unwrap();
+    let report = run(second.reconcile_full(&DesiredTable::default(), 0, &PassOptions::default())).unwrap();
     assert_eq!(report.applied, vec![Op::DeleteService(svc(1))]);
     assert!(second.kernel().snapshot().is_empty());
     assert!(second.state().owned.is_empty());
@@ -85,7 +85,7 @@ fn a_service_removed_while_down_is_removed_at_the_next_start() {
 fn ownership_is_saved_before_the_kernel_changes() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = engine(Table::default(), &dir);
-    run(engine.reconcile_full(&web(1), 0, PassOptions::default())).unwrap();
+    run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
     let saved = super::state::State::load(&state_path(&dir)).unwrap();
     assert_eq!(saved.owned, [svc(1)].into());
 }
@@ -98,20 +98,20 @@ fn many(n: u8) -> DesiredTable {
 fn deleting_most_of_what_it_owns_is_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = engine(Table::default(), &dir);
-    run(engine.reconcile_full(&many(20), 0, PassOptions::default())).unwrap();
+    run(engine.reconcile_full(&many(20), 0, &PassOptions::default())).unwrap();
     engine.kernel().take_log();
 
-    let err = run(engine.reconcile_full(&many(5), 0, PassOptions::default())).unwrap_err();
+    let err = run(engine.reconcile_full(&many(5), 0, &PassOptions::default())).unwrap_err();
     assert!(matches!(err, EngineError::MassDelete { deletes: 15, owned: 20 }), "{err}");
     assert!(err.to_string().contains("--allow-mass-delete"));
     assert!(engine.kernel().take_log().is_empty());
 
     // Up to half is a normal change.
-    run(engine.reconcile_full(&many(10), 0, PassOptions::default())).unwrap();
+    run(engine.reconcile_full(&many(10), 0, &PassOptions::default())).unwrap();
     assert_eq!(engine.kernel().snapshot().len(), 10);
 
     let allow = PassOptions { allow_mass_delete: true, ..Default::default() };
-    run(engine.reconcile_full(&DesiredTable::default(), 0, allow)).unwrap();
+    run(engine.reconcile_full(&DesiredTable::default(), 0, &allow)).unwrap();
     assert!(engine.kernel().snapshot().is_empty());
 }
 
@@ -119,8 +119,8 @@ fn deleting_most_of_what_it_owns_is_refused_unless_allowed() {
 fn small_tables_may_be_emptied() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = engine(Table::default(), &dir);
-    run(engine.reconcile_full(&many(10), 0, PassOptions::default())).unwrap();
-    run(engine.reconcile_full(&DesiredTable::default(), 0, PassOptions::default())).unwrap();
+    run(engine.reconcile_full(&many(10), 0, &PassOptions::default())).unwrap();
+    run(engine.reconcile_full(&DesiredTable::default(), 0, &PassOptions::default())).unwrap();
     assert!(engine.kernel().snapshot().is_empty());
 }
 
@@ -128,10 +128,10 @@ fn small_tables_may_be_emptied() {
 fn held_deletes_keep_the_service_and_its_ownership() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = engine(Table::default(), &dir);
-    run(engine.reconcile_full(&web(1), 0, PassOptions::default())).unwrap();
+    run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
     let hold = PassOptions { hold_service_deletes: true, ..Default::default() };
-    let report = run(engine.reconcile_full(&DesiredTable::default(), 0, hold)).unwrap();
-    assert_eq!(report.held_deletes, vec![svc(1)]);
+    let report = run(engine.reconcile_full(&DesiredTable::default(), 0, &hold)).unwrap();
+    assert_eq!(report.held, vec![svc(1)]);
     assert!(report.applied.is_empty());
     assert_eq!(engine.kernel().snapshot().len(), 1);
     assert!(engine.state().owned.contains(&svc(1)));
@@ -141,14 +141,14 @@ fn held_deletes_keep_the_service_and_its_ownership() {
 fn races_with_other_writers_are_replanned_from_a_fresh_read() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = engine(Table::default(), &dir);
-    run(engine.reconcile_full(&web(1), 0, PassOptions::default())).unwrap();
+    run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
     // Another writer removes a backend behind our back; our observed table still has it.
     let mut table = engine.kernel().snapshot();
     apply_ops(&mut table, &[Op::DeleteDest(svc(1), dest(1))]).unwrap();
     *engine.kernel().table.lock().unwrap() = table;
     engine.kernel().take_log();
 
-    let report = run(engine.reconcile_touched(&web(5), &BTreeSet::new(), 0, PassOptions::default())).unwrap();
+    let report = run(engine.reconcile_touched(&web(5), &BTreeSet::new(), 0, &PassOptions::default())).unwrap();
     assert!(report.is_success(), "{:?}", report.failures);
     assert_eq!(report.race_rounds, 1);
     let dest1 = &engine.kernel().snapshot().services[&svc(1)].dests[&dest(1)];
@@ -159,15 +159,34 @@ fn races_with_other_writers_are_replanned_from_a_fresh_read() {
 fn incremental_passes_do_not_read_the_whole_table() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = engine(Table::default(), &dir);
-    run(engine.reconcile_full(&many(20), 0, PassOptions::default())).unwrap();
+    run(engine.reconcile_full(&many(20), 0, &PassOptions::default())).unwrap();
     let reads = engine.kernel().full_reads.load(Ordering::SeqCst);
     let mut changed = many(20);
     if let Some(s) = changed.services.get_mut(&svc(3)) {
         s.service.config.scheduler = "sh".into();
     }
     let touched: BTreeSet<ServiceKey> = [svc(3)].into();
-    let report = run(engine.reconcile_touched(&changed, &touched, 0, PassOptions::default())).unwrap();
+    let report = run(engine.reconcile_touched(&changed, &touched, 0, &PassOptions::default())).unwrap();
     assert_eq!(report.applied.len(), 1);
     assert_eq!(engine.kernel().full_reads.load(Ordering::SeqCst), reads);
     assert_eq!(engine.kernel().snapshot().services[&svc(3)].service.config.scheduler, "sh");
+}
+
+#[test]
+fn frozen_services_are_left_exactly_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    run(engine.reconcile_full(&many(3), 0, &PassOptions::default())).unwrap();
+    // svc(2)'s object turned invalid: it is missing from desired, and another service changes.
+    let mut next = many(3);
+    next.services.remove(&svc(2));
+    if let Some(s) = next.services.get_mut(&svc(3)) {
+        s.service.config.scheduler = "wrr".into();
+    }
+    let frozen = PassOptions { frozen: [svc(2)].into(), ..Default::default() };
+    let report = run(engine.reconcile_full(&next, 0, &frozen)).unwrap();
+    assert_eq!(report.held, vec![svc(2)], "{report:?}");
+    assert_eq!(report.applied.len(), 1);
+    assert_eq!(engine.kernel().snapshot().len(), 3);
+    assert!(engine.state().owned.contains(&svc(2)));
 }
