@@ -86,9 +86,10 @@ pub struct ApplyArgs {
     /// Manifests.
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Which services this program owns, remembered across runs.
-    #[arg(long, env = "IPVS_RECONCILER_STATE", default_value = crate::engine::state::DEFAULT_STATE_PATH)]
-    pub state: PathBuf,
+    /// Which services this program owns, remembered across runs [default: /var/lib/ipvs-reconciler/state.json,
+    /// or state-NAME.json beside it with --netns NAME].
+    #[arg(long, env = "IPVS_RECONCILER_STATE")]
+    pub state: Option<PathBuf>,
     /// Allow a pass that deletes more than half of the owned services (and more than 10).
     #[arg(long)]
     pub allow_mass_delete: bool,
@@ -100,9 +101,10 @@ pub struct RunArgs {
     /// Directory of manifests to watch.
     #[arg(long)]
     pub manifests: PathBuf,
-    /// Which services this program owns, remembered across runs.
-    #[arg(long, env = "IPVS_RECONCILER_STATE", default_value = crate::engine::state::DEFAULT_STATE_PATH)]
-    pub state: PathBuf,
+    /// Which services this program owns, remembered across runs [default: /var/lib/ipvs-reconciler/state.json,
+    /// or state-NAME.json beside it with --netns NAME].
+    #[arg(long, env = "IPVS_RECONCILER_STATE")]
+    pub state: Option<PathBuf>,
     /// Allow a pass that deletes more than half of the owned services (and more than 10).
     #[arg(long)]
     pub allow_mass_delete: bool,

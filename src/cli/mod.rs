@@ -1,6 +1,47 @@
-//! The command line.
+//! The command line: parses arguments, wires the engine to a source and the kernel, prints, and maps outcomes to exit
+//! codes. `anyhow` is used only here, at the edge.
+
+mod args;
+mod commands;
+pub mod ipvsadm_format;
+mod run;
+
+use clap::Parser;
+
+pub use args::Cli;
+
+/// Exit code: success, nothing to do.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: an error (or any failed operation).
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code of `plan` when there are changes.
+pub const EXIT_CHANGES: i32 = 2;
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    0
+    let cli = Cli::parse();
+    init_tracing(matches!(cli.command, args::Command::Run(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ipvs-reconciler: cannot start the async runtime: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    match runtime.block_on(commands::dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ipvs-reconciler: {e:#}");
+            EXIT_ERROR
+        }
+    }
+}
+
+/// Logs go to stderr, so that stdout carries only the command's output. `run` logs at info by default, one-shot
+/// commands only warnings; `RUST_LOG` overrides both.
+fn init_tracing(long_running: bool) {
+    let default = if long_running { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }

@@ -2,6 +2,7 @@
 //! remembers what it owns.
 
 pub mod describe;
+mod ipvs_kernel;
 pub mod kernel;
 pub mod reconcile;
 pub mod state;

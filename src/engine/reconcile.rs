@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use tracing::{info, warn};
 
+use super::describe::describe;
 use super::kernel::Kernel;
 use super::state::{State, StateError};
 use crate::model::{Op, ServiceKey, Table};
@@ -67,6 +68,8 @@ pub struct PassReport {
     pub plan: Plan,
     /// Operations the kernel accepted, every round included.
     pub applied: Vec<Op>,
+    /// `applied`, described against the table as it was before each operation (see `engine::describe`).
+    pub applied_lines: Vec<String>,
     /// Operations the kernel refused in the end.
     pub failures: Vec<OpFailure>,
     /// Services whose operations were held back because the sources had invalid objects.
@@ -237,6 +240,9 @@ impl<K: Kernel> Engine<K> {
             for (op, result) in ops.iter().zip(results.iter().map(Some).chain(std::iter::repeat(None))) {
                 match result {
                     Some(Ok(())) => {
+                        if let Some(observed) = &self.observed {
+                            report.applied_lines.push(describe(op, observed));
+                        }
                         self.record_applied(op);
                         report.applied.push(op.clone());
                     }

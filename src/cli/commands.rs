@@ -1,0 +1,206 @@
+//! One-shot commands: dump, validate, plan, apply, crd.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+use super::args::{ApplyArgs, Cli, Command, DumpArgs, Output, ValidateArgs};
+use super::ipvsadm_format::{self, Columns, ListOptions};
+use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
+use crate::api::{self, DesiredOutcome};
+use crate::engine::describe::describe;
+use crate::engine::state::DEFAULT_STATE_PATH;
+use crate::engine::{Engine, PassOptions, PassReport};
+use crate::ipvs::{Ipvs, NetnsSpec};
+use crate::source::file;
+
+/// Runs the parsed command line; the `Ok` value is the exit code.
+pub async fn dispatch(cli: Cli) -> Result<i32> {
+    let netns = match &cli.netns {
+        Some(s) => NetnsSpec::parse(s)?,
+        None => NetnsSpec::Current,
+    };
+    match cli.command {
+        Command::Dump(args) => dump(&netns, &args).await,
+        Command::Validate(args) => validate(&args),
+        Command::Plan(args) => plan(&netns, &cli.netns, &args).await,
+        Command::Apply(args) => apply(&netns, &cli.netns, &args).await,
+        Command::Run(args) => super::run::run(&netns, state_path(args.state.clone(), &cli.netns), &args).await,
+        Command::Crd => {
+            print!("{}", api::crd_yaml());
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// Opens the IPVS client in the chosen namespace.
+pub async fn connect(netns: &NetnsSpec) -> Result<Ipvs> {
+    let ipvs = match netns.path() {
+        Some(path) => Ipvs::connect_in_netns(path).await,
+        None => Ipvs::connect().await,
+    };
+    Ok(ipvs?)
+}
+
+/// The state file: the one given, else the default, made per namespace when a named namespace is targeted so that
+/// two namespaces never share (and confuse) their ownership memory.
+pub fn state_path(given: Option<PathBuf>, netns: &Option<String>) -> PathBuf {
+    if let Some(path) = given {
+        return path;
+    }
+    let default = Path::new(DEFAULT_STATE_PATH);
+    match netns {
+        Some(name) => {
+            let safe: String =
+                name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+            default.with_file_name(format!("state-{safe}.json"))
+        }
+        None => default.to_owned(),
+    }
+}
+
+/// Seconds since the epoch, for drain bookkeeping.
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+async fn dump(netns: &NetnsSpec, args: &DumpArgs) -> Result<i32> {
+    let ipvs = connect(netns).await?;
+    let table = ipvs.read_table().await?;
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        Output::Table => {
+            let info = ipvs.info().await?;
+            let opts = ListOptions {
+                columns: Columns::from_flags(args.stats, args.rate, args.thresholds, args.persistent_conn, args.tun_info),
+                exact: args.exact,
+            };
+            out.write_all(ipvsadm_format::render(&table, &info, &opts).as_bytes())?;
+        }
+        Output::Rules => out.write_all(ipvsadm_format::render_save(&table).as_bytes())?,
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut out, &table)?;
+            writeln!(out)?;
+        }
+        Output::Yaml => {
+            let exported = api::from_table(&table);
+            for problem in &exported.problems {
+                eprintln!("warning: {problem}");
+            }
+            for object in &exported.objects {
+                writeln!(out, "---")?;
+                out.write_all(serde_yaml::to_string(object)?.as_bytes())?;
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Loads the manifests and builds the desired table; an unreadable path is an error, never "no objects".
+fn load(paths: &[PathBuf]) -> Result<(DesiredOutcome, Vec<String>)> {
+    let loaded = file::load(paths).context("reading manifests")?;
+    let load_errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+    Ok((api::build_desired(loaded.objects), load_errors))
+}
+
+/// Prints every problem with the sources; returns whether there was any.
+fn report_problems(outcome: &DesiredOutcome, load_errors: &[String]) -> bool {
+    for e in load_errors {
+        eprintln!("error: {e}");
+    }
+    for e in &outcome.errors {
+        eprintln!("error: {e}");
+    }
+    for c in &outcome.conflicts {
+        eprintln!("conflict: {c}");
+    }
+    !(load_errors.is_empty() && outcome.errors.is_empty())
+}
+
+/// What a pass must leave alone because of invalid objects.
+pub fn pass_options(outcome: &DesiredOutcome, load_errors: &[String], allow_mass_delete: bool) -> PassOptions {
+    PassOptions {
+        allow_mass_delete,
+        // An invalid object that does not even say which service it is may be any service: delete no service until
+        // it is fixed. Invalid objects that do name their service freeze just that service.
+        hold_service_deletes: !load_errors.is_empty()
+            || outcome.errors.iter().any(|e| !outcome.held.values().any(|holder| *holder == e.object)),
+        frozen: outcome.held.keys().copied().collect(),
+    }
+}
+
+fn validate(args: &ValidateArgs) -> Result<i32> {
+    let (outcome, load_errors) = load(&args.source.files)?;
+    let bad = report_problems(&outcome, &load_errors);
+    let table = &outcome.table;
+    let backends: usize = table.services.values().map(|s| s.dests.len()).sum();
+    println!(
+        "{} valid service(s) with {backends} backend(s); {} error(s), {} conflict(s)",
+        table.services.len(),
+        load_errors.len() + outcome.errors.len(),
+        outcome.conflicts.len()
+    );
+    Ok(if bad || !outcome.conflicts.is_empty() { EXIT_ERROR } else { EXIT_OK })
+}
+
+async fn plan(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs) -> Result<i32> {
+    let (outcome, load_errors) = load(&args.source.files)?;
+    let bad = report_problems(&outcome, &load_errors);
+    let opts = pass_options(&outcome, &load_errors, args.allow_mass_delete);
+    let mut engine = Engine::new(connect(netns).await?, state_path(args.state.clone(), netns_name))?;
+    let plan = engine.plan_only(&outcome.table, now(), &opts).await?;
+    let live = engine.observed().cloned().unwrap_or_default();
+    for key in &plan.adopted {
+        println!("adopt {key} (exists in the kernel, declared by {})", origin(&outcome, key));
+    }
+    for op in &plan.ops {
+        println!("{}", describe(op, &live));
+    }
+    if plan.ops.is_empty() {
+        println!("no changes");
+    }
+    Ok(if bad {
+        EXIT_ERROR
+    } else if plan.ops.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_CHANGES
+    })
+}
+
+fn origin(outcome: &DesiredOutcome, key: &crate::model::ServiceKey) -> String {
+    outcome.table.services.get(key).map(|s| s.origin.clone()).unwrap_or_default()
+}
+
+async fn apply(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs) -> Result<i32> {
+    let (outcome, load_errors) = load(&args.source.files)?;
+    let bad = report_problems(&outcome, &load_errors);
+    let opts = pass_options(&outcome, &load_errors, args.allow_mass_delete);
+    let mut engine = Engine::new(connect(netns).await?, state_path(args.state.clone(), netns_name))?;
+    let report = engine.reconcile_full(&outcome.table, now(), &opts).await?;
+    print_report(&report, &outcome);
+    Ok(if bad || !report.is_success() { EXIT_ERROR } else { EXIT_OK })
+}
+
+/// Prints what a pass did: one line per applied operation, then failures and held services.
+pub fn print_report(report: &PassReport, outcome: &DesiredOutcome) {
+    for key in &report.plan.adopted {
+        println!("adopted {key} (declared by {})", origin(outcome, key));
+    }
+    for line in &report.applied_lines {
+        println!("{line}");
+    }
+    for f in &report.failures {
+        eprintln!("failed: {}: {}", f.op, f.error);
+    }
+    for key in &report.held {
+        eprintln!("held: {key} left as it is until its object is valid again");
+    }
+    let draining = report.plan.draining.len();
+    if draining > 0 {
+        println!("{draining} backend(s) draining (weight 0) until their connections end");
+    }
+    println!("{} operation(s) applied, {} failed", report.applied.len(), report.failures.len());
+}

@@ -1,0 +1,175 @@
+//! `run`: the long-running standalone mode. Watches a manifest directory, reconciles after a quiet period, resyncs
+//! periodically to repair drift, follows draining backends, and leaves the table as it is on SIGTERM.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use notify::{RecursiveMode, Watcher};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tracing::{error, info, warn};
+
+use super::EXIT_OK;
+use super::args::RunArgs;
+use super::commands::{connect, now, pass_options, print_report};
+use crate::api::{self, DesiredOutcome};
+use crate::engine::{Engine, PassReport};
+use crate::ipvs::NetnsSpec;
+use crate::model::ServiceKey;
+use crate::source::file;
+use crate::table::DesiredTable;
+
+/// How often draining backends are looked at again (their connection counts decide when they go).
+const DRAIN_POLL: Duration = Duration::from_secs(5);
+
+/// A burst of file events never delays a pass by more than this many quiet periods.
+const MAX_DELAY_FACTOR: u32 = 10;
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i32> {
+    let ipvs = connect(netns).await?;
+    let mut engine = Engine::new(ipvs, state)?;
+
+    let (tx, mut events) = mpsc::channel::<()>(1);
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            // A full channel already holds a wake-up: coalescing is the point.
+            let _ = tx.try_send(());
+        }
+    })
+    .context("starting the file watcher")?;
+    watcher
+        .watch(&args.manifests, RecursiveMode::Recursive)
+        .with_context(|| format!("watching {}", args.manifests.display()))?;
+
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let quiet = Duration::from_millis(args.quiet_ms);
+    let resync = Duration::from_secs(args.resync_seconds.max(1));
+
+    let mut last: Option<DesiredOutcome> = None;
+    let mut pending: Option<(Instant, Instant)> = None; // (fire at, give up waiting for quiet at)
+    let mut next_resync = Instant::now(); // the first pass is a full one
+    let mut next_drain_check: Option<Instant> = None;
+    info!(manifests = %args.manifests.display(), "running; SIGTERM leaves the IPVS table as it is");
+
+    loop {
+        let fire = pending.map(|(at, _)| at);
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            Some(()) = events.recv() => {
+                let now_i = Instant::now();
+                let limit = pending.map(|(_, l)| l).unwrap_or(now_i + quiet * MAX_DELAY_FACTOR);
+                pending = Some(((now_i + quiet).min(limit), limit));
+            }
+            _ = sleep_until(fire.unwrap_or_else(far_future)), if fire.is_some() => {
+                pending = None;
+                if let Some(outcome) = reload(args) {
+                    let touched = touched(last.as_ref().map(|o| &o.table), &outcome);
+                    let opts = pass_options(&outcome, &[], args.allow_mass_delete);
+                    let result = engine.reconcile_touched(&outcome.table, &touched, now(), &opts).await;
+                    next_drain_check = finish("change", result, &outcome).then(|| Instant::now() + DRAIN_POLL);
+                    last = Some(outcome);
+                }
+            }
+            _ = sleep_until(next_resync) => {
+                next_resync = Instant::now() + resync;
+                if let Some(outcome) = reload(args) {
+                    let opts = pass_options(&outcome, &[], args.allow_mass_delete);
+                    let result = engine.reconcile_full(&outcome.table, now(), &opts).await;
+                    next_drain_check = finish("resync", result, &outcome).then(|| Instant::now() + DRAIN_POLL);
+                    last = Some(outcome);
+                }
+            }
+            _ = sleep_until(next_drain_check.unwrap_or_else(far_future)), if next_drain_check.is_some() => {
+                next_drain_check = None;
+                if let Some(outcome) = &last {
+                    let draining: BTreeSet<ServiceKey> = engine.state().drains.keys().map(|(s, _)| *s).collect();
+                    let opts = pass_options(outcome, &[], args.allow_mass_delete);
+                    let result = engine.reconcile_touched(&outcome.table, &draining, now(), &opts).await;
+                    next_drain_check = finish("drain", result, outcome).then(|| Instant::now() + DRAIN_POLL);
+                }
+            }
+        }
+    }
+    info!("stopping; the IPVS table is left as it is");
+    Ok(EXIT_OK)
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365)
+}
+
+/// Reads and validates the manifests. On a load failure (unreadable directory), logs and returns `None`: the pass
+/// is skipped, never run against "no objects".
+fn reload(args: &RunArgs) -> Option<DesiredOutcome> {
+    match file::load(std::slice::from_ref(&args.manifests)) {
+        Ok(loaded) => {
+            for e in &loaded.errors {
+                warn!("{e}");
+            }
+            let had_load_errors = !loaded.errors.is_empty();
+            let mut outcome = api::build_desired(loaded.objects);
+            for e in &outcome.errors {
+                warn!("{e}");
+            }
+            for c in &outcome.conflicts {
+                warn!("{c}");
+            }
+            if had_load_errors {
+                // A document that did not parse may be any service: treated like an invalid object without a key.
+                outcome.errors.extend(loaded.errors);
+            }
+            Some(outcome)
+        }
+        Err(e) => {
+            error!("cannot read the manifests, skipping this pass (nothing is deleted): {e:#}");
+            None
+        }
+    }
+}
+
+/// Services whose desired entry changed between two outcomes (or whose frozen state did).
+fn touched(before: Option<&DesiredTable>, after: &DesiredOutcome) -> BTreeSet<ServiceKey> {
+    let empty = DesiredTable::default();
+    let before = before.unwrap_or(&empty);
+    let mut keys: BTreeSet<ServiceKey> = after.held.keys().copied().collect();
+    for (key, want) in &after.table.services {
+        if before.services.get(key) != Some(want) {
+            keys.insert(*key);
+        }
+    }
+    for key in before.services.keys() {
+        if !after.table.services.contains_key(key) {
+            keys.insert(*key);
+        }
+    }
+    keys
+}
+
+/// Logs a pass; returns whether backends are still draining (so that they are looked at again soon).
+fn finish<E: std::fmt::Display>(what: &str, result: Result<PassReport, E>, outcome: &DesiredOutcome) -> bool {
+    match result {
+        Ok(report) => {
+            if !report.applied.is_empty() || !report.failures.is_empty() {
+                print_report(&report, outcome);
+            }
+            info!(
+                pass = what,
+                applied = report.applied.len(),
+                failed = report.failures.len(),
+                draining = report.plan.draining.len(),
+                "reconciled"
+            );
+            !report.plan.draining.is_empty()
+        }
+        Err(e) => {
+            error!(pass = what, "pass failed: {e:#}");
+            false
+        }
+    }
+}

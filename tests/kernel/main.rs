@@ -1,0 +1,7 @@
+//! Tests against the real kernel's IPVS. They only build with `--features vm-tests` and run inside the VM that
+//! `tests/vm/run` boots (Debian's stock kernel, IPVS modules loaded); `tests/all` does both. Each test works in a
+//! fresh network namespace, so tests run in parallel and never see each other's tables.
+
+#![cfg(feature = "vm-tests")]
+
+mod support;
