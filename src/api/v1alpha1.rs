@@ -22,6 +22,8 @@ pub const API_VERSION: &str = "ipvs.dev/v1alpha1";
 pub const KIND: &str = "VirtualService";
 
 /// One IPVS virtual service: a virtual address (or a firewall mark) balanced over backends.
+// Several `printcolumn(...)` share argument names, which the lint takes for repeated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "ipvs.dev",
@@ -222,3 +224,34 @@ pub struct Backend {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding: Option<Forwarding>,
 }
+
+/// The name each enum value has in manifests, for messages.
+macro_rules! manifest_names {
+    ($ty:ty { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The value as written in manifests.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(<$ty>::$variant => $name),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+manifest_names!(Protocol { Tcp => "TCP", Udp => "UDP", Sctp => "SCTP" });
+manifest_names!(AddressFamily { IPv4 => "IPv4", IPv6 => "IPv6" });
+manifest_names!(ForwardingMethod {
+    Masquerade => "Masquerade",
+    DirectRouting => "DirectRouting",
+    Tunnel => "Tunnel",
+    Local => "Local",
+});
+manifest_names!(TunnelType { Ipip => "IPIP", Gue => "GUE", Gre => "GRE" });
+manifest_names!(TunnelChecksum { NoChecksum => "None", Checksum => "Checksum", RemoteChecksum => "RemoteChecksum" });
