@@ -10,6 +10,7 @@
 mod build;
 pub mod crd;
 mod error;
+pub mod export;
 mod object;
 pub mod v1alpha1;
 pub mod validate;
@@ -17,6 +18,7 @@ pub mod validate;
 pub use build::{DesiredOutcome, build_desired};
 pub use crd::{crd, crd_yaml};
 pub use error::{Conflict, ValidationError};
+pub use export::{TableExport, Unexpressible, from_table};
 pub use object::{Age, ObjectId, SourceObject};
 pub use v1alpha1::{VirtualService, VirtualServiceSpec};
 pub use validate::{Rejected, validate};

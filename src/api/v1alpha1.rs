@@ -30,6 +30,7 @@ pub const KIND: &str = "VirtualService";
     version = "v1alpha1",
     kind = "VirtualService",
     namespaced,
+    derive = "PartialEq",
     // Not "vs": Istio's VirtualService already uses that short name.
     shortname = "ipvs",
     category = "ipvs",
