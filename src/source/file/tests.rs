@@ -210,3 +210,53 @@ spec:
     assert!(load.errors.is_empty(), "{:?}", load.errors);
     assert_eq!(load.objects[0].spec.backends[1].weight, Some(5));
 }
+
+// ---- the shipped examples ----
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+#[test]
+fn examples_validate_into_the_documented_table() {
+    let load = load(&[examples()]).unwrap();
+    assert!(load.errors.is_empty(), "{:#?}", load.errors);
+    assert!(load.warnings.is_empty(), "{:#?}", load.warnings);
+    let out = desired_of(load);
+    assert!(out.is_clean(), "{:#?} {:#?}", out.errors, out.conflicts);
+    // The numbers examples/README.md states.
+    assert_eq!(out.table.services.len(), 8);
+    assert_eq!(out.table.services.values().map(|s| s.dests.len()).sum::<usize>(), 19);
+}
+
+#[test]
+fn examples_stay_in_the_documented_address_ranges() {
+    use std::net::IpAddr;
+    let out = desired_of(load(&[examples()]).unwrap());
+    let in_prefix = |addr: IpAddr, net: IpAddr, len: u32| match (addr, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => u32::from(a) >> (32 - len) == u32::from(n) >> (32 - len),
+        (IpAddr::V6(a), IpAddr::V6(n)) => u128::from(a) >> (128 - len) == u128::from(n) >> (128 - len),
+        _ => false,
+    };
+    let net = |s: &str| s.parse::<IpAddr>().unwrap();
+    for (key, service) in &out.table.services {
+        if let crate::model::ServiceKey::Addr { addr, .. } = key {
+            let documentation = in_prefix(*addr, net("192.0.2.0"), 24)
+                || in_prefix(*addr, net("198.51.100.0"), 24)
+                || in_prefix(*addr, net("203.0.113.0"), 24)
+                || in_prefix(*addr, net("2001:db8::"), 32);
+            assert!(documentation, "{key}: virtual IP outside the documentation ranges");
+        }
+        for dest in service.dests.keys() {
+            let routed = in_prefix(dest.addr, net("10.0.0.0"), 16) || in_prefix(dest.addr, net("fd00::"), 64);
+            assert!(routed, "{key}: backend {dest} outside 10.0.0.0/16 and fd00::/64 (see examples/README.md)");
+        }
+    }
+}
+
+/// What a load asks for, through the index every source uses.
+fn desired_of(load: FileLoad) -> crate::api::DesiredOutcome {
+    let mut index = ObjectIndex::new();
+    index.reset(load.objects, load.errors);
+    index.desired()
+}
