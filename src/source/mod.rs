@@ -2,7 +2,7 @@
 //! [`SourceObject`](crate::api::SourceObject)s (or per-object errors) at its border, keeps them in an
 //! [`ObjectIndex`] through `apply` / `delete` / `reset`, and the index computes the desired table.
 //!
-//! - [`file`]: manifest files and directories (`-f`).
+//! - [`file`](mod@file): manifest files and directories (`-f`).
 //! - Kubernetes (later): a watch feeding the same index.
 
 pub mod file;
