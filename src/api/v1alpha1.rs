@@ -86,7 +86,7 @@ pub struct VirtualServiceSpec {
     pub drain_timeout_seconds: Option<i64>,
 }
 
-/// Transport protocol of an address service.
+/// Transport protocol of an address service: TCP (the default), UDP or SCTP. Not allowed with `fwmark`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
 pub enum Protocol {
     /// TCP (the default).
@@ -100,7 +100,7 @@ pub enum Protocol {
     Sctp,
 }
 
-/// Address family of a service.
+/// Address family: required with `fwmark`, otherwise derived from `address` (and checked against it if given).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
 pub enum AddressFamily {
     /// IPv4.
@@ -186,7 +186,7 @@ pub enum TunnelType {
     Gre,
 }
 
-/// Tunnel checksum mode.
+/// Tunnel checksum mode: None (the default), Checksum (GUE, GRE) or RemoteChecksum (GUE).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
 pub enum TunnelChecksum {
     /// No checksum (the default).
