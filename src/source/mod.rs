@@ -1,1 +1,12 @@
-//! (under construction)
+//! Where desired state comes from. Every source has the same shape: it turns what it reads into
+//! [`SourceObject`](crate::api::SourceObject)s (or per-object errors) at its border, keeps them in an
+//! [`ObjectIndex`] through `apply` / `delete` / `reset`, and the index computes the desired table.
+//!
+//! - [`file`](mod@file): manifest files and directories (`-f`).
+//! - Kubernetes (later): a watch feeding the same index.
+
+pub mod file;
+mod index;
+
+pub use file::{FileLoad, FileSource, LoadError};
+pub use index::ObjectIndex;

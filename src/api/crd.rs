@@ -1,0 +1,69 @@
+//! The CustomResourceDefinition generated from the types, and the check that the committed copy matches it.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+use super::v1alpha1::VirtualService;
+
+/// Path of the committed CRD, relative to the crate root.
+pub const CRD_PATH: &str = "crds/virtualservice.yaml";
+
+/// The `VirtualService` CRD.
+pub fn crd() -> CustomResourceDefinition {
+    VirtualService::crd()
+}
+
+/// The `VirtualService` CRD as YAML, exactly as committed in `crds/virtualservice.yaml`.
+pub fn crd_yaml() -> String {
+    // Serializing a value built from our own types has no input that could fail; an error here is a bug.
+    #[allow(clippy::expect_used)]
+    let body = serde_yaml::to_string(&crd()).expect("the CRD of our own types serializes");
+    format!("# Generated from src/api/v1alpha1.rs; do not edit (see src/api/crd.rs).\n---\n{body}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set to rewrite the committed CRD instead of failing when it is stale.
+    const UPDATE_ENV: &str = "IPVS_UPDATE_CRDS";
+
+    #[test]
+    fn committed_crd_matches_the_types() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(CRD_PATH);
+        let generated = crd_yaml();
+        if std::env::var_os(UPDATE_ENV).is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{CRD_PATH} is out of date with src/api/v1alpha1.rs: regenerate it with \
+             `{UPDATE_ENV}=1 cargo test --lib api::crd` and commit the result"
+        );
+    }
+
+    #[test]
+    fn schema_prunes_unknown_fields() {
+        let yaml = crd_yaml();
+        assert!(!yaml.contains("x-kubernetes-preserve-unknown-fields"), "{yaml}");
+        assert!(!yaml.contains("additionalProperties"), "{yaml}");
+    }
+
+    #[test]
+    fn names_scope_and_columns() {
+        let crd = crd();
+        assert_eq!(crd.spec.group, "ipvs.dev");
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(crd.spec.names.kind, "VirtualService");
+        assert_eq!(crd.spec.names.plural, "virtualservices");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["ipvs".to_owned()]));
+        let version = &crd.spec.versions[0];
+        assert_eq!(version.name, "v1alpha1");
+        let columns: Vec<_> =
+            version.additional_printer_columns.iter().flatten().map(|c| c.json_path.as_str()).collect();
+        for path in [".spec.address", ".spec.port", ".spec.protocol", ".spec.scheduler"] {
+            assert!(columns.contains(&path), "missing column {path} in {columns:?}");
+        }
+    }
+}

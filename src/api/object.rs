@@ -1,0 +1,113 @@
+//! Who asked for a service: object identities, their age (which decides conflicts) and the objects sources hand over.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::v1alpha1::{VirtualService, VirtualServiceSpec};
+
+/// The identity of a `VirtualService`, as messages name it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ObjectId {
+    /// A Kubernetes object: `namespace/name`.
+    Kubernetes {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// A document of a manifest file: `path#index` (index counts from 0, in file order).
+    Document {
+        /// The file.
+        path: PathBuf,
+        /// Position of the document in the file.
+        index: usize,
+    },
+    /// A whole file, for problems found before its documents could be told apart (a YAML syntax error).
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl ObjectId {
+    /// A Kubernetes object's identity.
+    pub fn kubernetes(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ObjectId::Kubernetes { namespace: namespace.into(), name: name.into() }
+    }
+
+    /// A file document's identity.
+    pub fn document(path: impl Into<PathBuf>, index: usize) -> Self {
+        ObjectId::Document { path: path.into(), index }
+    }
+}
+
+impl fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ObjectId::Kubernetes { namespace, name } => write!(f, "{namespace}/{name}"),
+            ObjectId::Document { path, index } => write!(f, "{}#{index}", path.display()),
+            ObjectId::File { path } => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// How old an object is: when two objects claim the same service, the older one wins.
+///
+/// Ties (equal ages) are broken by [`ObjectId`], so the winner never depends on the order objects arrive in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Age {
+    /// A Kubernetes object's `creationTimestamp`; objects without one count as newest.
+    Created {
+        /// Seconds since the Unix epoch.
+        seconds: i64,
+        /// Nanoseconds within the second.
+        nanos: i32,
+    },
+    /// Position in a file load: files in load order, then documents in file order.
+    Loaded {
+        /// Index of the file in the load.
+        file: usize,
+        /// Index of the document in its file.
+        document: usize,
+    },
+}
+
+impl Age {
+    /// The age of an object created at `time` (`None`: unknown, sorts as newest).
+    pub fn created(time: Option<&Time>) -> Self {
+        match time {
+            Some(t) => Age::Created { seconds: t.0.as_second(), nanos: t.0.subsec_nanosecond() },
+            None => Age::Created { seconds: i64::MAX, nanos: 0 },
+        }
+    }
+
+    /// The age of document `document` of the `file`-th file loaded.
+    pub fn loaded(file: usize, document: usize) -> Self {
+        Age::Loaded { file, document }
+    }
+}
+
+/// One object as a source hands it to [`build_desired`](super::build_desired): identity, age and spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceObject {
+    /// Identity, for messages and conflicts.
+    pub id: ObjectId,
+    /// Age, for conflicts.
+    pub age: Age,
+    /// What it asks for.
+    pub spec: VirtualServiceSpec,
+}
+
+impl SourceObject {
+    /// A Kubernetes object, identified by namespace and name and aged by its creation timestamp.
+    pub fn from_resource(object: &VirtualService) -> Self {
+        let meta = &object.metadata;
+        SourceObject {
+            id: ObjectId::kubernetes(meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default()),
+            age: Age::created(meta.creation_timestamp.as_ref()),
+            spec: object.spec.clone(),
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! Validation of one `VirtualServiceSpec` into the service the kernel will hold, reporting every problem at once.
+//!
+//! The defaults and checks follow ipvsadm where it has an opinion (scheduler `wlc`, persistence timeout 300 s,
+//! port 0 only with persistence, one-packet only for UDP and fwmark services, the service port copied into direct
+//! routing and tunnel backends) and the kernel otherwise (weight and threshold ranges, GUE needs a port, another
+//! family than the service's only through a tunnel).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use super::error::ValidationError;
+use super::object::ObjectId;
+use super::v1alpha1::{
+    AddressFamily, Forwarding, ForwardingMethod, Protocol, TunnelChecksum, TunnelType, VirtualServiceSpec,
+};
+use crate::model::{
+    self, DestConfig, DestKey, Destination, Family, ForwardMethod, Netmask, Service, ServiceConfig, ServiceFlags,
+    ServiceKey, TunnelConfig,
+};
+use crate::table::{DEFAULT_DRAIN_TIMEOUT_SECS, DesiredService};
+
+/// Scheduler used when `spec.scheduler` is not given (as ipvsadm).
+pub const DEFAULT_SCHEDULER: &str = "wlc";
+/// Schedulers the kernel ships (`ip_vs_<name>` modules); `twos` needs Linux 6.7 or later.
+pub const SCHEDULERS: &[&str] =
+    &["rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"];
+/// Scheduler flags: name in manifests, the scheduler that reads it, and its `ServiceFlags` bit.
+pub const SCHEDULER_FLAGS: &[(&str, &str, u32)] = &[
+    ("sh-fallback", "sh", ServiceFlags::SCHED1),
+    ("sh-port", "sh", ServiceFlags::SCHED2),
+    ("mh-fallback", "mh", ServiceFlags::SCHED1),
+    ("mh-port", "mh", ServiceFlags::SCHED2),
+];
+/// Persistence engines the kernel ships.
+pub const PERSISTENCE_ENGINES: &[&str] = &["sip"];
+/// Persistence timeout when `persistence` is given without one (ipvsadm's `-p` default).
+pub const DEFAULT_PERSISTENCE_TIMEOUT_SECS: u32 = 300;
+/// Longest persistence timeout ipvsadm accepts (31 days).
+pub const MAX_PERSISTENCE_TIMEOUT_SECS: u32 = 31 * 86_400;
+/// Largest weight the kernel accepts (it is a signed int there).
+pub const MAX_WEIGHT: u32 = i32::MAX as u32;
+/// Weight of a backend that does not give one.
+pub const DEFAULT_WEIGHT: u32 = 1;
+/// Persistence prefix length of an IPv4 service that does not give one.
+pub const DEFAULT_PREFIX_V4: u8 = 32;
+/// Persistence prefix length of an IPv6 service that does not give one.
+pub const DEFAULT_PREFIX_V6: u8 = 128;
+
+/// Why an object was refused: every problem found, and the service it asks for when that much is valid (so that
+/// a caller can leave that service alone instead of deleting it while the object is being fixed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Every problem, in field order.
+    pub errors: Vec<ValidationError>,
+    /// The service key, if the fields that make it are valid.
+    pub key: Option<ServiceKey>,
+}
+
+/// Validates `spec` (of object `id`) into the service, destinations and drain timeout it asks for.
+pub fn validate(id: &ObjectId, spec: &VirtualServiceSpec) -> Result<DesiredService, Rejected> {
+    let mut check = Check { id, errors: Vec::new() };
+    let (key, family) = check.key(spec);
+    let config = check.service_config(spec, family);
+    let dests = check.backends(spec, family);
+    let drain = match spec.drain_timeout_seconds {
+        None => Some(DEFAULT_DRAIN_TIMEOUT_SECS),
+        Some(d) => check.range("spec.drainTimeoutSeconds", d, 0, i64::MAX),
+    };
+    match (key, config, dests, drain) {
+        (Some(key), Some(config), Some(dests), Some(drain_timeout_secs)) if check.errors.is_empty() => {
+            Ok(DesiredService { service: Service::new(key, config), dests, drain_timeout_secs, origin: id.to_string() })
+        }
+        _ => {
+            if check.errors.is_empty() {
+                // Every step that gives up reports why; this only guards against a step that forgot to.
+                check.error("spec", "incomplete (internal error: no reason recorded)");
+            }
+            Err(Rejected { errors: check.errors, key })
+        }
+    }
+}
+
+/// Collects the problems of one object.
+struct Check<'a> {
+    id: &'a ObjectId,
+    errors: Vec<ValidationError>,
+}
+
+impl Check<'_> {
+    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ValidationError::new(self.id.clone(), field, message));
+    }
+
+    /// `value` as a `T` if it is within `min..=max`, else an error on `field`.
+    fn range<T: TryFrom<i64>>(&mut self, field: &str, value: i64, min: i64, max: i64) -> Option<T> {
+        if (min..=max).contains(&value)
+            && let Ok(v) = T::try_from(value)
+        {
+            return Some(v);
+        }
+        self.error(field, format!("{value} is out of range {min}-{max}"));
+        None
+    }
+
+    fn address(&mut self, field: &str, text: &str) -> Option<IpAddr> {
+        match text.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.error(field, format!("`{text}` is not an IPv4 or IPv6 address"));
+                None
+            }
+        }
+    }
+
+    /// The service key, and the service's family when it can be told even if the key cannot.
+    fn key(&mut self, spec: &VirtualServiceSpec) -> (Option<ServiceKey>, Option<Family>) {
+        let given_family = spec.family.map(family_of);
+        if let Some(mark) = spec.fwmark {
+            let mark = self.range::<u32>("spec.fwmark", mark, 1, i64::from(u32::MAX));
+            if spec.address.is_some() {
+                self.error("spec.address", "not allowed with spec.fwmark: a service is keyed by an address or a mark");
+            }
+            if spec.port.is_some() {
+                self.error("spec.port", "not allowed with spec.fwmark: a fwmark service has no port");
+            }
+            if spec.protocol.is_some() {
+                self.error("spec.protocol", "not allowed with spec.fwmark: a fwmark service has no protocol");
+            }
+            if given_family.is_none() {
+                self.error("spec.family", "required with spec.fwmark (IPv4 or IPv6)");
+            }
+            let key = mark.zip(given_family).map(|(mark, family)| ServiceKey::Fwmark { family, mark });
+            return (key, given_family);
+        }
+
+        let addr = match &spec.address {
+            Some(text) => self.address("spec.address", text),
+            None => {
+                self.error("spec.address", "required unless spec.fwmark is set");
+                None
+            }
+        };
+        if let (Some(addr), Some(given)) = (addr, given_family)
+            && Family::of(&addr) != given
+        {
+            self.error(
+                "spec.family",
+                format!("{given} contradicts spec.address {addr}, which is {}", Family::of(&addr)),
+            );
+        }
+        let port = match spec.port {
+            Some(port) => self.range::<u16>("spec.port", port, 0, 65535),
+            None => {
+                self.error("spec.port", "required with spec.address (0 = every port, with spec.persistence)");
+                None
+            }
+        };
+        if port == Some(0) && spec.persistence.is_none() {
+            self.error("spec.port", "0 (every port) needs spec.persistence, as in ipvsadm");
+        }
+        let protocol = protocol_of(spec.protocol.unwrap_or(Protocol::Tcp));
+        let key = addr.zip(port).map(|(addr, port)| ServiceKey::Addr { protocol, addr, port });
+        (key, addr.as_ref().map(Family::of).or(given_family))
+    }
+
+    fn service_config(&mut self, spec: &VirtualServiceSpec, family: Option<Family>) -> Option<ServiceConfig> {
+        let scheduler = spec.scheduler.as_deref().unwrap_or(DEFAULT_SCHEDULER);
+        let scheduler_ok = SCHEDULERS.contains(&scheduler);
+        if !scheduler_ok {
+            self.error("spec.scheduler", format!("unknown scheduler `{scheduler}` (known: {})", SCHEDULERS.join(" ")));
+        }
+
+        let mut flags = ServiceFlags::default();
+        let mut flags_ok = true;
+        for (i, name) in spec.scheduler_flags.iter().enumerate() {
+            let field = format!("spec.schedulerFlags[{i}]");
+            match SCHEDULER_FLAGS.iter().find(|(n, _, _)| n == name) {
+                None => {
+                    let known: Vec<_> = SCHEDULER_FLAGS.iter().map(|(n, _, _)| *n).collect();
+                    self.error(field, format!("unknown scheduler flag `{name}` (known: {})", known.join(" ")));
+                    flags_ok = false;
+                }
+                Some((_, owner, _)) if *owner != scheduler => {
+                    self.error(field, format!("`{name}` is a flag of scheduler {owner}, not of {scheduler}"));
+                    flags_ok = false;
+                }
+                Some((_, _, bit)) if flags.has(*bit) => {
+                    self.error(field, format!("`{name}` is given twice"));
+                    flags_ok = false;
+                }
+                Some((_, _, bit)) => flags = flags.with(*bit, true),
+            }
+        }
+
+        if spec.one_packet == Some(true) && spec.fwmark.is_none() {
+            let protocol = spec.protocol.unwrap_or(Protocol::Tcp);
+            if protocol != Protocol::Udp {
+                self.error(
+                    "spec.onePacket",
+                    format!("only UDP and fwmark services schedule per packet, not {protocol}"),
+                );
+                flags_ok = false;
+            }
+        }
+        flags = flags.with(ServiceFlags::ONEPACKET, spec.one_packet == Some(true));
+
+        let (timeout, netmask, pe_name) = match &spec.persistence {
+            None => (Some(0), family.map(Netmask::host), Some(None)),
+            Some(p) => {
+                flags = flags.with(ServiceFlags::PERSISTENT, true);
+                let field = "spec.persistence.timeoutSeconds";
+                let timeout = match p.timeout_seconds {
+                    None => Some(DEFAULT_PERSISTENCE_TIMEOUT_SECS),
+                    Some(t) => self.range(field, t, 1, i64::from(MAX_PERSISTENCE_TIMEOUT_SECS)),
+                };
+                let netmask = self.prefix(p.prefix_length, family);
+                let pe_name = match &p.engine {
+                    None => Some(None),
+                    Some(e) if PERSISTENCE_ENGINES.contains(&e.as_str()) => Some(Some(e.clone())),
+                    Some(e) => {
+                        let known = PERSISTENCE_ENGINES.join(" ");
+                        self.error(
+                            "spec.persistence.engine",
+                            format!("unknown persistence engine `{e}` (known: {known})"),
+                        );
+                        None
+                    }
+                };
+                (timeout, netmask, pe_name)
+            }
+        };
+
+        let (timeout, netmask, pe_name) = (timeout?, netmask?, pe_name?);
+        (scheduler_ok && flags_ok).then(|| ServiceConfig {
+            scheduler: scheduler.to_owned(),
+            flags,
+            timeout,
+            netmask,
+            pe_name,
+        })
+    }
+
+    /// The persistence netmask from `prefixLength`.
+    fn prefix(&mut self, given: Option<i64>, family: Option<Family>) -> Option<Netmask> {
+        let field = "spec.persistence.prefixLength";
+        match (family, given) {
+            (Some(Family::V4), None) => Some(Netmask::from_prefix(Family::V4, DEFAULT_PREFIX_V4)),
+            (Some(Family::V6), None) => Some(Netmask::from_prefix(Family::V6, DEFAULT_PREFIX_V6)),
+            (Some(family @ Family::V4), Some(len)) => {
+                self.range(field, len, 0, 32).map(|len| Netmask::from_prefix(family, len))
+            }
+            (Some(family @ Family::V6), Some(len)) => {
+                self.range(field, len, 1, 128).map(|len| Netmask::from_prefix(family, len))
+            }
+            (None, Some(len)) => {
+                // The family is already reported as unknown; still say whether the length could fit either family.
+                self.range::<u8>(field, len, 0, 128);
+                None
+            }
+            (None, None) => None,
+        }
+    }
+
+    /// Forwarding method and tunnel options, checked.
+    fn forwarding(&mut self, field: &str, fwd: &Forwarding) -> Option<(ForwardMethod, TunnelConfig)> {
+        let method = forward_of(fwd.method);
+        let Some(tunnel) = &fwd.tunnel else {
+            return Some((method, TunnelConfig::default()));
+        };
+        if fwd.method != ForwardingMethod::Tunnel {
+            self.error(format!("{field}.tunnel"), format!("only allowed with method Tunnel, not {}", fwd.method));
+            return None;
+        }
+        let port = match (tunnel.type_, tunnel.port) {
+            (TunnelType::Gue, None) => {
+                self.error(format!("{field}.tunnel.port"), "required with type GUE");
+                None
+            }
+            (TunnelType::Gue, Some(port)) => self.range::<u16>(&format!("{field}.tunnel.port"), port, 1, 65535),
+            (other, Some(_)) => {
+                self.error(format!("{field}.tunnel.port"), format!("only used by type GUE, not {other}"));
+                None
+            }
+            (_, None) => Some(0),
+        };
+        let checksum = tunnel.checksum.unwrap_or_default();
+        let checksum_ok = match (tunnel.type_, checksum) {
+            (TunnelType::Ipip, TunnelChecksum::Checksum | TunnelChecksum::RemoteChecksum) => {
+                self.error(format!("{field}.tunnel.checksum"), "IPIP has no checksum option (GUE and GRE have)");
+                false
+            }
+            (TunnelType::Gre, TunnelChecksum::RemoteChecksum) => {
+                self.error(format!("{field}.tunnel.checksum"), "RemoteChecksum is a GUE option; GRE has only Checksum");
+                false
+            }
+            _ => true,
+        };
+        let config = TunnelConfig { kind: tunnel_type_of(tunnel.type_), port: port?, checksum: checksum_of(checksum) };
+        checksum_ok.then_some((method, config))
+    }
+
+    /// The destinations, or `None` when any backend has a problem (each reported).
+    fn backends(
+        &mut self,
+        spec: &VirtualServiceSpec,
+        family: Option<Family>,
+    ) -> Option<BTreeMap<DestKey, Destination>> {
+        let is_fwmark = spec.fwmark.is_some();
+        // The service's port, when valid; fwmark services have none and their backends default to 0.
+        let service_port = if is_fwmark { Some(0) } else { spec.port.and_then(|p| u16::try_from(p).ok()) };
+        let default_forwarding = match &spec.forwarding {
+            Some(fwd) => self.forwarding("spec.forwarding", fwd),
+            None => Some((ForwardMethod::Masquerade, TunnelConfig::default())),
+        };
+
+        let mut dests = BTreeMap::new();
+        let mut seen: BTreeMap<DestKey, usize> = BTreeMap::new();
+        let mut all_ok = true;
+        for (i, backend) in spec.backends.iter().enumerate() {
+            let field = format!("spec.backends[{i}]");
+            let errors_before = self.errors.len();
+
+            let addr = self.address(&format!("{field}.address"), &backend.address);
+            if let Some(addr) = addr
+                && !is_unicast(&addr)
+            {
+                self.error(
+                    format!("{field}.address"),
+                    format!("{addr} is not a unicast address; the kernel refuses it"),
+                );
+            }
+            let forwarding = match &backend.forwarding {
+                Some(fwd) => self.forwarding(&format!("{field}.forwarding"), fwd),
+                None => default_forwarding,
+            };
+            let method = forwarding.map(|(method, _)| method);
+
+            let port = match backend.port {
+                None => service_port,
+                Some(port) => {
+                    let port = self.range::<u16>(&format!("{field}.port"), port, 0, 65535);
+                    if let (Some(port), Some(service_port), Some(method)) = (port, service_port, method)
+                        && !is_fwmark
+                        && port != service_port
+                        && matches!(method, ForwardMethod::DirectRoute | ForwardMethod::Tunnel)
+                    {
+                        let name = if method == ForwardMethod::Tunnel { "Tunnel" } else { "DirectRouting" };
+                        self.error(
+                            format!("{field}.port"),
+                            format!(
+                                "{port} differs from spec.port {service_port}, but {name} cannot change the port \
+                                 (omit it to use the service's)"
+                            ),
+                        );
+                    }
+                    port
+                }
+            };
+
+            if let (Some(addr), Some(family), Some(method)) = (addr, family, method)
+                && Family::of(&addr) != family
+                && method != ForwardMethod::Tunnel
+            {
+                self.error(
+                    format!("{field}.address"),
+                    format!(
+                        "{addr} is {} but the service is {family}: another family needs forwarding method Tunnel",
+                        Family::of(&addr)
+                    ),
+                );
+            }
+
+            let weight = match backend.weight {
+                None => Some(DEFAULT_WEIGHT),
+                Some(w) => self.range(&format!("{field}.weight"), w, 0, i64::from(MAX_WEIGHT)),
+            };
+            let upper = self.threshold(&format!("{field}.upperThreshold"), backend.upper_threshold);
+            let lower = self.threshold(&format!("{field}.lowerThreshold"), backend.lower_threshold);
+            if let (Some(upper), Some(lower)) = (upper, lower)
+                && lower > upper
+            {
+                self.error(
+                    format!("{field}.lowerThreshold"),
+                    format!("{lower} is above upperThreshold {upper} (0 = no limit); the kernel refuses it"),
+                );
+            }
+
+            if let (Some(addr), Some(port)) = (addr, port) {
+                let key = DestKey::new(addr, port);
+                if let Some(first) = seen.get(&key) {
+                    self.error(field.clone(), format!("duplicate of spec.backends[{first}] ({key})"));
+                } else {
+                    seen.insert(key, i);
+                }
+            }
+
+            match (addr, port, forwarding, weight, upper, lower) {
+                (Some(addr), Some(port), Some((forward, tunnel)), Some(weight), Some(upper), Some(lower))
+                    if self.errors.len() == errors_before =>
+                {
+                    let key = DestKey::new(addr, port);
+                    let config = DestConfig { forward, weight, upper_threshold: upper, lower_threshold: lower, tunnel };
+                    dests.insert(key, Destination::new(key, config));
+                }
+                _ => all_ok = false,
+            }
+        }
+        all_ok.then_some(dests)
+    }
+
+    fn threshold(&mut self, field: &str, value: Option<i64>) -> Option<u32> {
+        match value {
+            None => Some(0),
+            Some(v) => self.range(field, v, 0, i64::from(u32::MAX)),
+        }
+    }
+}
+
+/// Whether the kernel can send to `addr` (it refuses unspecified, multicast and broadcast destinations).
+pub(crate) fn is_unicast(addr: &IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
+        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+    }
+}
+
+pub(crate) fn family_of(family: AddressFamily) -> Family {
+    match family {
+        AddressFamily::IPv4 => Family::V4,
+        AddressFamily::IPv6 => Family::V6,
+    }
+}
+
+pub(crate) fn protocol_of(protocol: Protocol) -> model::Protocol {
+    match protocol {
+        Protocol::Tcp => model::Protocol::Tcp,
+        Protocol::Udp => model::Protocol::Udp,
+        Protocol::Sctp => model::Protocol::Sctp,
+    }
+}
+
+pub(crate) fn forward_of(method: ForwardingMethod) -> ForwardMethod {
+    match method {
+        ForwardingMethod::Masquerade => ForwardMethod::Masquerade,
+        ForwardingMethod::DirectRouting => ForwardMethod::DirectRoute,
+        ForwardingMethod::Tunnel => ForwardMethod::Tunnel,
+        ForwardingMethod::Local => ForwardMethod::Local,
+    }
+}
+
+pub(crate) fn tunnel_type_of(kind: TunnelType) -> model::TunnelType {
+    match kind {
+        TunnelType::Ipip => model::TunnelType::Ipip,
+        TunnelType::Gue => model::TunnelType::Gue,
+        TunnelType::Gre => model::TunnelType::Gre,
+    }
+}
+
+pub(crate) fn checksum_of(checksum: TunnelChecksum) -> model::TunnelChecksum {
+    match checksum {
+        TunnelChecksum::NoChecksum => model::TunnelChecksum::None,
+        TunnelChecksum::Checksum => model::TunnelChecksum::Checksum,
+        TunnelChecksum::RemoteChecksum => model::TunnelChecksum::RemoteChecksum,
+    }
+}
+
+#[cfg(test)]
+mod tests;

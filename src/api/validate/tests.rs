@@ -1,0 +1,565 @@
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::*;
+use crate::api::VirtualServiceSpec;
+
+fn id() -> ObjectId {
+    ObjectId::kubernetes("default", "web")
+}
+
+fn spec(yaml: &str) -> VirtualServiceSpec {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+fn ok(yaml: &str) -> DesiredService {
+    match validate(&id(), &spec(yaml)) {
+        Ok(d) => d,
+        Err(r) => panic!("unexpected errors: {:#?}", r.errors),
+    }
+}
+
+fn rejected(yaml: &str) -> Rejected {
+    validate(&id(), &spec(yaml)).expect_err("the object should be refused")
+}
+
+/// Asserts that `yaml` is refused with exactly one error, on `field`, whose message contains `fragment`, and that
+/// the rendered message names the object and the field.
+fn assert_error(yaml: &str, field: &str, fragment: &str) {
+    let errors = rejected(yaml).errors;
+    assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
+    let e = &errors[0];
+    assert_eq!(e.object, id());
+    assert_eq!(e.field, field, "{e}");
+    assert!(e.message.contains(fragment), "`{}` does not contain `{fragment}`", e.message);
+    assert!(e.to_string().starts_with(&format!("default/web: {field}: ")), "{e}");
+}
+
+fn v4(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+const WEB: &str = "
+address: 192.0.2.10
+port: 80
+backends:
+  - address: 10.0.0.11
+    port: 8080
+  - address: 10.0.0.12
+";
+
+// ---- mapping to the model ----
+
+#[test]
+fn defaults_follow_ipvsadm() {
+    let d = ok(WEB);
+    assert_eq!(d.service.key, ServiceKey::tcp(v4("192.0.2.10"), 80));
+    assert_eq!(d.service.config, ServiceConfig::new(Family::V4, "wlc"));
+    assert_eq!(d.drain_timeout_secs, DEFAULT_DRAIN_TIMEOUT_SECS);
+    assert_eq!(d.origin, "default/web");
+    let keys: Vec<_> = d.dests.keys().copied().collect();
+    // The second backend takes the service's port.
+    assert_eq!(keys, vec![DestKey::new(v4("10.0.0.11"), 8080), DestKey::new(v4("10.0.0.12"), 80)]);
+    for dest in d.dests.values() {
+        assert_eq!(dest.config, DestConfig::masquerade(1));
+    }
+}
+
+#[test]
+fn persistence_maps_to_flags_timeout_and_netmask() {
+    let d = ok("address: 192.0.2.53\nport: 53\nprotocol: UDP\npersistence: {prefixLength: 24}\n");
+    assert_eq!(d.service.key, ServiceKey::udp(v4("192.0.2.53"), 53));
+    let c = &d.service.config;
+    assert!(c.flags.has(ServiceFlags::PERSISTENT));
+    assert_eq!(c.timeout, 300);
+    assert_eq!(c.netmask, Netmask::V4(Ipv4Addr::new(255, 255, 255, 0)));
+    assert_eq!(c.pe_name, None);
+
+    let d = ok("address: 2001:db8::1\nport: 443\npersistence: {timeoutSeconds: 60, engine: sip}\n");
+    let c = &d.service.config;
+    assert_eq!((c.timeout, c.netmask, c.pe_name.as_deref()), (60, Netmask::V6Prefix(128), Some("sip")));
+    let d = ok("address: 192.0.2.1\nport: 0\npersistence: {prefixLength: 0}\n");
+    assert_eq!(d.service.config.netmask, Netmask::V4(Ipv4Addr::UNSPECIFIED));
+}
+
+#[test]
+fn no_persistence_means_timeout_zero_and_host_netmask() {
+    let d = ok("address: 2001:db8::1\nport: 80\n");
+    assert_eq!(d.service.config.timeout, 0);
+    assert_eq!(d.service.config.netmask, Netmask::host(Family::V6));
+    assert!(!d.service.config.flags.has(ServiceFlags::PERSISTENT));
+}
+
+#[test]
+fn scheduler_flags_and_one_packet_map_to_bits() {
+    let d = ok("address: 192.0.2.1\nport: 53\nprotocol: UDP\nscheduler: sh\nschedulerFlags: [sh-port, sh-fallback]\n\
+                onePacket: true\n");
+    let want = ServiceFlags::SCHED1 | ServiceFlags::SCHED2 | ServiceFlags::ONEPACKET;
+    assert_eq!(d.service.config.flags, ServiceFlags(want));
+    assert_eq!(d.service.config.scheduler, "sh");
+    let d = ok("address: 192.0.2.1\nport: 80\nscheduler: mh\nschedulerFlags: [mh-port]\n");
+    assert_eq!(d.service.config.flags, ServiceFlags(ServiceFlags::SCHED2));
+}
+
+#[test]
+fn direct_routing_copies_the_service_port() {
+    let d = ok("address: 192.0.2.1\nport: 80\nforwarding: {method: DirectRouting}\nbackends: [{address: 10.0.0.1}]\n");
+    let dest = d.dests.values().next().unwrap();
+    assert_eq!(dest.key, DestKey::new(v4("10.0.0.1"), 80));
+    assert_eq!(dest.config.forward, ForwardMethod::DirectRoute);
+}
+
+#[test]
+fn fwmark_backends_default_to_port_zero() {
+    let d = ok("fwmark: 42\nfamily: IPv4\nbackends: [{address: 10.0.0.1}, {address: 10.0.0.2, port: 8080}]\n");
+    assert_eq!(d.service.key, ServiceKey::Fwmark { family: Family::V4, mark: 42 });
+    let keys: Vec<_> = d.dests.keys().map(|k| k.port).collect();
+    assert_eq!(keys, vec![0, 8080]);
+}
+
+#[test]
+fn tunnel_options_and_per_backend_override() {
+    let d = ok("
+address: 192.0.2.1
+port: 80
+forwarding: {method: Tunnel, tunnel: {type: GUE, port: 6080, checksum: RemoteChecksum}}
+backends:
+  - address: 10.0.0.1
+    weight: 5
+    upperThreshold: 100
+    lowerThreshold: 50
+  - address: fd00::2
+  - address: 10.0.0.3
+    forwarding: {method: Masquerade}
+");
+    let gue =
+        TunnelConfig { kind: model::TunnelType::Gue, port: 6080, checksum: model::TunnelChecksum::RemoteChecksum };
+    let d1 = &d.dests[&DestKey::new(v4("10.0.0.1"), 80)];
+    assert_eq!(
+        d1.config,
+        DestConfig {
+            forward: ForwardMethod::Tunnel,
+            weight: 5,
+            upper_threshold: 100,
+            lower_threshold: 50,
+            tunnel: gue
+        }
+    );
+    // Another family is fine through a tunnel.
+    let d2 = &d.dests[&DestKey::new("fd00::2".parse().unwrap(), 80)];
+    assert_eq!(d2.config.tunnel, gue);
+    let d3 = &d.dests[&DestKey::new(v4("10.0.0.3"), 80)];
+    assert_eq!(d3.config, DestConfig::masquerade(1));
+}
+
+#[test]
+fn gre_and_ipip_tunnels() {
+    let d = ok("address: 192.0.2.1\nport: 80\nforwarding: {method: Tunnel, tunnel: {type: GRE, checksum: Checksum}}\n\
+                backends: [{address: 10.0.0.1}, {address: 10.0.0.2, forwarding: {method: Tunnel}}]\n");
+    let t: Vec<_> = d.dests.values().map(|d| d.config.tunnel).collect();
+    assert_eq!(t[0], TunnelConfig { kind: model::TunnelType::Gre, port: 0, checksum: model::TunnelChecksum::Checksum });
+    assert_eq!(t[1], TunnelConfig::default());
+}
+
+#[test]
+fn drain_timeout_is_taken() {
+    assert_eq!(ok("address: 192.0.2.1\nport: 80\ndrainTimeoutSeconds: 0\n").drain_timeout_secs, 0);
+    assert_eq!(ok("address: 192.0.2.1\nport: 80\ndrainTimeoutSeconds: 30\n").drain_timeout_secs, 30);
+}
+
+#[test]
+fn extreme_valid_values_are_accepted() {
+    let d = ok("address: 192.0.2.1\nport: 65535\npersistence: {timeoutSeconds: 2678400}\n\
+                backends: [{address: 10.0.0.1, weight: 2147483647, upperThreshold: 4294967295, lowerThreshold: 4294967295}, \
+                {address: 10.0.0.2, weight: 0, port: 0}]\n");
+    assert_eq!(d.service.config.timeout, MAX_PERSISTENCE_TIMEOUT_SECS);
+    let first = d.dests.values().next().unwrap();
+    assert_eq!((first.config.weight, first.config.upper_threshold), (MAX_WEIGHT, u32::MAX));
+    assert_eq!(
+        ok("fwmark: 4294967295\nfamily: IPv6\n").service.key,
+        ServiceKey::Fwmark { family: Family::V6, mark: u32::MAX }
+    );
+}
+
+// ---- one test per rule ----
+
+#[test]
+fn unparsable_service_address() {
+    assert_error("address: 192.0.2.300\nport: 80\n", "spec.address", "`192.0.2.300` is not an IPv4 or IPv6 address");
+}
+
+#[test]
+fn unparsable_backend_address() {
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.1}, {address: web-1}]\n",
+        "spec.backends[1].address",
+        "`web-1` is not an IPv4 or IPv6 address",
+    );
+}
+
+#[test]
+fn backend_address_must_be_unicast() {
+    for bad in ["0.0.0.0", "224.0.0.1", "255.255.255.255", "::", "ff02::1"] {
+        let yaml =
+            format!("address: 192.0.2.1\nport: 80\nbackends: [{{address: '{bad}', forwarding: {{method: Tunnel}}}}]\n");
+        assert_error(&yaml, "spec.backends[0].address", "not a unicast address");
+    }
+}
+
+#[test]
+fn backend_port_out_of_range_names_object_and_field() {
+    let errors = rejected(
+        "address: 192.0.2.10\nport: 80\nbackends: [{address: 10.0.0.1}, {address: 10.0.0.2}, {address: 10.0.0.3, port: 70000}]\n",
+    )
+    .errors;
+    let rendered: Vec<_> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(rendered, vec!["default/web: spec.backends[2].port: 70000 is out of range 0-65535"]);
+}
+
+#[test]
+fn service_port_out_of_range() {
+    assert_error("address: 192.0.2.1\nport: -1\n", "spec.port", "-1 is out of range 0-65535");
+    assert_error("address: 192.0.2.1\nport: 65536\n", "spec.port", "65536 is out of range 0-65535");
+}
+
+#[test]
+fn service_port_is_required_with_an_address() {
+    assert_error("address: 192.0.2.1\n", "spec.port", "required");
+}
+
+#[test]
+fn port_zero_needs_persistence() {
+    assert_error("address: 192.0.2.1\nport: 0\n", "spec.port", "needs spec.persistence");
+    ok("address: 192.0.2.1\nport: 0\npersistence: {}\n");
+}
+
+#[test]
+fn address_required_without_fwmark() {
+    assert_error("port: 80\n", "spec.address", "required unless spec.fwmark is set");
+}
+
+#[test]
+fn address_and_fwmark_exclude_each_other() {
+    assert_error("address: 192.0.2.1\nfwmark: 1\nfamily: IPv4\n", "spec.address", "not allowed with spec.fwmark");
+}
+
+#[test]
+fn fwmark_needs_family_and_has_no_port_or_protocol() {
+    assert_error("fwmark: 7\n", "spec.family", "required with spec.fwmark");
+    assert_error("fwmark: 7\nfamily: IPv4\nport: 80\n", "spec.port", "not allowed with spec.fwmark");
+    assert_error("fwmark: 7\nfamily: IPv4\nprotocol: UDP\n", "spec.protocol", "not allowed with spec.fwmark");
+}
+
+#[test]
+fn fwmark_out_of_range() {
+    assert_error("fwmark: 0\nfamily: IPv4\n", "spec.fwmark", "0 is out of range 1-4294967295");
+    assert_error("fwmark: 4294967296\nfamily: IPv4\n", "spec.fwmark", "out of range");
+}
+
+#[test]
+fn family_contradicting_address() {
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nfamily: IPv6\n",
+        "spec.family",
+        "IPv6 contradicts spec.address 192.0.2.1",
+    );
+    ok("address: 192.0.2.1\nport: 80\nfamily: IPv4\n");
+}
+
+#[test]
+fn backend_of_other_family_needs_tunnel() {
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nbackends: [{address: 'fd00::1'}]\n",
+        "spec.backends[0].address",
+        "fd00::1 is IPv6 but the service is IPv4: another family needs forwarding method Tunnel",
+    );
+    assert_error(
+        "address: 2001:db8::1\nport: 80\nforwarding: {method: DirectRouting}\nbackends: [{address: 10.0.0.1}]\n",
+        "spec.backends[0].address",
+        "is IPv4 but the service is IPv6",
+    );
+}
+
+#[test]
+fn fwmark_family_applies_to_backends() {
+    assert_error(
+        "fwmark: 1\nfamily: IPv6\nbackends: [{address: 10.0.0.1}]\n",
+        "spec.backends[0].address",
+        "10.0.0.1 is IPv4 but the service is IPv6",
+    );
+    ok("fwmark: 1\nfamily: IPv6\nbackends: [{address: 10.0.0.1, forwarding: {method: Tunnel}}]\n");
+}
+
+#[test]
+fn duplicate_backends_after_defaults() {
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.1}, {address: 10.0.0.2}, {address: 10.0.0.1, port: 80}]\n",
+        "spec.backends[2]",
+        "duplicate of spec.backends[0] (10.0.0.1:80)",
+    );
+    // The same address written two ways is the same backend.
+    assert_error(
+        "address: 2001:db8::1\nport: 80\nbackends: [{address: 'fd00::1'}, {address: 'fd00:0:0::1'}]\n",
+        "spec.backends[1]",
+        "duplicate of spec.backends[0]",
+    );
+    ok("address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.1}, {address: 10.0.0.1, port: 81}]\n");
+}
+
+#[test]
+fn lower_threshold_above_upper() {
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.1, upperThreshold: 10, lowerThreshold: 11}]\n",
+        "spec.backends[0].lowerThreshold",
+        "11 is above upperThreshold 10",
+    );
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.1, lowerThreshold: 1}]\n",
+        "spec.backends[0].lowerThreshold",
+        "1 is above upperThreshold 0",
+    );
+}
+
+#[test]
+fn thresholds_out_of_range() {
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.1, upperThreshold: 4294967296}]\n",
+        "spec.backends[0].upperThreshold",
+        "out of range 0-4294967295",
+    );
+}
+
+#[test]
+fn weight_out_of_range() {
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.1, weight: 2147483648}]\n",
+        "spec.backends[0].weight",
+        "2147483648 is out of range 0-2147483647",
+    );
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.1, weight: -1}]\n",
+        "spec.backends[0].weight",
+        "out of range",
+    );
+}
+
+#[test]
+fn unknown_scheduler() {
+    assert_error("address: 192.0.2.1\nport: 80\nscheduler: random\n", "spec.scheduler", "unknown scheduler `random`");
+}
+
+#[test]
+fn scheduler_flags_must_belong_to_the_scheduler() {
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nschedulerFlags: [sh-port]\n",
+        "spec.schedulerFlags[0]",
+        "`sh-port` is a flag of scheduler sh, not of wlc",
+    );
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nscheduler: sh\nschedulerFlags: [sh-port, mh-fallback]\n",
+        "spec.schedulerFlags[1]",
+        "flag of scheduler mh, not of sh",
+    );
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nscheduler: mh\nschedulerFlags: [mh-port, sticky]\n",
+        "spec.schedulerFlags[1]",
+        "unknown scheduler flag `sticky`",
+    );
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nscheduler: mh\nschedulerFlags: [mh-port, mh-port]\n",
+        "spec.schedulerFlags[1]",
+        "given twice",
+    );
+}
+
+#[test]
+fn one_packet_only_for_udp_and_fwmark() {
+    assert_error("address: 192.0.2.1\nport: 80\nonePacket: true\n", "spec.onePacket", "not TCP");
+    assert_error("address: 192.0.2.1\nport: 80\nprotocol: SCTP\nonePacket: true\n", "spec.onePacket", "not SCTP");
+    ok("address: 192.0.2.1\nport: 53\nprotocol: UDP\nonePacket: true\n");
+    let d = ok("fwmark: 3\nfamily: IPv4\nonePacket: true\n");
+    assert!(d.service.config.flags.has(ServiceFlags::ONEPACKET));
+}
+
+#[test]
+fn prefix_length_range_depends_on_family() {
+    assert_error(
+        "address: 192.0.2.1\nport: 80\npersistence: {prefixLength: 33}\n",
+        "spec.persistence.prefixLength",
+        "33 is out of range 0-32",
+    );
+    assert_error(
+        "address: 2001:db8::1\nport: 80\npersistence: {prefixLength: 0}\n",
+        "spec.persistence.prefixLength",
+        "0 is out of range 1-128",
+    );
+    assert_error(
+        "address: 2001:db8::1\nport: 80\npersistence: {prefixLength: 129}\n",
+        "spec.persistence.prefixLength",
+        "129 is out of range 1-128",
+    );
+    let d = ok("address: 2001:db8::1\nport: 80\npersistence: {prefixLength: 64}\n");
+    assert_eq!(d.service.config.netmask, Netmask::V6Prefix(64));
+}
+
+#[test]
+fn persistence_timeout_range() {
+    assert_error(
+        "address: 192.0.2.1\nport: 80\npersistence: {timeoutSeconds: 0}\n",
+        "spec.persistence.timeoutSeconds",
+        "0 is out of range 1-2678400",
+    );
+    assert_error(
+        "address: 192.0.2.1\nport: 80\npersistence: {timeoutSeconds: 2678401}\n",
+        "spec.persistence.timeoutSeconds",
+        "out of range 1-2678400",
+    );
+}
+
+#[test]
+fn unknown_persistence_engine() {
+    assert_error(
+        "address: 192.0.2.1\nport: 80\npersistence: {engine: http}\n",
+        "spec.persistence.engine",
+        "unknown persistence engine `http` (known: sip)",
+    );
+}
+
+#[test]
+fn gue_needs_a_port() {
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nforwarding: {method: Tunnel, tunnel: {type: GUE}}\n",
+        "spec.forwarding.tunnel.port",
+        "required with type GUE",
+    );
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.1, forwarding: {method: Tunnel, tunnel: {type: GUE, port: 0}}}]\n",
+        "spec.backends[0].forwarding.tunnel.port",
+        "0 is out of range 1-65535",
+    );
+}
+
+#[test]
+fn tunnel_port_only_for_gue() {
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nforwarding: {method: Tunnel, tunnel: {type: GRE, port: 6080}}\n",
+        "spec.forwarding.tunnel.port",
+        "only used by type GUE, not GRE",
+    );
+}
+
+#[test]
+fn tunnel_checksum_must_fit_the_encapsulation() {
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nforwarding: {method: Tunnel, tunnel: {checksum: Checksum}}\n",
+        "spec.forwarding.tunnel.checksum",
+        "IPIP has no checksum option",
+    );
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nforwarding: {method: Tunnel, tunnel: {type: GRE, checksum: RemoteChecksum}}\n",
+        "spec.forwarding.tunnel.checksum",
+        "GUE option",
+    );
+}
+
+#[test]
+fn tunnel_options_need_method_tunnel() {
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nforwarding: {method: DirectRouting, tunnel: {type: IPIP}}\n",
+        "spec.forwarding.tunnel",
+        "only allowed with method Tunnel, not DirectRouting",
+    );
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.1, forwarding: {tunnel: {type: GRE}}}]\n",
+        "spec.backends[0].forwarding.tunnel",
+        "not Masquerade",
+    );
+}
+
+#[test]
+fn direct_routing_and_tunnel_cannot_change_the_port() {
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nforwarding: {method: DirectRouting}\nbackends: [{address: 10.0.0.1, port: 8080}]\n",
+        "spec.backends[0].port",
+        "8080 differs from spec.port 80, but DirectRouting cannot change the port",
+    );
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.1, port: 8080, forwarding: {method: Tunnel}}]\n",
+        "spec.backends[0].port",
+        "Tunnel cannot change the port",
+    );
+    // Matching ports are fine, and fwmark services have no service port to match.
+    ok(
+        "address: 192.0.2.1\nport: 80\nforwarding: {method: DirectRouting}\nbackends: [{address: 10.0.0.1, port: 80}]\n",
+    );
+    ok("fwmark: 1\nfamily: IPv4\nforwarding: {method: DirectRouting}\nbackends: [{address: 10.0.0.1, port: 80}]\n");
+}
+
+#[test]
+fn negative_drain_timeout() {
+    assert_error(
+        "address: 192.0.2.1\nport: 80\ndrainTimeoutSeconds: -5\n",
+        "spec.drainTimeoutSeconds",
+        "-5 is out of range",
+    );
+}
+
+// ---- all errors at once ----
+
+#[test]
+fn every_error_of_an_object_is_reported() {
+    let r = rejected(
+        "
+address: 192.0.2.1
+port: 70000
+scheduler: fastest
+persistence: {timeoutSeconds: 0, prefixLength: 40, engine: x}
+backends:
+  - address: nonsense
+  - address: 10.0.0.2
+    weight: 3000000000
+    upperThreshold: 1
+    lowerThreshold: 2
+  - address: 10.0.0.3
+    forwarding: {method: Masquerade, tunnel: {type: GUE}}
+",
+    );
+    let fields: Vec<_> = r.errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        vec![
+            "spec.port",
+            "spec.scheduler",
+            "spec.persistence.timeoutSeconds",
+            "spec.persistence.prefixLength",
+            "spec.persistence.engine",
+            "spec.backends[0].address",
+            "spec.backends[1].weight",
+            "spec.backends[1].lowerThreshold",
+            "spec.backends[2].forwarding.tunnel",
+        ]
+    );
+    // The port is invalid, so the service key cannot be told.
+    assert_eq!(r.key, None);
+}
+
+#[test]
+fn refused_object_still_names_its_key_when_readable() {
+    let r = rejected("address: 192.0.2.1\nport: 80\nscheduler: nope\n");
+    assert_eq!(r.key, Some(ServiceKey::tcp(v4("192.0.2.1"), 80)));
+}
+
+// ---- unknown fields ----
+
+#[test]
+fn unknown_fields_are_rejected_with_their_name() {
+    for (yaml, name) in [
+        ("address: 192.0.2.1\nport: 80\nschedular: rr\n", "schedular"),
+        ("address: 192.0.2.1\nport: 80\npersistence: {timeout: 3}\n", "timeout"),
+        ("address: 192.0.2.1\nport: 80\nforwarding: {mode: Tunnel}\n", "mode"),
+        ("address: 192.0.2.1\nport: 80\nforwarding: {method: Tunnel, tunnel: {kind: GUE}}\n", "kind"),
+        ("address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.1, wieght: 3}]\n", "wieght"),
+    ] {
+        let err = serde_yaml::from_str::<VirtualServiceSpec>(yaml).unwrap_err().to_string();
+        assert!(err.contains(&format!("unknown field `{name}`")), "{err}");
+    }
+}

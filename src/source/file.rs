@@ -1,0 +1,253 @@
+//! Manifest files: `-f` paths (files or directories) of multi-document YAML (or JSON).
+//!
+//! - A file given by name is read whatever its extension. A directory contributes its `*.yaml`, `*.yml` and
+//!   `*.json` files, sorted by name, NOT recursively (as `kubectl apply -f DIR` without `-R`); hidden entries
+//!   (names starting with `.`, such as the `..data` links of a mounted ConfigMap) and subdirectories are skipped.
+//! - Each document is identified as `path#index` (from 0). Its age for conflicts is its position: files in load
+//!   order, then documents in file order.
+//! - An empty document (an empty file, a trailing `---`) is skipped with a warning.
+//! - A document that is not a `VirtualService` of `ipvs.dev/v1alpha1`, or does not match its schema (unknown
+//!   field, wrong type), is an error for that document only; the file's other documents still load.
+//! - A YAML syntax error makes the whole file an error (its document boundaries cannot be trusted), not the other
+//!   files.
+//! - A path or directory that cannot be read is a hard error for the whole load: the caller must never take it for
+//!   "no objects", which would delete every service.
+//! - `metadata` is optional in files (identity comes from the path); namespaces and names are not used.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_yaml::Value;
+use thiserror::Error;
+
+use super::index::ObjectIndex;
+use crate::api::v1alpha1::{API_VERSION, KIND};
+use crate::api::{Age, ObjectId, SourceObject, ValidationError, VirtualService};
+
+/// File name extensions read from directories.
+pub const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
+
+/// A load that cannot be trusted at all.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// A path (given, or found in a directory) cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A directory cannot be listed.
+    #[error("cannot list directory {}: {source}", path.display())]
+    ListDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What a load found: objects, and problems of single documents or files.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileLoad {
+    /// Files read, in load order.
+    pub files: Vec<PathBuf>,
+    /// Every readable `VirtualService` document.
+    pub objects: Vec<SourceObject>,
+    /// Documents (or whole files) that could not be read as a `VirtualService`.
+    pub errors: Vec<ValidationError>,
+    /// Documents skipped without harm (empty ones).
+    pub warnings: Vec<ValidationError>,
+}
+
+/// Loads every `VirtualService` document under `paths`.
+pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<FileLoad, LoadError> {
+    let mut load = FileLoad::default();
+    for (index, path) in expand(paths)?.into_iter().enumerate() {
+        let bytes = fs::read(&path).map_err(|source| LoadError::Read { path: path.clone(), source })?;
+        let parsed = match String::from_utf8(bytes) {
+            Ok(text) => parse_documents(&path, index, &text),
+            Err(_) => FileLoad {
+                errors: vec![ValidationError::new(ObjectId::File { path: path.clone() }, "", "not UTF-8 text")],
+                ..FileLoad::default()
+            },
+        };
+        load.objects.extend(parsed.objects);
+        load.errors.extend(parsed.errors);
+        load.warnings.extend(parsed.warnings);
+        load.files.push(path);
+    }
+    Ok(load)
+}
+
+/// The files `paths` stand for, in load order, each once.
+pub fn expand<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PathBuf>, LoadError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        let meta = fs::metadata(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        if !meta.is_dir() {
+            files.push(path.to_owned());
+            continue;
+        }
+        let list_error = |source| LoadError::ListDir { path: path.to_owned(), source };
+        let mut found = Vec::new();
+        for entry in fs::read_dir(path).map_err(list_error)? {
+            let entry = entry.map_err(list_error)?;
+            let name = entry.file_name();
+            let wanted = Path::new(&name).extension().is_some_and(|ext| EXTENSIONS.iter().any(|e| ext == *e));
+            if name.as_encoded_bytes().starts_with(b".") || !wanted {
+                continue;
+            }
+            let file = entry.path();
+            // Follows symbolic links: a link to a file counts as a file, a dangling one cannot be read.
+            let meta = fs::metadata(&file).map_err(|source| LoadError::Read { path: file.clone(), source })?;
+            if meta.is_file() {
+                found.push((name, file));
+            }
+        }
+        found.sort();
+        files.extend(found.into_iter().map(|(_, file)| file));
+    }
+    // The same file named twice (`-f dir -f dir/a.yaml`) would conflict with itself: keep its first place.
+    let mut seen = BTreeSet::new();
+    files.retain(|file| seen.insert(fs::canonicalize(file).unwrap_or_else(|_| file.clone())));
+    Ok(files)
+}
+
+/// Parses the text of one file (the `file`-th of the load) into objects and per-document problems.
+pub fn parse_documents(path: &Path, file: usize, text: &str) -> FileLoad {
+    let mut load = FileLoad { files: vec![path.to_owned()], ..FileLoad::default() };
+    let mut documents = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        match Value::deserialize(document) {
+            Ok(value) => documents.push(value),
+            Err(e) => {
+                // The stream cannot go on after a syntax error (the next call repeats it forever), and the
+                // documents before it may be cut short, so none of this file's documents is trusted.
+                let id = ObjectId::File { path: path.to_owned() };
+                load.errors.push(ValidationError::new(id, "", format!("invalid YAML: {e}")));
+                return load;
+            }
+        }
+    }
+    for (index, value) in documents.into_iter().enumerate() {
+        let id = ObjectId::document(path, index);
+        match parse_document(&id, value) {
+            Document::Empty => load.warnings.push(ValidationError::new(id, "", "empty document, skipped")),
+            Document::Invalid(error) => load.errors.push(error),
+            Document::Object(object) => {
+                load.objects.push(SourceObject { id, age: Age::loaded(file, index), spec: object.spec })
+            }
+        }
+    }
+    load
+}
+
+/// What one document turned out to be.
+enum Document {
+    Empty,
+    Invalid(ValidationError),
+    Object(Box<VirtualService>),
+}
+
+/// Top-level fields of a manifest; anything else is most likely a misplaced spec field.
+const TOP_LEVEL_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
+
+fn parse_document(id: &ObjectId, mut value: Value) -> Document {
+    let invalid = |field: &str, message: String| Document::Invalid(ValidationError::new(id.clone(), field, message));
+    if let Err(e) = value.apply_merge() {
+        return invalid("", format!("invalid YAML merge key: {e}"));
+    }
+    let mapping = match &mut value {
+        Value::Null => return Document::Empty,
+        Value::Mapping(mapping) => mapping,
+        other => return invalid("", format!("expected a mapping (a {KIND} object), found {}", type_name(other))),
+    };
+    let text = |key: &str| mapping.get(key).and_then(Value::as_str).map(str::to_owned);
+    let (api_version, kind) = (text("apiVersion"), text("kind"));
+    if kind.as_deref() != Some(KIND) || api_version.as_deref() != Some(API_VERSION) {
+        let field = if kind.as_deref() != Some(KIND) { "kind" } else { "apiVersion" };
+        let found = |v: Option<String>| v.map_or_else(|| "none".to_owned(), |v| format!("`{v}`"));
+        return invalid(
+            field,
+            format!(
+                "expected kind {KIND} of apiVersion {API_VERSION}, found kind {} of apiVersion {}",
+                found(kind),
+                found(api_version)
+            ),
+        );
+    }
+    for key in mapping.keys() {
+        let name = key.as_str().unwrap_or_default();
+        if !TOP_LEVEL_FIELDS.contains(&name) {
+            let expected = TOP_LEVEL_FIELDS.join("`, `");
+            return invalid(name, format!("unknown field `{name}`, expected one of `{expected}`"));
+        }
+    }
+    // Identity comes from the path, so files may leave metadata out.
+    if !mapping.contains_key("metadata") {
+        mapping.insert(Value::from("metadata"), Value::Mapping(Default::default()));
+    }
+    match serde_path_to_error::deserialize::<_, VirtualService>(value) {
+        Ok(object) => Document::Object(Box::new(object)),
+        Err(e) => {
+            let path = e.path().to_string();
+            let field = if path == "." { String::new() } else { path };
+            invalid(&field, e.into_inner().to_string())
+        }
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// A set of `-f` paths, reloaded as a whole into an [`ObjectIndex`].
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    paths: Vec<PathBuf>,
+    index: ObjectIndex,
+}
+
+impl FileSource {
+    /// A source over `paths`, not loaded yet.
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        FileSource { paths, index: ObjectIndex::new() }
+    }
+
+    /// The paths given.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// Reads every path again and resets the index to what was found. On a [`LoadError`] the index keeps what the
+    /// last good load found.
+    pub fn reload(&mut self) -> Result<FileLoad, LoadError> {
+        let load = load(&self.paths)?;
+        self.index.reset(load.objects.clone(), load.errors.clone());
+        Ok(load)
+    }
+
+    /// The index as of the last good load.
+    pub fn index(&self) -> &ObjectIndex {
+        &self.index
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,262 @@
+use std::fs;
+
+use tempfile::TempDir;
+
+use super::*;
+
+const WEB: &str = "apiVersion: ipvs.dev/v1alpha1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  address: 192.0.2.10
+  port: 80
+  backends: [{address: 10.0.0.11}]
+";
+
+const DNS: &str = "apiVersion: ipvs.dev/v1alpha1
+kind: VirtualService
+spec:
+  address: 192.0.2.53
+  port: 53
+  protocol: UDP
+";
+
+fn dir_with(files: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+fn ids(load: &FileLoad) -> Vec<String> {
+    load.objects.iter().map(|o| o.id.to_string()).collect()
+}
+
+fn messages(errors: &[ValidationError]) -> Vec<String> {
+    errors.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn multi_document_file_with_ids_and_ages() {
+    let text = format!("{WEB}---\n{DNS}");
+    let load = parse_documents(Path::new("svc.yaml"), 3, &text);
+    assert_eq!(ids(&load), vec!["svc.yaml#0", "svc.yaml#1"]);
+    assert_eq!(load.objects[1].age, Age::loaded(3, 1));
+    assert_eq!(load.objects[0].spec.backends[0].address, "10.0.0.11");
+    assert!(load.errors.is_empty() && load.warnings.is_empty());
+}
+
+#[test]
+fn empty_documents_are_skipped_with_a_warning() {
+    let load = parse_documents(Path::new("a.yaml"), 0, &format!("---\n{WEB}---\n"));
+    assert_eq!(ids(&load), vec!["a.yaml#0"]);
+    assert_eq!(messages(&load.warnings), vec!["a.yaml#1: empty document, skipped"]);
+    let load = parse_documents(Path::new("empty.yaml"), 0, "");
+    assert!(load.objects.is_empty() && load.errors.is_empty());
+    assert_eq!(load.warnings.len(), 1);
+}
+
+#[test]
+fn other_kinds_are_errors_but_other_documents_load() {
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n";
+    let old = "apiVersion: ipvs.dev/v1beta9\nkind: VirtualService\nspec: {}\n";
+    let load = parse_documents(Path::new("m.yaml"), 0, &format!("{cm}---\n{WEB}---\n{old}---\n- a list\n"));
+    assert_eq!(ids(&load), vec!["m.yaml#1"]);
+    assert_eq!(
+        messages(&load.errors),
+        vec![
+            "m.yaml#0: kind: expected kind VirtualService of apiVersion ipvs.dev/v1alpha1, found kind `ConfigMap` of \
+             apiVersion `v1`",
+            "m.yaml#2: apiVersion: expected kind VirtualService of apiVersion ipvs.dev/v1alpha1, found kind \
+             `VirtualService` of apiVersion `ipvs.dev/v1beta9`",
+            "m.yaml#3: expected a mapping (a VirtualService object), found a list",
+        ]
+    );
+}
+
+#[test]
+fn unknown_fields_are_named_with_their_path() {
+    let typo = WEB.replace("backends: [{address: 10.0.0.11}]", "backends: [{address: 10.0.0.11, wieght: 2}]");
+    let load = parse_documents(Path::new("t.yaml"), 0, &typo);
+    assert!(load.objects.is_empty());
+    let e = &load.errors[0];
+    assert_eq!(e.field, "spec.backends[0].wieght");
+    assert!(e.message.starts_with("unknown field `wieght`"), "{e}");
+    assert!(e.to_string().starts_with("t.yaml#0: spec.backends[0].wieght: unknown field `wieght`"), "{e}");
+
+    let top = format!("{WEB}scheduler: rr\n");
+    let load = parse_documents(Path::new("t.yaml"), 0, &top);
+    assert_eq!(load.errors[0].field, "scheduler");
+    assert!(load.errors[0].message.contains("unknown field `scheduler`"), "{}", load.errors[0]);
+}
+
+#[test]
+fn wrong_types_are_named_with_their_path() {
+    let load = parse_documents(Path::new("t.yaml"), 0, &WEB.replace("port: 80", "port: http"));
+    assert_eq!(messages(&load.errors), vec!["t.yaml#0: spec.port: invalid type: string \"http\", expected i64"]);
+    let load = parse_documents(Path::new("t.yaml"), 0, &WEB.replace("port: 80", "port: 80\n  protocol: ICMP"));
+    assert_eq!(load.errors[0].field, "spec.protocol");
+    let load = parse_documents(Path::new("t.yaml"), 0, "apiVersion: ipvs.dev/v1alpha1\nkind: VirtualService\n");
+    assert_eq!(messages(&load.errors), vec!["t.yaml#0: missing field `spec`"]);
+}
+
+#[test]
+fn a_syntax_error_spoils_its_file_only() {
+    let dir = dir_with(&[("a.yaml", &format!("{WEB}---\nspec: [\n")), ("b.yaml", DNS)]);
+    let load = load(&[dir.path()]).unwrap();
+    let a = dir.path().join("a.yaml");
+    assert_eq!(ids(&load), vec![format!("{}#0", dir.path().join("b.yaml").display())]);
+    assert_eq!(load.errors.len(), 1);
+    assert_eq!(load.errors[0].object, ObjectId::File { path: a.clone() });
+    assert!(load.errors[0].to_string().starts_with(&format!("{}: invalid YAML: ", a.display())), "{}", load.errors[0]);
+    // Duplicate keys are a syntax error too.
+    let load = parse_documents(Path::new("d.yaml"), 0, &format!("{WEB}metadata: {{name: again}}\n"));
+    assert!(load.objects.is_empty());
+    assert_eq!(load.errors.len(), 1);
+}
+
+#[test]
+fn directories_are_read_sorted_filtered_and_not_recursively() {
+    let dir = dir_with(&[
+        ("b.yml", DNS),
+        ("a.yaml", WEB),
+        (
+            "c.json",
+            r#"{"apiVersion": "ipvs.dev/v1alpha1", "kind": "VirtualService", "spec": {"fwmark": 1, "family": "IPv4"}}"#,
+        ),
+        ("notes.txt", "not yaml: ["),
+        (".hidden.yaml", "not yaml: ["),
+        ("sub/d.yaml", "not yaml: ["),
+    ]);
+    let load = load(&[dir.path()]).unwrap();
+    let names: Vec<_> = load.files.iter().map(|f| f.file_name().unwrap().to_str().unwrap().to_owned()).collect();
+    assert_eq!(names, vec!["a.yaml", "b.yml", "c.json"]);
+    assert_eq!(load.objects.len(), 3);
+    assert!(load.errors.is_empty(), "{:?}", load.errors);
+    // Files are aged in load order.
+    let ages: Vec<_> = load.objects.iter().map(|o| o.age).collect();
+    assert_eq!(ages, vec![Age::loaded(0, 0), Age::loaded(1, 0), Age::loaded(2, 0)]);
+}
+
+#[test]
+fn files_given_by_name_keep_argument_order_and_are_read_once() {
+    let dir = dir_with(&[("z.yaml", WEB), ("a.txt", DNS)]);
+    let z = dir.path().join("z.yaml");
+    let a = dir.path().join("a.txt");
+    let load = load(&[z.clone(), a.clone(), dir.path().to_owned(), z.clone()]).unwrap();
+    assert_eq!(load.files, vec![z, a]);
+}
+
+#[test]
+fn unreadable_paths_fail_the_whole_load() {
+    let dir = dir_with(&[("a.yaml", WEB)]);
+    let missing = dir.path().join("missing.yaml");
+    let err = load(&[dir.path().to_owned(), missing.clone()]).unwrap_err();
+    assert!(matches!(&err, LoadError::Read { path, .. } if *path == missing), "{err}");
+    assert!(err.to_string().starts_with(&format!("cannot read {}: ", missing.display())), "{err}");
+}
+
+#[test]
+fn dangling_links_in_a_directory_fail_the_whole_load() {
+    let dir = dir_with(&[("a.yaml", WEB)]);
+    std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("b.yaml")).unwrap();
+    assert!(matches!(load(&[dir.path()]), Err(LoadError::Read { .. })));
+}
+
+#[test]
+fn non_utf8_file_is_an_error_for_that_file() {
+    let dir = dir_with(&[("a.yaml", WEB)]);
+    fs::write(dir.path().join("b.yaml"), [0xff, 0xfe, 0x00]).unwrap();
+    let load = load(&[dir.path()]).unwrap();
+    assert_eq!(load.objects.len(), 1);
+    assert_eq!(load.errors.len(), 1);
+    assert!(load.errors[0].to_string().ends_with("b.yaml: not UTF-8 text"));
+}
+
+#[test]
+fn file_source_keeps_the_last_good_load_on_error() {
+    let dir = dir_with(&[("a.yaml", WEB), ("b.yaml", DNS)]);
+    let mut source = FileSource::new(vec![dir.path().join("a.yaml"), dir.path().join("b.yaml")]);
+    source.reload().unwrap();
+    assert_eq!(source.index().desired().table.services.len(), 2);
+    fs::remove_file(dir.path().join("b.yaml")).unwrap();
+    assert!(source.reload().is_err());
+    assert_eq!(source.index().desired().table.services.len(), 2);
+    // A document that turns bad replaces its object with its error.
+    fs::write(dir.path().join("b.yaml"), DNS.replace("port: 53", "port: 53\n  bogus: 1")).unwrap();
+    source.reload().unwrap();
+    let out = source.index().desired();
+    assert_eq!(out.table.services.len(), 1);
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].field, "spec.bogus");
+}
+
+#[test]
+fn yaml_merge_keys_are_applied() {
+    let text = "apiVersion: ipvs.dev/v1alpha1
+kind: VirtualService
+spec:
+  address: 192.0.2.1
+  port: 80
+  backends:
+    - &b {address: 10.0.0.1, weight: 5}
+    - <<: *b
+      address: 10.0.0.2
+";
+    let load = parse_documents(Path::new("m.yaml"), 0, text);
+    assert!(load.errors.is_empty(), "{:?}", load.errors);
+    assert_eq!(load.objects[0].spec.backends[1].weight, Some(5));
+}
+
+// ---- the shipped examples ----
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+#[test]
+fn examples_validate_into_the_documented_table() {
+    let load = load(&[examples()]).unwrap();
+    assert!(load.errors.is_empty(), "{:#?}", load.errors);
+    assert!(load.warnings.is_empty(), "{:#?}", load.warnings);
+    let out = desired_of(load);
+    assert!(out.is_clean(), "{:#?} {:#?}", out.errors, out.conflicts);
+    // The numbers examples/README.md states.
+    assert_eq!(out.table.services.len(), 8);
+    assert_eq!(out.table.services.values().map(|s| s.dests.len()).sum::<usize>(), 19);
+}
+
+#[test]
+fn examples_stay_in_the_documented_address_ranges() {
+    use std::net::IpAddr;
+    let out = desired_of(load(&[examples()]).unwrap());
+    let in_prefix = |addr: IpAddr, net: IpAddr, len: u32| match (addr, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => u32::from(a) >> (32 - len) == u32::from(n) >> (32 - len),
+        (IpAddr::V6(a), IpAddr::V6(n)) => u128::from(a) >> (128 - len) == u128::from(n) >> (128 - len),
+        _ => false,
+    };
+    let net = |s: &str| s.parse::<IpAddr>().unwrap();
+    for (key, service) in &out.table.services {
+        if let crate::model::ServiceKey::Addr { addr, .. } = key {
+            let documentation = in_prefix(*addr, net("192.0.2.0"), 24)
+                || in_prefix(*addr, net("198.51.100.0"), 24)
+                || in_prefix(*addr, net("203.0.113.0"), 24)
+                || in_prefix(*addr, net("2001:db8::"), 32);
+            assert!(documentation, "{key}: virtual IP outside the documentation ranges");
+        }
+        for dest in service.dests.keys() {
+            let routed = in_prefix(dest.addr, net("10.0.0.0"), 16) || in_prefix(dest.addr, net("fd00::"), 64);
+            assert!(routed, "{key}: backend {dest} outside 10.0.0.0/16 and fd00::/64 (see examples/README.md)");
+        }
+    }
+}
+
+/// What a load asks for, through the index every source uses.
+fn desired_of(load: FileLoad) -> crate::api::DesiredOutcome {
+    let mut index = ObjectIndex::new();
+    index.reset(load.objects, load.errors);
+    index.desired()
+}
