@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use tracing::warn;
 
 use super::args::{ApplyArgs, Cli, Command, DumpArgs, Output, ValidateArgs};
 use super::ipvsadm_format::{self, Columns, ListOptions};
@@ -86,8 +87,8 @@ async fn dump(netns: &NetnsSpec, args: &DumpArgs) -> Result<i32> {
         }
         Output::Yaml => {
             let exported = api::from_table(&table);
-            for problem in &exported.problems {
-                eprintln!("warning: {problem}");
+            for skipped in &exported.skipped {
+                eprintln!("warning: not exported: {skipped}");
             }
             for object in &exported.objects {
                 writeln!(out, "---")?;
@@ -98,57 +99,61 @@ async fn dump(netns: &NetnsSpec, args: &DumpArgs) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// Loads the manifests and builds the desired table; an unreadable path is an error, never "no objects".
-fn load(paths: &[PathBuf]) -> Result<(DesiredOutcome, Vec<String>)> {
+/// Loads the manifests and builds the desired table. An unreadable path is an error, never "no objects"; documents
+/// that do not parse are kept in `errors` (their ids name no service, which makes passes hold every service
+/// deletion until they are fixed).
+pub fn load(paths: &[PathBuf]) -> Result<DesiredOutcome> {
     let loaded = file::load(paths).context("reading manifests")?;
-    let load_errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
-    Ok((api::build_desired(loaded.objects), load_errors))
+    for w in &loaded.warnings {
+        warn!("{w}");
+    }
+    let mut outcome = api::build_desired(loaded.objects);
+    let mut errors = loaded.errors;
+    errors.append(&mut outcome.errors);
+    outcome.errors = errors;
+    Ok(outcome)
 }
 
-/// Prints every problem with the sources; returns whether there was any.
-fn report_problems(outcome: &DesiredOutcome, load_errors: &[String]) -> bool {
-    for e in load_errors {
-        eprintln!("error: {e}");
-    }
+/// Prints every problem with the sources to stderr; returns whether any object was invalid.
+fn report_problems(outcome: &DesiredOutcome) -> bool {
     for e in &outcome.errors {
         eprintln!("error: {e}");
     }
     for c in &outcome.conflicts {
         eprintln!("conflict: {c}");
     }
-    !(load_errors.is_empty() && outcome.errors.is_empty())
+    !outcome.errors.is_empty()
 }
 
 /// What a pass must leave alone because of invalid objects.
-pub fn pass_options(outcome: &DesiredOutcome, load_errors: &[String], allow_mass_delete: bool) -> PassOptions {
+pub fn pass_options(outcome: &DesiredOutcome, allow_mass_delete: bool) -> PassOptions {
     PassOptions {
         allow_mass_delete,
         // An invalid object that does not even say which service it is may be any service: delete no service until
         // it is fixed. Invalid objects that do name their service freeze just that service.
-        hold_service_deletes: !load_errors.is_empty()
-            || outcome.errors.iter().any(|e| !outcome.held.values().any(|holder| *holder == e.object)),
+        hold_service_deletes: outcome.errors.iter().any(|e| !outcome.held.values().any(|holder| *holder == e.object)),
         frozen: outcome.held.keys().copied().collect(),
     }
 }
 
 fn validate(args: &ValidateArgs) -> Result<i32> {
-    let (outcome, load_errors) = load(&args.source.files)?;
-    let bad = report_problems(&outcome, &load_errors);
+    let outcome = load(&args.source.files)?;
+    let bad = report_problems(&outcome);
     let table = &outcome.table;
     let backends: usize = table.services.values().map(|s| s.dests.len()).sum();
     println!(
         "{} valid service(s) with {backends} backend(s); {} error(s), {} conflict(s)",
         table.services.len(),
-        load_errors.len() + outcome.errors.len(),
+        outcome.errors.len(),
         outcome.conflicts.len()
     );
     Ok(if bad || !outcome.conflicts.is_empty() { EXIT_ERROR } else { EXIT_OK })
 }
 
 async fn plan(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs) -> Result<i32> {
-    let (outcome, load_errors) = load(&args.source.files)?;
-    let bad = report_problems(&outcome, &load_errors);
-    let opts = pass_options(&outcome, &load_errors, args.allow_mass_delete);
+    let outcome = load(&args.source.files)?;
+    let bad = report_problems(&outcome);
+    let opts = pass_options(&outcome, args.allow_mass_delete);
     let mut engine = Engine::new(connect(netns).await?, state_path(args.state.clone(), netns_name))?;
     let plan = engine.plan_only(&outcome.table, now(), &opts).await?;
     let live = engine.observed().cloned().unwrap_or_default();
@@ -175,9 +180,9 @@ fn origin(outcome: &DesiredOutcome, key: &crate::model::ServiceKey) -> String {
 }
 
 async fn apply(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs) -> Result<i32> {
-    let (outcome, load_errors) = load(&args.source.files)?;
-    let bad = report_problems(&outcome, &load_errors);
-    let opts = pass_options(&outcome, &load_errors, args.allow_mass_delete);
+    let outcome = load(&args.source.files)?;
+    let bad = report_problems(&outcome);
+    let opts = pass_options(&outcome, args.allow_mass_delete);
     let mut engine = Engine::new(connect(netns).await?, state_path(args.state.clone(), netns_name))?;
     let report = engine.reconcile_full(&outcome.table, now(), &opts).await?;
     print_report(&report, &outcome);

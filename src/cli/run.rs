@@ -14,12 +14,11 @@ use tracing::{error, info, warn};
 
 use super::EXIT_OK;
 use super::args::RunArgs;
-use super::commands::{connect, now, pass_options, print_report};
-use crate::api::{self, DesiredOutcome};
+use super::commands::{connect, load, now, pass_options, print_report};
+use crate::api::DesiredOutcome;
 use crate::engine::{Engine, PassReport};
 use crate::ipvs::NetnsSpec;
 use crate::model::ServiceKey;
-use crate::source::file;
 use crate::table::DesiredTable;
 
 /// How often draining backends are looked at again (their connection counts decide when they go).
@@ -70,7 +69,7 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
                 pending = None;
                 if let Some(outcome) = reload(args) {
                     let touched = touched(last.as_ref().map(|o| &o.table), &outcome);
-                    let opts = pass_options(&outcome, &[], args.allow_mass_delete);
+                    let opts = pass_options(&outcome, args.allow_mass_delete);
                     let result = engine.reconcile_touched(&outcome.table, &touched, now(), &opts).await;
                     next_drain_check = finish("change", result, &outcome).then(|| Instant::now() + DRAIN_POLL);
                     last = Some(outcome);
@@ -79,7 +78,7 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
             _ = sleep_until(next_resync) => {
                 next_resync = Instant::now() + resync;
                 if let Some(outcome) = reload(args) {
-                    let opts = pass_options(&outcome, &[], args.allow_mass_delete);
+                    let opts = pass_options(&outcome, args.allow_mass_delete);
                     let result = engine.reconcile_full(&outcome.table, now(), &opts).await;
                     next_drain_check = finish("resync", result, &outcome).then(|| Instant::now() + DRAIN_POLL);
                     last = Some(outcome);
@@ -89,7 +88,7 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
                 next_drain_check = None;
                 if let Some(outcome) = &last {
                     let draining: BTreeSet<ServiceKey> = engine.state().drains.keys().map(|(s, _)| *s).collect();
-                    let opts = pass_options(outcome, &[], args.allow_mass_delete);
+                    let opts = pass_options(outcome, args.allow_mass_delete);
                     let result = engine.reconcile_touched(&outcome.table, &draining, now(), &opts).await;
                     next_drain_check = finish("drain", result, outcome).then(|| Instant::now() + DRAIN_POLL);
                 }
@@ -107,22 +106,13 @@ fn far_future() -> Instant {
 /// Reads and validates the manifests. On a load failure (unreadable directory), logs and returns `None`: the pass
 /// is skipped, never run against "no objects".
 fn reload(args: &RunArgs) -> Option<DesiredOutcome> {
-    match file::load(std::slice::from_ref(&args.manifests)) {
-        Ok(loaded) => {
-            for e in &loaded.errors {
-                warn!("{e}");
-            }
-            let had_load_errors = !loaded.errors.is_empty();
-            let mut outcome = api::build_desired(loaded.objects);
+    match load(std::slice::from_ref(&args.manifests)) {
+        Ok(outcome) => {
             for e in &outcome.errors {
                 warn!("{e}");
             }
             for c in &outcome.conflicts {
                 warn!("{c}");
-            }
-            if had_load_errors {
-                // A document that did not parse may be any service: treated like an invalid object without a key.
-                outcome.errors.extend(loaded.errors);
             }
             Some(outcome)
         }
