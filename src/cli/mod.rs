@@ -17,8 +17,6 @@ pub const EXIT_ERROR: i32 = 1;
 /// Exit code of `plan` when there are changes.
 pub const EXIT_CHANGES: i32 = 2;
 
-pub mod ipvsadm_format;
-
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
