@@ -1,1 +1,4 @@
-//! (under construction)
+//! The kernel's IPVS over generic netlink.
+//!
+//! - [`packet`]: the pure codec (messages, attributes, model conversions).
+pub mod packet;
