@@ -224,9 +224,8 @@ pub fn decode_destination(attrs: &[DestAttr], service_family: Family) -> Result<
     }
     let family = match af {
         None => service_family,
-        Some(af) => Family::from_af(af).ok_or_else(|| {
-            DecodeError::from(format!("IPVS_DEST_ATTR_ADDR_FAMILY: unknown address family {af}"))
-        })?,
+        Some(af) => Family::from_af(af)
+            .ok_or_else(|| DecodeError::from(format!("IPVS_DEST_ATTR_ADDR_FAMILY: unknown address family {af}")))?,
     };
     let key = DestKey {
         addr: required(addr, NEST, "IPVS_DEST_ATTR_ADDR")?.to_ip(family),

@@ -7,9 +7,7 @@ use netlink_packet_generic::{GenlFamily, GenlHeader};
 
 use super::attr::{CmdAttr, InfoAttr};
 use super::{daemon, dest, service};
-use crate::model::{
-    DaemonState, DestKey, Destination, Family, Info, Op, Service, ServiceKey, SyncDaemon, Timeouts,
-};
+use crate::model::{DaemonState, DestKey, Destination, Family, Info, Op, Service, ServiceKey, SyncDaemon, Timeouts};
 
 /// The family name IPVS registers with the generic-netlink controller.
 pub const FAMILY_NAME: &str = "IPVS";
