@@ -2,3 +2,7 @@
 //!
 //! - [`packet`]: the pure codec (messages, attributes, model conversions).
 pub mod packet;
+
+mod error;
+
+pub use error::{IpvsError, KernelError, Request};
