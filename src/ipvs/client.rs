@@ -15,9 +15,7 @@ use super::netns::{NetnsSpec, run_in_netns};
 use super::packet::{FAMILY_NAME, IpvsCmd, IpvsMessage};
 use super::wire::Wire;
 use super::{IpvsError, Request};
-use crate::model::{
-    DaemonState, DestKey, Destination, Info, Service, ServiceKey, SyncDaemon, Timeouts,
-};
+use crate::model::{DaemonState, DestKey, Destination, Info, Service, ServiceKey, SyncDaemon, Timeouts};
 
 /// How to connect, and how hard to push.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,11 +167,17 @@ impl Ipvs {
     }
 
     /// Sends one message on `conn` and waits for its answer.
-    async fn exchange(&self, conn: &Conn, msg: IpvsMessage, flags: u16, request: Request) -> Result<Vec<IpvsMessage>, IpvsError> {
+    async fn exchange(
+        &self,
+        conn: &Conn,
+        msg: IpvsMessage,
+        flags: u16,
+        request: Request,
+    ) -> Result<Vec<IpvsMessage>, IpvsError> {
         let cmd = msg.cmd;
-        let pending = conn.send(vec![self.netlink(msg, flags)]).ok_or_else(|| IpvsError::ConnectionClosed {
-            request: request.clone(),
-        })?;
+        let pending = conn
+            .send(vec![self.netlink(msg, flags)])
+            .ok_or_else(|| IpvsError::ConnectionClosed { request: request.clone() })?;
         let answer = pending.collect(self.inner.options.reply_timeout).await.into_iter().next().unwrap_or_default();
         ipvs_replies(answer_result(answer, cmd, request.clone())?, &request)
     }
@@ -194,7 +198,12 @@ impl Ipvs {
     }
 
     /// A dump on `conn`, holding its dump lock (the kernel refuses a second dump on a socket).
-    pub(super) async fn dump_on(&self, conn: &Conn, msg: IpvsMessage, request: Request) -> Result<Vec<IpvsMessage>, IpvsError> {
+    pub(super) async fn dump_on(
+        &self,
+        conn: &Conn,
+        msg: IpvsMessage,
+        request: Request,
+    ) -> Result<Vec<IpvsMessage>, IpvsError> {
         let _guard = conn.dump_lock.lock().await;
         self.exchange(conn, msg, NLM_F_REQUEST | NLM_F_DUMP, request).await
     }
@@ -325,10 +334,7 @@ pub(super) fn decode_all<T>(
     request: &Request,
     decode: impl Fn(&IpvsMessage) -> Result<T, netlink_packet_core::DecodeError>,
 ) -> Result<Vec<T>, IpvsError> {
-    replies
-        .iter()
-        .map(|m| decode(m).map_err(|source| IpvsError::Decode { request: request.clone(), source }))
-        .collect()
+    replies.iter().map(|m| decode(m).map_err(|source| IpvsError::Decode { request: request.clone(), source })).collect()
 }
 
 /// Looks up the IPVS family id through the generic-netlink controller.
@@ -337,7 +343,8 @@ async fn resolve_family(conn: &Conn, timeout: Duration) -> Result<u16, IpvsError
     let ctrl = GenlCtrl { cmd: GenlCtrlCmd::GetFamily, nlas: vec![GenlCtrlAttrs::FamilyName(FAMILY_NAME.into())] };
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_ACK;
-    let msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(Wire::CtrlRequest(GenlMessage::from_payload(ctrl))));
+    let msg =
+        NetlinkMessage::new(header, NetlinkPayload::InnerMessage(Wire::CtrlRequest(GenlMessage::from_payload(ctrl))));
     let pending = conn.send(vec![msg]).ok_or_else(|| IpvsError::ConnectionClosed { request: request.clone() })?;
     let answer = pending.collect(timeout).await.into_iter().next().unwrap_or_default();
     match answer.result {

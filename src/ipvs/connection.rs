@@ -6,9 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use netlink_packet_core::{
-    DecodeError, NLM_F_ACK_TLVS, NLM_F_CAPPED, NetlinkMessage, NetlinkPayload, NlasIterator,
-};
+use netlink_packet_core::{DecodeError, NLM_F_ACK_TLVS, NLM_F_CAPPED, NetlinkMessage, NetlinkPayload, NlasIterator};
 use netlink_proto::ConnectionHandle;
 use netlink_proto::sys::{AsyncSocket, SocketAddr, TokioSocket, protocols::NETLINK_GENERIC};
 use nix::sys::socket::{getsockopt, setsockopt, sockopt};
@@ -49,15 +47,13 @@ pub(crate) fn new_socket(receive_buffer: usize) -> Result<(TokioSocket, usize), 
     // A batch is processed whole inside one sendmsg, so all its acks are queued before any is read: the buffer
     // must hold them, or the kernel drops them (ENOBUFS). FORCE passes rmem_max and needs CAP_NET_ADMIN, which
     // IPVS needs anyway; without it the plain option is capped by rmem_max.
-    if setsockopt(&*s, sockopt::RcvBufForce, &receive_buffer).is_err() {
-        if let Err(e) = setsockopt(&*s, sockopt::RcvBuf, &receive_buffer) {
-            tracing::debug!(error = %e, "cannot enlarge the netlink receive buffer");
-        }
+    if setsockopt(&*s, sockopt::RcvBufForce, &receive_buffer).is_err()
+        && let Err(e) = setsockopt(&*s, sockopt::RcvBuf, &receive_buffer)
+    {
+        tracing::debug!(error = %e, "cannot enlarge the netlink receive buffer");
     }
-    let actual = getsockopt(&*s, sockopt::RcvBuf).map_err(|e| IpvsError::Transport {
-        context: "read the receive buffer size".into(),
-        source: e.into(),
-    })?;
+    let actual = getsockopt(&*s, sockopt::RcvBuf)
+        .map_err(|e| IpvsError::Transport { context: "read the receive buffer size".into(), source: e.into() })?;
     Ok((socket, actual))
 }
 

@@ -16,3 +16,5 @@ pub use wire::CAPTURE_DIR_ENV;
 mod client;
 
 pub use client::{ConnectOptions, Ipvs};
+mod apply;
+mod read;

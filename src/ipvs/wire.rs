@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
 use netlink_packet_core::{
-    DecodeError, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkSerializable,
-    NlasIterator,
+    DecodeError, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkSerializable, NlasIterator,
 };
 use netlink_packet_generic::GenlMessage;
 use netlink_packet_generic::constants::GENL_ID_CTRL;
@@ -109,12 +108,8 @@ fn capture(direction: &str, bytes: &[u8]) {
     let Some(dir) = capture_dir() else { return };
     let Ok(buf) = NetlinkBuffer::new_checked(bytes) else { return };
     let n = COUNT.fetch_add(1, Ordering::Relaxed);
-    let name = format!(
-        "{}-{n:06}-{direction}-t{}-s{}.bin",
-        std::process::id(),
-        buf.message_type(),
-        buf.sequence_number()
-    );
+    let name =
+        format!("{}-{n:06}-{direction}-t{}-s{}.bin", std::process::id(), buf.message_type(), buf.sequence_number());
     if let Err(e) = std::fs::write(dir.join(&name), bytes) {
         tracing::warn!(dir = %dir.display(), error = %e, "cannot write netlink capture");
     }
@@ -177,9 +172,13 @@ mod tests {
     fn framed(msg: IpvsMessage, seq: u32) -> Vec<u8> {
         let mut genl = GenlMessage::from_payload(msg);
         genl.set_resolved_family_id(0x23);
-        let mut nl = NetlinkMessage::new(NetlinkHeader::default(), netlink_packet_core::NetlinkPayload::InnerMessage(Wire::Ipvs(genl)));
+        let mut nl = NetlinkMessage::new(
+            NetlinkHeader::default(),
+            netlink_packet_core::NetlinkPayload::InnerMessage(Wire::Ipvs(genl)),
+        );
         nl.header.sequence_number = seq;
         nl.header.flags = NLM_F_MULTIPART;
+        nl.finalize();
         let mut buf = BytesMut::new();
         CaptureCodec::encode(nl, &mut buf).unwrap();
         buf.to_vec()
@@ -188,7 +187,13 @@ mod tests {
     #[test]
     fn a_reply_that_does_not_parse_is_delivered_as_malformed_with_its_sequence_number() {
         let svc = Service::new(ServiceKey::tcp("192.0.2.1".parse().unwrap(), 80), ServiceConfig::new(Family::V4, "rr"));
-        let good = framed(IpvsMessage::new(IpvsCmd::NewService, vec![CmdAttr::Service(crate::ipvs::packet::service::reply_attrs(&svc))]), 7);
+        let good = framed(
+            IpvsMessage::new(
+                IpvsCmd::NewService,
+                vec![CmdAttr::Service(crate::ipvs::packet::service::reply_attrs(&svc))],
+            ),
+            7,
+        );
         let mut bad = framed(IpvsMessage::new(IpvsCmd::NewService, vec![CmdAttr::TimeoutTcp(5)]), 8);
         // Make the u32 timeout attribute claim 3 bytes of value: too short for a u32.
         bad[20] = 7;
@@ -206,7 +211,8 @@ mod tests {
     fn controller_replies_yield_the_family_id_whatever_else_they_hold() {
         // genlmsghdr, an unknown attribute 99, then CTRL_ATTR_FAMILY_ID = 0x2a.
         let payload = [3u8, 2, 0, 0, 8, 0, 99, 0, 1, 2, 3, 4, 6, 0, 1, 0, 0x2a, 0, 0, 0];
-        let header = NetlinkHeader { message_type: GENL_ID_CTRL, ..NetlinkHeader::default() };
+        let mut header = NetlinkHeader::default();
+        header.message_type = GENL_ID_CTRL;
         let Wire::CtrlReply { family_id } = Wire::deserialize(&header, &payload).unwrap() else { panic!() };
         assert_eq!(family_id, Some(0x2a));
     }
