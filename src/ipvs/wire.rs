@@ -216,4 +216,15 @@ mod tests {
         let Wire::CtrlReply { family_id } = Wire::deserialize(&header, &payload).unwrap() else { panic!() };
         assert_eq!(family_id, Some(0x2a));
     }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn the_kernels_family_lookup_reply_yields_the_ipvs_family_id() {
+        // Captured from the kernel (tests/fixtures/ipvs/README.md): CTRL_CMD_NEWFAMILY for "IPVS", id 0x20.
+        let bytes = include_bytes!("../../tests/fixtures/ipvs/ctrl_getfamily_reply.bin");
+        let mut src = BytesMut::from(&bytes[..]);
+        let msg = CaptureCodec::decode::<Wire>(&mut src).unwrap().unwrap();
+        let NetlinkPayload::InnerMessage(Wire::CtrlReply { family_id }) = msg.payload else { panic!("{msg:?}") };
+        assert_eq!(family_id, Some(0x20));
+    }
 }
