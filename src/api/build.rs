@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use super::error::{Conflict, ValidationError};
-use super::object::{ObjectId, SourceObject};
+use super::object::{Age, ObjectId, SourceObject};
 use super::validate::{Rejected, validate};
 use crate::model::ServiceKey;
-use crate::table::DesiredTable;
+use crate::table::{DesiredService, DesiredTable};
 
 /// What a set of objects asks for, and what was wrong with them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,38 +29,61 @@ impl DesiredOutcome {
     }
 }
 
+/// One object and the result of its validation: what sources may keep between reloads, so that an unchanged
+/// object is not validated again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validated {
+    /// The object.
+    pub id: ObjectId,
+    /// Its age, for conflicts.
+    pub age: Age,
+    /// What it asks for, or every problem it has.
+    pub result: Result<DesiredService, Rejected>,
+}
+
+/// Validates one object.
+pub fn validate_object(object: &SourceObject) -> Validated {
+    Validated { id: object.id.clone(), age: object.age, result: validate(&object.id, &object.spec) }
+}
+
 /// Builds the desired table from `objects`.
 ///
 /// One bad object never stops the others. Objects are taken oldest first ([`Age`](super::Age), then
 /// [`ObjectId`]); the first to ask for a service key keeps it, later ones are reported as conflicting. An invalid
 /// object whose key is readable still claims it (as `held`), so fixing a typo in the older object never hands its
 /// service to a younger one for a while. The result depends only on the set of objects, not on their order.
-pub fn build_desired(mut objects: Vec<SourceObject>) -> DesiredOutcome {
+pub fn build_desired(objects: Vec<SourceObject>) -> DesiredOutcome {
+    let validated: Vec<Validated> = objects.iter().map(validate_object).collect();
+    merge(validated.iter())
+}
+
+/// The desired table from objects validated already (see [`build_desired`] for the rules).
+pub fn merge<'a>(objects: impl IntoIterator<Item = &'a Validated>) -> DesiredOutcome {
+    let mut objects: Vec<&Validated> = objects.into_iter().collect();
     objects.sort_by(|a, b| (a.age, &a.id).cmp(&(b.age, &b.id)));
     let mut outcome = DesiredOutcome::default();
     // Which object claimed each key first.
     let mut claims: BTreeMap<ServiceKey, ObjectId> = BTreeMap::new();
     for object in objects {
-        match validate(&object.id, &object.spec) {
+        let (key, errors) = match &object.result {
+            Ok(desired) => (Some(desired.service.key), None),
+            Err(Rejected { errors, key }) => (*key, Some(errors)),
+        };
+        if let Some(errors) = errors {
+            outcome.errors.extend(errors.iter().cloned());
+        }
+        let Some(key) = key else { continue };
+        if let Some(owner) = claims.get(&key) {
+            outcome.conflicts.push(Conflict { key, object: object.id.clone(), claimed_by: owner.clone() });
+            continue;
+        }
+        claims.insert(key, object.id.clone());
+        match &object.result {
             Ok(desired) => {
-                let key = desired.service.key;
-                if let Some(owner) = claims.get(&key) {
-                    outcome.conflicts.push(Conflict { key, object: object.id, claimed_by: owner.clone() });
-                } else {
-                    claims.insert(key, object.id);
-                    outcome.table.services.insert(key, desired);
-                }
+                outcome.table.services.insert(key, desired.clone());
             }
-            Err(Rejected { errors, key }) => {
-                outcome.errors.extend(errors);
-                if let Some(key) = key {
-                    if let Some(owner) = claims.get(&key) {
-                        outcome.conflicts.push(Conflict { key, object: object.id, claimed_by: owner.clone() });
-                    } else {
-                        claims.insert(key, object.id.clone());
-                        outcome.held.insert(key, object.id);
-                    }
-                }
+            Err(_) => {
+                outcome.held.insert(key, object.id.clone());
             }
         }
     }

@@ -15,7 +15,7 @@ mod object;
 pub mod v1alpha1;
 pub mod validate;
 
-pub use build::{DesiredOutcome, build_desired};
+pub use build::{DesiredOutcome, Validated, build_desired, merge, validate_object};
 pub use crd::{crd, crd_yaml};
 pub use error::{Conflict, ValidationError};
 pub use export::{TableExport, Unexpressible, from_table};

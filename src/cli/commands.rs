@@ -75,7 +75,13 @@ async fn dump(netns: &NetnsSpec, args: &DumpArgs) -> Result<i32> {
         Output::Table => {
             let info = ipvs.info().await?;
             let opts = ListOptions {
-                columns: Columns::from_flags(args.stats, args.rate, args.thresholds, args.persistent_conn, args.tun_info),
+                columns: Columns::from_flags(
+                    args.stats,
+                    args.rate,
+                    args.thresholds,
+                    args.persistent_conn,
+                    args.tun_info,
+                ),
                 exact: args.exact,
             };
             out.write_all(ipvsadm_format::render(&table, &info, &opts).as_bytes())?;

@@ -14,11 +14,12 @@ use tracing::{error, info, warn};
 
 use super::EXIT_OK;
 use super::args::RunArgs;
-use super::commands::{connect, load, now, pass_options, print_report};
+use super::commands::{connect, now, pass_options, print_report};
 use crate::api::DesiredOutcome;
 use crate::engine::{Engine, PassReport};
 use crate::ipvs::NetnsSpec;
 use crate::model::ServiceKey;
+use crate::source::FileSource;
 use crate::table::DesiredTable;
 
 /// How often draining backends are looked at again (their connection counts decide when they go).
@@ -32,6 +33,7 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
     let ipvs = connect(netns).await?;
     let mut engine = Engine::new(ipvs, state)?;
 
+    let mut source = FileSource::new(vec![args.manifests.clone()]);
     let (tx, mut events) = mpsc::channel::<()>(1);
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if res.is_ok() {
@@ -67,7 +69,7 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
             }
             _ = sleep_until(fire.unwrap_or_else(far_future)), if fire.is_some() => {
                 pending = None;
-                if let Some(outcome) = reload(args) {
+                if let Some(outcome) = reload(&mut source) {
                     let touched = touched(last.as_ref().map(|o| &o.table), &outcome);
                     let opts = pass_options(&outcome, args.allow_mass_delete);
                     let result = engine.reconcile_touched(&outcome.table, &touched, now(), &opts).await;
@@ -77,7 +79,7 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
             }
             _ = sleep_until(next_resync) => {
                 next_resync = Instant::now() + resync;
-                if let Some(outcome) = reload(args) {
+                if let Some(outcome) = reload(&mut source) {
                     let opts = pass_options(&outcome, args.allow_mass_delete);
                     let result = engine.reconcile_full(&outcome.table, now(), &opts).await;
                     next_drain_check = finish("resync", result, &outcome).then(|| Instant::now() + DRAIN_POLL);
@@ -103,11 +105,14 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86400 * 365)
 }
 
-/// Reads and validates the manifests. On a load failure (unreadable directory), logs and returns `None`: the pass
-/// is skipped, never run against "no objects".
-fn reload(args: &RunArgs) -> Option<DesiredOutcome> {
-    match load(std::slice::from_ref(&args.manifests)) {
-        Ok(outcome) => {
+/// Reads and validates the manifests (only files changed since the last time). On a load failure (unreadable
+/// directory), logs and returns `None`: the pass is skipped, never run against "no objects".
+fn reload(source: &mut FileSource) -> Option<DesiredOutcome> {
+    match source.reload_desired() {
+        Ok((outcome, warnings)) => {
+            for w in &warnings {
+                warn!("{w}");
+            }
             for e in &outcome.errors {
                 warn!("{e}");
             }
@@ -117,7 +122,7 @@ fn reload(args: &RunArgs) -> Option<DesiredOutcome> {
             Some(outcome)
         }
         Err(e) => {
-            error!("cannot read the manifests, skipping this pass (nothing is deleted): {e:#}");
+            error!("cannot read the manifests, skipping this pass (nothing is deleted): {e}");
             None
         }
     }

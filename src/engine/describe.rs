@@ -34,7 +34,9 @@ fn service_fields(c: &ServiceConfig) -> Vec<(&'static str, String)> {
         f.push(("one-packet", "yes".into()));
     }
     let mut sched_flags = Vec::new();
-    for (bit, name) in [(ServiceFlags::SCHED1, "flag-1"), (ServiceFlags::SCHED2, "flag-2"), (ServiceFlags::SCHED3, "flag-3")] {
+    for (bit, name) in
+        [(ServiceFlags::SCHED1, "flag-1"), (ServiceFlags::SCHED2, "flag-2"), (ServiceFlags::SCHED3, "flag-3")]
+    {
         if flag(bit) {
             sched_flags.push(name);
         }

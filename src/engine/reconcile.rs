@@ -118,7 +118,12 @@ impl<K: Kernel> Engine<K> {
     }
 
     /// Reads the whole table and plans against it, changing nothing (the `plan` command).
-    pub async fn plan_only(&mut self, desired: &DesiredTable, now: u64, opts: &PassOptions) -> Result<Plan, EngineError> {
+    pub async fn plan_only(
+        &mut self,
+        desired: &DesiredTable,
+        now: u64,
+        opts: &PassOptions,
+    ) -> Result<Plan, EngineError> {
         self.refresh_all().await?;
         let mut plan = self.plan_observed(desired, now);
         let held = hold_deletes(&mut plan, opts);
@@ -257,10 +262,9 @@ impl<K: Kernel> Engine<K> {
                         warn!(op = %op, error = %e, "operation refused");
                         report.failures.push(OpFailure { op: op.clone(), error: e.to_string() });
                     }
-                    None => report.failures.push(OpFailure {
-                        op: op.clone(),
-                        error: "no result from the kernel client".to_owned(),
-                    }),
+                    None => report
+                        .failures
+                        .push(OpFailure { op: op.clone(), error: "no result from the kernel client".to_owned() }),
                 }
             }
             if raced.is_empty() {

@@ -33,7 +33,9 @@ pub enum StateError {
     },
     /// The file exists but is not a state file this version understands. Refusing is safer than forgetting what we
     /// own (which would leak services) or guessing.
-    #[error("state file {path} is unreadable ({reason}); fix or remove it (removing forgets which services this program owns)")]
+    #[error(
+        "state file {path} is unreadable ({reason}); fix or remove it (removing forgets which services this program owns)"
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -98,7 +100,11 @@ impl State {
         let file = StateFile {
             version: FORMAT_VERSION,
             owned: self.owned.iter().copied().collect(),
-            drains: self.drains.iter().map(|((service, dest), since)| DrainRecord { service: *service, dest: *dest, since: *since }).collect(),
+            drains: self
+                .drains
+                .iter()
+                .map(|((service, dest), since)| DrainRecord { service: *service, dest: *dest, since: *since })
+                .collect(),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| io_err(io::Error::other(e)))?;
         let dir = match path.parent() {

@@ -59,7 +59,8 @@ fn a_failed_read_changes_nothing() {
     let err = run(engine.reconcile_full(&DesiredTable::default(), 0, &PassOptions::default())).unwrap_err();
     assert!(matches!(err, EngineError::Read(_)), "{err}");
     let touched: BTreeSet<ServiceKey> = [svc(1)].into();
-    let err = run(engine.reconcile_touched(&DesiredTable::default(), &touched, 0, &PassOptions::default())).unwrap_err();
+    let err =
+        run(engine.reconcile_touched(&DesiredTable::default(), &touched, 0, &PassOptions::default())).unwrap_err();
     assert!(matches!(err, EngineError::Read(_)), "{err}");
     assert!(engine.kernel().take_log().is_empty());
     assert_eq!(engine.kernel().snapshot().len(), 1);

@@ -14,7 +14,7 @@
 //!   "no objects", which would delete every service.
 //! - `metadata` is optional in files (identity comes from the path); namespaces and names are not used.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -25,7 +25,9 @@ use thiserror::Error;
 
 use super::index::ObjectIndex;
 use crate::api::v1alpha1::{API_VERSION, KIND};
-use crate::api::{Age, ObjectId, SourceObject, ValidationError, VirtualService};
+use crate::api::{
+    Age, DesiredOutcome, ObjectId, SourceObject, Validated, ValidationError, VirtualService, merge, validate_object,
+};
 
 /// File name extensions read from directories.
 pub const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
@@ -218,16 +220,52 @@ fn type_name(value: &Value) -> &'static str {
 }
 
 /// A set of `-f` paths, reloaded as a whole into an [`ObjectIndex`].
+///
+/// Reloads are incremental: a file whose size, modification and change times and inode are those of the last load
+/// is neither read nor parsed nor validated again, so a change to one file of a large directory costs that file,
+/// not the directory.
 #[derive(Debug, Clone)]
 pub struct FileSource {
     paths: Vec<PathBuf>,
     index: ObjectIndex,
+    cache: HashMap<PathBuf, CachedFile>,
+}
+
+/// What one file held at its last load.
+#[derive(Debug, Clone)]
+struct CachedFile {
+    stamp: Stamp,
+    /// Load position of the file when it was parsed (ages embed it).
+    position: usize,
+    load: FileLoad,
+    validated: Vec<Validated>,
+}
+
+/// Enough of a file's metadata to tell that it changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    ino: u64,
+}
+
+impl Stamp {
+    fn of(meta: &fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            ino: meta.ino(),
+        }
+    }
 }
 
 impl FileSource {
     /// A source over `paths`, not loaded yet.
     pub fn new(paths: Vec<PathBuf>) -> Self {
-        FileSource { paths, index: ObjectIndex::new() }
+        FileSource { paths, index: ObjectIndex::new(), cache: HashMap::new() }
     }
 
     /// The paths given.
@@ -243,9 +281,64 @@ impl FileSource {
         Ok(load)
     }
 
+    /// The desired table from the paths as they are now, re-reading only files that changed since the last call.
+    /// Problems of documents and files come first in `errors`; warnings (skipped empty documents) are returned
+    /// beside. On a [`LoadError`] nothing is kept from this attempt.
+    pub fn reload_desired(&mut self) -> Result<(DesiredOutcome, Vec<ValidationError>), LoadError> {
+        let files = expand(&self.paths)?;
+        let mut fresh = HashMap::with_capacity(files.len());
+        for (position, path) in files.iter().enumerate() {
+            let meta = fs::metadata(path).map_err(|source| LoadError::Read { path: path.clone(), source })?;
+            let stamp = Stamp::of(&meta);
+            let cached = match self.cache.remove(path) {
+                Some(mut c) if c.stamp == stamp => {
+                    if c.position != position {
+                        c.reposition(position);
+                    }
+                    c
+                }
+                _ => {
+                    let load = load(std::slice::from_ref(path))?;
+                    let mut c = CachedFile {
+                        stamp,
+                        position: 0,
+                        validated: load.objects.iter().map(validate_object).collect(),
+                        load,
+                    };
+                    c.reposition(position);
+                    c
+                }
+            };
+            fresh.insert(path.clone(), cached);
+        }
+        self.cache = fresh;
+
+        let in_order = || files.iter().filter_map(|f| self.cache.get(f));
+        let mut outcome = merge(in_order().flat_map(|c| c.validated.iter()));
+        let mut errors: Vec<ValidationError> = in_order().flat_map(|c| c.load.errors.iter().cloned()).collect();
+        errors.append(&mut outcome.errors);
+        outcome.errors = errors;
+        let warnings = in_order().flat_map(|c| c.load.warnings.iter().cloned()).collect();
+        Ok((outcome, warnings))
+    }
+
     /// The index as of the last good load.
     pub fn index(&self) -> &ObjectIndex {
         &self.index
+    }
+}
+
+impl CachedFile {
+    /// Ages embed the file's load position: when files before it come or go, its objects move with it.
+    fn reposition(&mut self, position: usize) {
+        let fix = |age: &mut Age| {
+            if let Age::Loaded { file, .. } = age {
+                *file = position;
+            }
+        };
+        self.load.objects.iter_mut().for_each(|o| fix(&mut o.age));
+        self.validated.iter_mut().for_each(|v| fix(&mut v.age));
+        self.position = position;
     }
 }
 

@@ -260,3 +260,46 @@ fn desired_of(load: FileLoad) -> crate::api::DesiredOutcome {
     index.reset(load.objects, load.errors);
     index.desired()
 }
+
+fn vs(name: &str, last: u8, weight: u32) -> String {
+    format!(
+        "apiVersion: ipvs.dev/v1alpha1\nkind: VirtualService\nmetadata: {{name: {name}}}\nspec:\n  address: 192.0.2.{last}\n  port: 80\n  backends: [{{address: 10.0.0.1, weight: {weight}}}]\n"
+    )
+}
+
+#[test]
+fn incremental_reload_matches_a_full_load_after_every_change() {
+    let dir = dir_with(&[("a.yaml", &vs("a", 1, 1)), ("b.yaml", &vs("b", 2, 1)), ("c.yaml", "kind: Nope\n")]);
+    let mut source = FileSource::new(vec![dir.path().to_owned()]);
+    let full = |dir: &TempDir| {
+        let load = load(&[dir.path()]).unwrap();
+        let mut outcome = crate::api::build_desired(load.objects);
+        let mut errors = load.errors;
+        errors.append(&mut outcome.errors);
+        outcome.errors = errors;
+        outcome
+    };
+    assert_eq!(source.reload_desired().unwrap().0, full(&dir));
+
+    // One file changes (same length, so only the times tell), one appears before the others, one goes.
+    fs::write(dir.path().join("b.yaml"), vs("b", 2, 7)).unwrap();
+    fs::write(dir.path().join("0.yaml"), vs("first", 1, 1)).unwrap();
+    fs::remove_file(dir.path().join("c.yaml")).unwrap();
+    let (outcome, _) = source.reload_desired().unwrap();
+    assert_eq!(outcome, full(&dir));
+    // The new first file is now the oldest claim on 192.0.2.1: ages follow load positions.
+    assert_eq!(outcome.conflicts.len(), 1);
+    let weight = |o: &crate::api::DesiredOutcome, last: u8| {
+        let key = crate::model::ServiceKey::tcp(std::net::IpAddr::from([192, 0, 2, last]), 80);
+        o.table.services[&key].dests.values().next().map(|d| d.config.weight)
+    };
+    assert_eq!(weight(&outcome, 2), Some(7));
+    assert!(outcome.table.services.values().any(|s| s.origin.ends_with("0.yaml#0")));
+}
+
+#[test]
+fn incremental_reload_fails_whole_on_an_unreadable_path() {
+    let dir = dir_with(&[("a.yaml", &vs("a", 1, 1))]);
+    let mut source = FileSource::new(vec![dir.path().join("missing")]);
+    assert!(source.reload_desired().is_err());
+}
