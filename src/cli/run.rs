@@ -16,7 +16,7 @@ use super::EXIT_OK;
 use super::args::RunArgs;
 use super::commands::{connect, now, pass_options, print_report};
 use crate::api::DesiredOutcome;
-use crate::engine::{Engine, PassReport};
+use crate::engine::{Engine, Kernel, PassReport};
 use crate::ipvs::NetnsSpec;
 use crate::model::ServiceKey;
 use crate::source::FileSource;
@@ -73,7 +73,8 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
                     let touched = touched(last.as_ref().map(|o| &o.table), &outcome);
                     let opts = pass_options(&outcome, args.allow_mass_delete);
                     let result = engine.reconcile_touched(&outcome.table, &touched, now(), &opts).await;
-                    next_drain_check = finish("change", result, &outcome).then(|| Instant::now() + DRAIN_POLL);
+                    finish("change", result, &outcome);
+                    next_drain_check = drain_check(&engine);
                     last = Some(outcome);
                 }
             }
@@ -82,7 +83,8 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
                 if let Some(outcome) = reload(&mut source) {
                     let opts = pass_options(&outcome, args.allow_mass_delete);
                     let result = engine.reconcile_full(&outcome.table, now(), &opts).await;
-                    next_drain_check = finish("resync", result, &outcome).then(|| Instant::now() + DRAIN_POLL);
+                    finish("resync", result, &outcome);
+                    next_drain_check = drain_check(&engine);
                     last = Some(outcome);
                 }
             }
@@ -92,7 +94,8 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
                     let draining: BTreeSet<ServiceKey> = engine.state().drains.keys().map(|(s, _)| *s).collect();
                     let opts = pass_options(outcome, args.allow_mass_delete);
                     let result = engine.reconcile_touched(&outcome.table, &draining, now(), &opts).await;
-                    next_drain_check = finish("drain", result, outcome).then(|| Instant::now() + DRAIN_POLL);
+                    finish("drain", result, outcome);
+                    next_drain_check = drain_check(&engine);
                 }
             }
         }
@@ -146,8 +149,13 @@ fn touched(before: Option<&DesiredTable>, after: &DesiredOutcome) -> BTreeSet<Se
     keys
 }
 
-/// Logs a pass; returns whether backends are still draining (so that they are looked at again soon).
-fn finish<E: std::fmt::Display>(what: &str, result: Result<PassReport, E>, outcome: &DesiredOutcome) -> bool {
+/// When to look at draining backends again (their connection counts decide when they go), if any drain.
+fn drain_check<K: Kernel>(engine: &Engine<K>) -> Option<Instant> {
+    (!engine.state().drains.is_empty()).then(|| Instant::now() + DRAIN_POLL)
+}
+
+/// Logs a pass.
+fn finish<E: std::fmt::Display>(what: &str, result: Result<PassReport, E>, outcome: &DesiredOutcome) {
     match result {
         Ok(report) => {
             if !report.applied.is_empty() || !report.failures.is_empty() {
@@ -160,11 +168,7 @@ fn finish<E: std::fmt::Display>(what: &str, result: Result<PassReport, E>, outco
                 draining = report.plan.draining.len(),
                 "reconciled"
             );
-            !report.plan.draining.is_empty()
         }
-        Err(e) => {
-            error!(pass = what, "pass failed: {e:#}");
-            false
-        }
+        Err(e) => error!(pass = what, "pass failed: {e:#}"),
     }
 }

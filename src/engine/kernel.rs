@@ -43,8 +43,11 @@ pub enum FakeError {
     ReadFailed,
 }
 
+/// A change made by another writer, injected into the fake kernel.
+pub type OtherWriter = Box<dyn FnOnce(&mut Table) + Send>;
+
 /// An in-memory kernel with the real kernel's refusals, for fast engine tests.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FakeKernel {
     /// The table, as the kernel would hold it.
     pub table: Mutex<Table>,
@@ -54,6 +57,14 @@ pub struct FakeKernel {
     pub log: Mutex<Vec<Op>>,
     /// Full-table reads made.
     pub full_reads: std::sync::atomic::AtomicUsize,
+    /// Run once at the start of the next `apply`: another writer acting between our read and our write.
+    pub before_next_apply: Mutex<Option<OtherWriter>>,
+}
+
+impl std::fmt::Debug for FakeKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeKernel").field("table", &self.table).finish_non_exhaustive()
+    }
 }
 
 impl FakeKernel {
@@ -97,6 +108,9 @@ impl Kernel for FakeKernel {
 
     async fn apply(&self, ops: &[Op]) -> Vec<Result<(), FakeError>> {
         let Ok(mut table) = self.table.lock() else { return Vec::new() };
+        if let Some(other_writer) = self.before_next_apply.lock().ok().and_then(|mut hook| hook.take()) {
+            other_writer(&mut table);
+        }
         if let Ok(mut log) = self.log.lock() {
             log.extend(ops.iter().cloned());
         }

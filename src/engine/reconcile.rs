@@ -9,7 +9,7 @@ use super::describe::describe;
 use super::kernel::Kernel;
 use super::state::{State, StateError};
 use crate::model::{Op, ServiceKey, Table};
-use crate::table::{DesiredTable, Plan, PlanInput, apply_op, plan};
+use crate::table::{DesiredTable, Drains, Plan, PlanInput, apply_op, plan};
 
 /// A pass may delete at most this many owned services without `allow_mass_delete`, however small the table.
 pub const MASS_DELETE_MIN: usize = 10;
@@ -125,7 +125,7 @@ impl<K: Kernel> Engine<K> {
         opts: &PassOptions,
     ) -> Result<Plan, EngineError> {
         self.refresh_all().await?;
-        let mut plan = self.plan_observed(desired, now);
+        let mut plan = self.plan_observed(desired, now, None);
         let held = hold_deletes(&mut plan, opts);
         self.guard(&plan, opts)?;
         if !held.is_empty() {
@@ -142,7 +142,7 @@ impl<K: Kernel> Engine<K> {
         opts: &PassOptions,
     ) -> Result<PassReport, EngineError> {
         self.refresh_all().await?;
-        self.reconcile_observed(desired, now, opts).await
+        self.reconcile_observed(desired, now, opts, None).await
     }
 
     /// An incremental pass: re-read only `touched` services, plan against the observed table, apply. Falls back to
@@ -158,7 +158,7 @@ impl<K: Kernel> Engine<K> {
             return self.reconcile_full(desired, now, opts).await;
         }
         self.refresh(touched).await?;
-        self.reconcile_observed(desired, now, opts).await
+        self.reconcile_observed(desired, now, opts, Some(touched)).await
     }
 
     async fn refresh_all(&mut self) -> Result<(), EngineError> {
@@ -194,10 +194,26 @@ impl<K: Kernel> Engine<K> {
         Ok(())
     }
 
-    fn plan_observed(&self, desired: &DesiredTable, now: u64) -> Plan {
+    /// Plans against the observed table: everything, or only the services in `scope` (an incremental pass costs
+    /// the size of the change, not of the table). The returned drain state is complete either way.
+    fn plan_observed(&self, desired: &DesiredTable, now: u64, scope: Option<&BTreeSet<ServiceKey>>) -> Plan {
         let empty = Table::default();
         let live = self.observed.as_ref().unwrap_or(&empty);
-        plan(&PlanInput { live, desired, owned: &self.state.owned, drains: &self.state.drains, now })
+        let Some(scope) = scope else {
+            return plan(&PlanInput { live, desired, owned: &self.state.owned, drains: &self.state.drains, now });
+        };
+        let live =
+            Table { services: scope.iter().filter_map(|k| live.services.get(k).map(|e| (*k, e.clone()))).collect() };
+        let desired = DesiredTable {
+            services: scope.iter().filter_map(|k| desired.services.get(k).map(|s| (*k, s.clone()))).collect(),
+        };
+        let owned: BTreeSet<ServiceKey> = self.state.owned.intersection(scope).copied().collect();
+        let (inside, mut outside): (Drains, Drains) =
+            self.state.drains.iter().map(|(k, v)| (*k, *v)).partition(|((service, _), _)| scope.contains(service));
+        let mut plan = plan(&PlanInput { live: &live, desired: &desired, owned: &owned, drains: &inside, now });
+        outside.append(&mut plan.drains);
+        plan.drains = outside;
+        plan
     }
 
     fn guard(&self, plan: &Plan, opts: &PassOptions) -> Result<(), EngineError> {
@@ -214,8 +230,9 @@ impl<K: Kernel> Engine<K> {
         desired: &DesiredTable,
         now: u64,
         opts: &PassOptions,
+        scope: Option<&BTreeSet<ServiceKey>>,
     ) -> Result<PassReport, EngineError> {
-        let mut plan = self.plan_observed(desired, now);
+        let mut plan = self.plan_observed(desired, now, scope);
         let held = hold_deletes(&mut plan, opts);
         self.guard(&plan, opts)?;
         for key in &plan.adopted {
@@ -274,8 +291,7 @@ impl<K: Kernel> Engine<K> {
             report.race_rounds = round;
             info!(services = raced.len(), round, "another writer changed services under us: re-reading them");
             self.refresh(&raced).await?;
-            let replan = self.plan_observed(desired, now);
-            ops = replan.ops.into_iter().filter(|op| raced.contains(op.service_key())).collect();
+            ops = self.plan_observed(desired, now, Some(&raced)).ops;
             if ops.is_empty() {
                 break;
             }

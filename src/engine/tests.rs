@@ -143,17 +143,39 @@ fn races_with_other_writers_are_replanned_from_a_fresh_read() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = engine(Table::default(), &dir);
     run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
-    // Another writer removes a backend behind our back; our observed table still has it.
-    let mut table = engine.kernel().snapshot();
-    apply_ops(&mut table, &[Op::DeleteDest(svc(1), dest(1))]).unwrap();
-    *engine.kernel().table.lock().unwrap() = table;
+    // Another writer removes a backend between our read and our write.
+    *engine.kernel().before_next_apply.lock().unwrap() = Some(Box::new(|table: &mut Table| {
+        apply_ops(table, &[Op::DeleteDest(svc(1), dest(1))]).unwrap();
+    }));
     engine.kernel().take_log();
 
-    let report = run(engine.reconcile_touched(&web(5), &BTreeSet::new(), 0, &PassOptions::default())).unwrap();
+    let report = run(engine.reconcile_full(&web(5), 0, &PassOptions::default())).unwrap();
     assert!(report.is_success(), "{:?}", report.failures);
     assert_eq!(report.race_rounds, 1);
     let dest1 = &engine.kernel().snapshot().services[&svc(1)].dests[&dest(1)];
     assert_eq!(dest1.config, DestConfig::masquerade(5));
+    // The refused edit, then the add planned from the fresh read.
+    let log = engine.kernel().take_log();
+    assert!(matches!(log.as_slice(), [Op::UpdateDest(..), Op::AddDest(..)]), "{log:?}");
+}
+
+#[test]
+fn incremental_passes_plan_only_the_touched_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    run(engine.reconcile_full(&many(3), 0, &PassOptions::default())).unwrap();
+    // Drift on svc(1) is not looked at by a pass about svc(2); the next full pass repairs it.
+    *engine.kernel().table.lock().unwrap().services.get_mut(&svc(1)).unwrap().dests.get_mut(&dest(1)).unwrap() =
+        crate::model::Destination::new(dest(1), DestConfig::masquerade(9));
+    let mut next = many(3);
+    if let Some(s) = next.services.get_mut(&svc(2)) {
+        s.service.config.scheduler = "sh".into();
+    }
+    let touched: BTreeSet<ServiceKey> = [svc(2)].into();
+    let report = run(engine.reconcile_touched(&next, &touched, 0, &PassOptions::default())).unwrap();
+    assert_eq!(report.applied.len(), 1);
+    let report = run(engine.reconcile_full(&next, 0, &PassOptions::default())).unwrap();
+    assert_eq!(report.applied.len(), 1, "{:?}", report.applied);
 }
 
 #[test]
