@@ -389,3 +389,32 @@ async fn counters_are_read() {
     // delivery is internal), so a reconciler comparing it sees no change.
     assert_eq!(d.config, dest.config);
 }
+
+#[tokio::test]
+async fn read_table_with_services_larger_than_a_reply_datagram() {
+    // A service whose destinations span several reply datagrams keeps its socket's dump running, so the dumps
+    // asked for after it in the same datagram are refused (EBUSY) and must be asked again; services without
+    // destinations give empty dumps, which must be told apart from vanished services.
+    let ns = Netns::new("kc-large");
+    let ipvs = ns.connect().await;
+    let mut entries = Vec::new();
+    for s in 0..60u8 {
+        let svc = Service::new(ServiceKey::tcp(IpAddr::from([10, 1, 0, s]), 80), ServiceConfig::new(Family::V4, "rr"));
+        let n: u16 = match s % 20 {
+            0 => 700,
+            1 | 2 => 0,
+            _ => 3,
+        };
+        let dests = (0..n)
+            .map(|d| {
+                let addr = IpAddr::from([10, 2 + (d >> 8) as u8, d as u8, s]);
+                Destination::new(DestKey::new(addr, 8080), DestConfig::masquerade(1))
+            })
+            .collect();
+        entries.push((svc, dests));
+    }
+    let results = ipvs.apply(&ops_for(&entries)).await;
+    assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));
+    let read = ipvs.read_table().await.unwrap();
+    assert_eq!(bare(&read), table_of(&entries));
+}

@@ -36,6 +36,11 @@ pub struct ConnectOptions {
     pub batch_max_bytes: usize,
     /// Most batches [`Ipvs::apply`] keeps sent and unanswered.
     pub batches_in_flight: usize,
+    /// Most destination dumps [`Ipvs::read_table`] asks for in one datagram on one socket. The kernel runs them
+    /// one after the other and refuses (`EBUSY`) those that come while an earlier one is still running (a
+    /// service with more destinations than fit one reply datagram); those are asked again. Also bounded by the
+    /// receive buffer, since each dump's first reply datagram queues up before any is read.
+    pub dumps_per_batch: usize,
     /// How many times [`Ipvs::read_table`] reads the table before giving up on getting a consistent one.
     pub read_attempts: u32,
 }
@@ -50,6 +55,7 @@ impl Default for ConnectOptions {
             batch_max_ops: 256,
             batch_max_bytes: 64 << 10,
             batches_in_flight: 4,
+            dumps_per_batch: 32,
             read_attempts: 3,
         }
     }
@@ -104,7 +110,7 @@ pub(super) fn answer_result(answer: Answer, cmd: IpvsCmd, request: Request) -> R
 }
 
 /// The IPVS messages among replies; anything else is a protocol error.
-fn ipvs_replies(replies: Vec<Wire>, request: &Request) -> Result<Vec<IpvsMessage>, IpvsError> {
+pub(super) fn ipvs_replies(replies: Vec<Wire>, request: &Request) -> Result<Vec<IpvsMessage>, IpvsError> {
     replies
         .into_iter()
         .map(|wire| match wire {

@@ -20,6 +20,10 @@ use super::wire::{CaptureCodec, Wire};
 /// data in an skb whose true size is ~700 bytes); rounded up so the estimate errs on the safe side.
 const ACK_TRUESIZE: usize = 1024;
 
+/// Receive-buffer space one dump reply datagram may take: the kernel allocates up to 32 KiB for it whatever
+/// it holds.
+const DUMP_TRUESIZE: usize = 40 << 10;
+
 /// `NLMSGERR_ATTR_MSG`: the kernel's extended-ack text.
 const NLMSGERR_ATTR_MSG: u16 = 1;
 
@@ -67,6 +71,7 @@ pub(crate) struct Conn {
     overruns: watch::Receiver<u64>,
     task: JoinHandle<()>,
     ack_capacity: usize,
+    dump_capacity: usize,
     /// The kernel runs one dump at a time per socket: holders of this lock may start one.
     pub(crate) dump_lock: tokio::sync::Mutex<()>,
 }
@@ -111,6 +116,8 @@ impl Conn {
             overruns,
             task,
             ack_capacity: (rcvbuf / ACK_TRUESIZE).max(1),
+            // Half, because the kernel stops a dump once the buffer is full, but only resumes below half.
+            dump_capacity: (rcvbuf / 2 / DUMP_TRUESIZE).max(1),
             dump_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -118,6 +125,11 @@ impl Conn {
     /// How many acknowledgements the receive buffer holds.
     pub(crate) fn ack_capacity(&self) -> usize {
         self.ack_capacity
+    }
+
+    /// How many dumps' first reply datagrams the receive buffer holds.
+    pub(crate) fn dump_capacity(&self) -> usize {
+        self.dump_capacity
     }
 
     /// Sends `messages` as one datagram (the kernel processes them in order). Returns `None` when the
