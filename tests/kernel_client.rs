@@ -332,6 +332,9 @@ async fn many_operations_batched() {
     let t = Instant::now();
     let read = ipvs.read_table().await.unwrap();
     let read_time = t.elapsed();
+    let t = Instant::now();
+    let services_only = ipvs.services().await.unwrap();
+    println!("service dump alone: {} services in {:?}", services_only.len(), t.elapsed());
     assert_eq!(bare(&read), table_of(&entries));
     println!(
         "apply {} ops: {:?} ({:.0} ops/s); read_table {} services {} dests: {:?}",

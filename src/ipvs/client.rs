@@ -374,3 +374,23 @@ async fn resolve_family(conn: &Conn, timeout: Duration) -> Result<u16, IpvsError
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Op;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// The engine spawns work on a multi-threaded runtime: the handle must be shareable and its futures
+    /// movable between threads. (A compile-time check; the function is never run.)
+    #[allow(dead_code, clippy::diverging_sub_expression)]
+    async fn handle_and_futures_are_send(ipvs: Ipvs, ops: Vec<Op>) {
+        fn sync<T: Send + Sync + Clone + 'static>() {}
+        sync::<Ipvs>();
+        assert_send(&ipvs.apply(&ops));
+        assert_send(&ipvs.read_table());
+        assert_send(&ipvs.services());
+        assert_send(&Ipvs::connect());
+    }
+}
