@@ -36,6 +36,11 @@ pub struct ConnectOptions {
     pub batch_max_bytes: usize,
     /// Most batches [`Ipvs::apply`] keeps sent and unanswered.
     pub batches_in_flight: usize,
+    /// Most destination dumps [`Ipvs::read_table`] asks for in one datagram on one socket. The kernel runs them
+    /// one after the other and refuses (`EBUSY`) those that come while an earlier one is still running (a
+    /// service with more destinations than fit one reply datagram); those are asked again. Also bounded by the
+    /// receive buffer, since each dump's first reply datagram queues up before any is read.
+    pub dumps_per_batch: usize,
     /// How many times [`Ipvs::read_table`] reads the table before giving up on getting a consistent one.
     pub read_attempts: u32,
 }
@@ -50,6 +55,7 @@ impl Default for ConnectOptions {
             batch_max_ops: 256,
             batch_max_bytes: 64 << 10,
             batches_in_flight: 4,
+            dumps_per_batch: 32,
             read_attempts: 3,
         }
     }
@@ -104,7 +110,7 @@ pub(super) fn answer_result(answer: Answer, cmd: IpvsCmd, request: Request) -> R
 }
 
 /// The IPVS messages among replies; anything else is a protocol error.
-fn ipvs_replies(replies: Vec<Wire>, request: &Request) -> Result<Vec<IpvsMessage>, IpvsError> {
+pub(super) fn ipvs_replies(replies: Vec<Wire>, request: &Request) -> Result<Vec<IpvsMessage>, IpvsError> {
     replies
         .into_iter()
         .map(|wire| match wire {
@@ -366,5 +372,25 @@ async fn resolve_family(conn: &Conn, timeout: Duration) -> Result<u16, IpvsError
                     detail: "the controller's answer has no CTRL_ATTR_FAMILY_ID".into(),
                 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Op;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// The engine spawns work on a multi-threaded runtime: the handle must be shareable and its futures
+    /// movable between threads. (A compile-time check; the function is never run.)
+    #[allow(dead_code, clippy::diverging_sub_expression)]
+    async fn handle_and_futures_are_send(ipvs: Ipvs, ops: Vec<Op>) {
+        fn sync<T: Send + Sync + Clone + 'static>() {}
+        sync::<Ipvs>();
+        assert_send(&ipvs.apply(&ops));
+        assert_send(&ipvs.read_table());
+        assert_send(&ipvs.services());
+        assert_send(&Ipvs::connect());
     }
 }

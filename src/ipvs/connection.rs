@@ -20,6 +20,10 @@ use super::wire::{CaptureCodec, Wire};
 /// data in an skb whose true size is ~700 bytes); rounded up so the estimate errs on the safe side.
 const ACK_TRUESIZE: usize = 1024;
 
+/// Receive-buffer space one dump reply datagram may take: the kernel allocates up to 32 KiB for it whatever
+/// it holds.
+const DUMP_TRUESIZE: usize = 40 << 10;
+
 /// `NLMSGERR_ATTR_MSG`: the kernel's extended-ack text.
 const NLMSGERR_ATTR_MSG: u16 = 1;
 
@@ -67,6 +71,7 @@ pub(crate) struct Conn {
     overruns: watch::Receiver<u64>,
     task: JoinHandle<()>,
     ack_capacity: usize,
+    dump_capacity: usize,
     /// The kernel runs one dump at a time per socket: holders of this lock may start one.
     pub(crate) dump_lock: tokio::sync::Mutex<()>,
 }
@@ -111,6 +116,8 @@ impl Conn {
             overruns,
             task,
             ack_capacity: (rcvbuf / ACK_TRUESIZE).max(1),
+            // Half, because the kernel stops a dump once the buffer is full, but only resumes below half.
+            dump_capacity: (rcvbuf / 2 / DUMP_TRUESIZE).max(1),
             dump_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -118,6 +125,11 @@ impl Conn {
     /// How many acknowledgements the receive buffer holds.
     pub(crate) fn ack_capacity(&self) -> usize {
         self.ack_capacity
+    }
+
+    /// How many dumps' first reply datagrams the receive buffer holds.
+    pub(crate) fn dump_capacity(&self) -> usize {
+        self.dump_capacity
     }
 
     /// Sends `messages` as one datagram (the kernel processes them in order). Returns `None` when the
@@ -292,7 +304,133 @@ fn fail_open(answers: &mut [Answer], failure: &Failure) {
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroI32;
+
+    use futures::channel::mpsc;
+    use netlink_packet_core::{DoneMessage, ErrorMessage, NLM_F_MULTIPART, NetlinkHeader};
+    use netlink_packet_generic::GenlMessage;
+
     use super::*;
+    use crate::ipvs::packet::IpvsMessage;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// A batch of `len` messages numbered from `first`, fed by hand, as if from the kernel.
+    fn pending(first: u32, len: u32) -> (Pending, mpsc::UnboundedSender<NetlinkMessage<Wire>>, watch::Sender<u64>) {
+        let (tx, rx) = mpsc::unbounded();
+        let (overrun_tx, overruns) = watch::channel(0);
+        (Pending { first, len, stream: Box::pin(rx), overruns }, tx, overrun_tx)
+    }
+
+    fn msg(seq: u32, flags: u16, payload: NetlinkPayload<Wire>) -> NetlinkMessage<Wire> {
+        let mut header = NetlinkHeader::default();
+        header.sequence_number = seq;
+        header.flags = flags;
+        NetlinkMessage::new(header, payload)
+    }
+
+    fn ack(seq: u32, errno: i32) -> NetlinkMessage<Wire> {
+        let mut e = ErrorMessage::default();
+        e.code = NonZeroI32::new(-errno);
+        msg(seq, NLM_F_CAPPED, NetlinkPayload::Error(e))
+    }
+
+    fn done(seq: u32, code: i32) -> NetlinkMessage<Wire> {
+        let mut d = DoneMessage::default();
+        d.code = code;
+        msg(seq, NLM_F_MULTIPART, NetlinkPayload::Done(d))
+    }
+
+    fn reply(seq: u32) -> NetlinkMessage<Wire> {
+        let genl = GenlMessage::from_payload(IpvsMessage::flush());
+        msg(seq, NLM_F_MULTIPART, NetlinkPayload::InnerMessage(Wire::Ipvs(genl)))
+    }
+
+    fn errno_of(answer: &Answer) -> Option<i32> {
+        match answer.result {
+            Some(Err(Failure::Kernel { errno, .. })) => Some(errno),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_are_matched_by_sequence_number_whatever_their_order() {
+        let (p, tx, _o) = pending(41, 3);
+        for m in [ack(43, 17), reply(42), ack(41, 0), done(42, 0)] {
+            tx.unbounded_send(m).unwrap();
+        }
+        let answers = p.collect(TIMEOUT).await;
+        assert!(matches!(answers[0].result, Some(Ok(()))));
+        assert!(matches!(answers[1].result, Some(Ok(()))));
+        assert_eq!(answers[1].replies.len(), 1);
+        assert_eq!(errno_of(&answers[2]), Some(17));
+    }
+
+    #[tokio::test]
+    async fn sequence_numbers_wrap() {
+        let (p, tx, _o) = pending(u32::MAX, 2);
+        tx.unbounded_send(ack(0, 0)).unwrap();
+        tx.unbounded_send(ack(u32::MAX, 0)).unwrap();
+        assert!(p.collect(TIMEOUT).await.iter().all(|a| matches!(a.result, Some(Ok(())))));
+    }
+
+    #[tokio::test]
+    async fn a_dump_that_fails_midway_reports_the_errno_of_its_done() {
+        let (p, tx, _o) = pending(1, 1);
+        tx.unbounded_send(reply(1)).unwrap();
+        tx.unbounded_send(done(1, -90)).unwrap();
+        assert_eq!(errno_of(&p.collect(TIMEOUT).await[0]), Some(90));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_reply_spoils_a_successful_dump() {
+        let (p, tx, _o) = pending(1, 1);
+        let bad = Wire::Malformed(DecodeError::from("IPVS_SVC_ATTR_PORT: expected 2 bytes, got 4"));
+        tx.unbounded_send(msg(1, NLM_F_MULTIPART, NetlinkPayload::InnerMessage(bad))).unwrap();
+        tx.unbounded_send(reply(1)).unwrap();
+        tx.unbounded_send(done(1, 0)).unwrap();
+        let answers = p.collect(TIMEOUT).await;
+        let Some(Err(Failure::Decode(e))) = &answers[0].result else { panic!("{answers:?}") };
+        assert!(e.to_string().contains("IPVS_SVC_ATTR_PORT"));
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_fails_what_is_still_open() {
+        let (p, tx, _o) = pending(1, 2);
+        tx.unbounded_send(ack(1, 0)).unwrap();
+        drop(tx);
+        let answers = p.collect(TIMEOUT).await;
+        assert!(matches!(answers[0].result, Some(Ok(()))));
+        assert!(matches!(answers[1].result, Some(Err(Failure::Closed))));
+    }
+
+    #[tokio::test]
+    async fn an_overrun_fails_what_is_still_open_as_lost() {
+        let (p, tx, overrun) = pending(1, 2);
+        tx.unbounded_send(ack(2, 0)).unwrap();
+        let collecting = tokio::spawn(p.collect(TIMEOUT));
+        tokio::task::yield_now().await;
+        overrun.send_modify(|n| *n += 1);
+        let answers = collecting.await.unwrap();
+        assert!(matches!(answers[0].result, Some(Err(Failure::Lost))));
+        assert!(matches!(answers[1].result, Some(Ok(()))));
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn an_answer_for_another_batch_fails_the_batch_instead_of_being_misattributed() {
+        let (p, tx, _o) = pending(10, 2);
+        tx.unbounded_send(ack(12, 0)).unwrap();
+        let answers = p.collect(TIMEOUT).await;
+        assert!(answers.iter().all(|a| matches!(a.result, Some(Err(Failure::Stray(12))))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_times_out() {
+        let (p, _tx, _o) = pending(1, 1);
+        let answers = p.collect(TIMEOUT).await;
+        assert!(matches!(answers[0].result, Some(Err(Failure::Timeout(t))) if t == TIMEOUT));
+    }
 
     #[test]
     fn extended_ack_text_is_found_after_a_capped_or_full_echo() {

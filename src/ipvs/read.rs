@@ -1,15 +1,24 @@
 //! [`Ipvs::read_table`]: the whole table, consistent, quickly.
 //!
-//! One service dump, then one destination dump per service, several at a time on the pool of sockets (the
-//! kernel runs one dump at a time per socket). The kernel never flags a dump that the table changed under
-//! (`NLM_F_DUMP_INTR` is not used by IPVS), so inconsistency is detected here: an entry twice in a dump, or a
-//! destination dump that came back empty because its service went away meanwhile. Then the whole table is read
-//! again, a bounded number of times.
+//! One service dump, then one destination dump per service. Those run on every socket of the pool at once (the
+//! kernel runs one dump at a time per socket), and each socket asks for many in one datagram: the kernel starts
+//! them one after the other, and a service whose destinations fit one reply datagram is done before the next
+//! starts; one that does not makes the next ones fail with `EBUSY`, and they are asked again (with smaller
+//! batches, growing back while no refusal comes).
+//!
+//! The kernel never flags a dump that the table changed under (IPVS does not use `NLM_F_DUMP_INTR`), so
+//! inconsistency is detected here: an entry twice in a dump, or a destination dump that came back empty because
+//! its service went away meanwhile. Then the whole table is read again, a bounded number of times.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::Mutex;
 
-use super::client::{Ipvs, decode_all};
-use super::packet::IpvsMessage;
+use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use nix::errno::Errno;
+
+use super::client::{Ipvs, answer_result, decode_all, ipvs_replies};
+use super::connection::{Conn, Failure};
+use super::packet::{IpvsCmd, IpvsMessage};
 use super::{IpvsError, Request};
 use crate::model::{ServiceKey, Table};
 
@@ -23,8 +32,11 @@ enum Attempt {
 
 /// Errors that mean the read met a moving table or a transient condition, worth reading again.
 fn worth_retrying(e: &IpvsError) -> bool {
-    matches!(e, IpvsError::ReplyLost { .. } | IpvsError::Busy(_))
+    matches!(e, IpvsError::ReplyLost { .. } | IpvsError::Busy(_)) || e.errno() == Some(Errno::ENOBUFS as i32)
 }
+
+/// The result of one destination dump: the service, and its `NEW_DEST` replies.
+type DestDump = (ServiceKey, Result<Vec<IpvsMessage>, IpvsError>);
 
 impl Ipvs {
     /// Reads every service with its destinations and counters.
@@ -59,35 +71,17 @@ impl Ipvs {
             table.insert_service(service);
         }
 
-        // Each socket works through the services still to read, one dump at a time.
-        let keys: Vec<ServiceKey> = table.services.keys().copied().collect();
-        let next = AtomicUsize::new(0);
-        let workers = conns.iter().map(|conn| {
-            let (keys, next) = (&keys, &next);
-            async move {
-                let mut done = Vec::new();
-                while let Some(key) = keys.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let request = Request::service("read-destinations", key);
-                    let result = self.dump_on(conn, IpvsMessage::get_dest(key), request.clone()).await;
-                    let failed = result.is_err();
-                    done.push((*key, request, result));
-                    if failed {
-                        break;
-                    }
-                }
-                done
-            }
-        });
+        let queue = Mutex::new(table.services.keys().copied().collect::<VecDeque<_>>());
+        let workers = conns.iter().map(|conn| self.dump_dests_from(conn, &queue));
         let dumps = futures::future::join_all(workers).await;
 
-        for (key, request, result) in dumps.into_iter().flatten() {
+        let mut empty = Vec::new();
+        for (key, result) in dumps.into_iter().flatten() {
+            let request = Request::service("read-destinations", &key);
             let family = key.family();
             let dests = decode_all(result?, &request, |m| m.to_destination(family))?;
             if dests.is_empty() {
-                // The kernel answers a dump for a missing service with nothing at all: tell the two apart.
-                if self.service(&key).await?.is_none() {
-                    return Ok(Attempt::Changed(format!("service {key} went away during the read")));
-                }
+                empty.push(key);
                 continue;
             }
             let Some(entry) = table.services.get_mut(&key) else { continue };
@@ -98,6 +92,86 @@ impl Ipvs {
                 }
             }
         }
+        // The kernel answers a dump for a missing service with nothing at all: tell the two apart.
+        for (key, exists) in empty.iter().zip(self.services_exist(&empty).await?) {
+            if !exists {
+                return Ok(Attempt::Changed(format!("service {key} went away during the read")));
+            }
+        }
         Ok(Attempt::Done(table))
+    }
+
+    /// Takes services from `queue` and dumps their destinations on `conn`, many per datagram, until the queue
+    /// is empty or a dump fails.
+    async fn dump_dests_from(&self, conn: &Conn, queue: &Mutex<VecDeque<ServiceKey>>) -> Vec<DestDump> {
+        let most = self.inner.options.dumps_per_batch.clamp(1, conn.dump_capacity());
+        let mut size = most;
+        let mut done = Vec::new();
+        let _guard = conn.dump_lock.lock().await;
+        loop {
+            let keys: Vec<ServiceKey> = {
+                let mut q = queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let n = size.min(q.len());
+                q.drain(..n).collect()
+            };
+            if keys.is_empty() {
+                return done;
+            }
+            let batch =
+                keys.iter().map(|key| self.netlink(IpvsMessage::get_dest(key), NLM_F_REQUEST | NLM_F_DUMP)).collect();
+            let Some(pending) = conn.send(batch) else {
+                let request = Request::service("read-destinations", &keys[0]);
+                done.push((keys[0], Err(IpvsError::ConnectionClosed { request })));
+                return done;
+            };
+            let answers = pending.collect(self.inner.options.reply_timeout).await;
+            let mut refused = Vec::new();
+            let mut failed = false;
+            for (key, answer) in keys.into_iter().zip(answers) {
+                if let Some(Err(Failure::Kernel { errno, .. })) = &answer.result
+                    && *errno == Errno::EBUSY as i32
+                {
+                    // An earlier dump of this datagram was still running: ask again.
+                    refused.push(key);
+                    continue;
+                }
+                let request = Request::service("read-destinations", &key);
+                let result = answer_result(answer, IpvsCmd::GetDest, request.clone())
+                    .and_then(|replies| ipvs_replies(replies, &request));
+                failed |= result.is_err();
+                done.push((key, result));
+            }
+            if failed {
+                return done;
+            }
+            size = if refused.is_empty() { (size * 2).min(most) } else { (size / 2).max(1) };
+            let mut q = queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for key in refused.into_iter().rev() {
+                q.push_front(key);
+            }
+        }
+    }
+
+    /// Whether each service exists: `GET_SERVICE` for each, in one datagram.
+    async fn services_exist(&self, keys: &[ServiceKey]) -> Result<Vec<bool>, IpvsError> {
+        let conn = &self.inner.conns[0];
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(conn.ack_capacity().clamp(1, 256)) {
+            let batch = chunk
+                .iter()
+                .map(|key| self.netlink(IpvsMessage::get_service(Some(key)), NLM_F_REQUEST | NLM_F_ACK))
+                .collect();
+            let request = |key| Request::service("get-service", key);
+            let pending =
+                conn.send(batch).ok_or_else(|| IpvsError::ConnectionClosed { request: request(&chunk[0]) })?;
+            for (key, answer) in chunk.iter().zip(pending.collect(self.inner.options.reply_timeout).await) {
+                match answer_result(answer, IpvsCmd::GetService, request(key)) {
+                    Ok(_) => out.push(true),
+                    Err(IpvsError::NoSuchService(_)) => out.push(false),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(out)
     }
 }
