@@ -90,12 +90,19 @@ pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<FileLoad, LoadError> {
 
 /// The files `paths` stand for, in load order, each once.
 pub fn expand<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PathBuf>, LoadError> {
-    let mut files = Vec::new();
+    Ok(expand_with_metadata(paths)?.into_iter().map(|(file, _)| file).collect())
+}
+
+/// [`expand`], with each file's metadata (one `stat` per file: reloads compare it to tell what changed).
+fn expand_with_metadata<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<(PathBuf, fs::Metadata)>, LoadError> {
+    // (identity for de-duplication, path as given or found, metadata)
+    let mut files: Vec<(PathBuf, PathBuf, fs::Metadata)> = Vec::new();
     for path in paths {
         let path = path.as_ref();
         let meta = fs::metadata(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        let canonical = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         if !meta.is_dir() {
-            files.push(path.to_owned());
+            files.push((canonical, path.to_owned(), meta));
             continue;
         }
         let list_error = |source| LoadError::ListDir { path: path.to_owned(), source };
@@ -111,16 +118,19 @@ pub fn expand<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PathBuf>, LoadError> {
             // Follows symbolic links: a link to a file counts as a file, a dangling one cannot be read.
             let meta = fs::metadata(&file).map_err(|source| LoadError::Read { path: file.clone(), source })?;
             if meta.is_file() {
-                found.push((name, file));
+                // Identity from the directory's canonical path: one realpath per directory, not per file. A link
+                // to a file named elsewhere may then be read twice; it is the same object claiming the same
+                // service twice, reported as a conflict, never a wrong table.
+                found.push((canonical.join(&name), file, meta));
             }
         }
-        found.sort();
-        files.extend(found.into_iter().map(|(_, file)| file));
+        found.sort_by(|a, b| a.1.cmp(&b.1));
+        files.extend(found);
     }
     // The same file named twice (`-f dir -f dir/a.yaml`) would conflict with itself: keep its first place.
     let mut seen = BTreeSet::new();
-    files.retain(|file| seen.insert(fs::canonicalize(file).unwrap_or_else(|_| file.clone())));
-    Ok(files)
+    files.retain(|(identity, _, _)| seen.insert(identity.clone()));
+    Ok(files.into_iter().map(|(_, file, meta)| (file, meta)).collect())
 }
 
 /// Parses the text of one file (the `file`-th of the load) into objects and per-document problems.
@@ -285,10 +295,12 @@ impl FileSource {
     /// Problems of documents and files come first in `errors`; warnings (skipped empty documents) are returned
     /// beside. On a [`LoadError`] nothing is kept from this attempt.
     pub fn reload_desired(&mut self) -> Result<(DesiredOutcome, Vec<ValidationError>), LoadError> {
-        let files = expand(&self.paths)?;
-        let mut fresh = HashMap::with_capacity(files.len());
-        for (position, path) in files.iter().enumerate() {
-            let meta = fs::metadata(path).map_err(|source| LoadError::Read { path: path.clone(), source })?;
+        let listed = expand_with_metadata(&self.paths)?;
+        let mut fresh = HashMap::with_capacity(listed.len());
+        let mut files = Vec::with_capacity(listed.len());
+        for (position, (path, meta)) in listed.into_iter().enumerate() {
+            let path = &path;
+            files.push(path.clone());
             let stamp = Stamp::of(&meta);
             let cached = match self.cache.remove(path) {
                 Some(mut c) if c.stamp == stamp => {
