@@ -479,3 +479,27 @@ async fn reads_during_writes_are_consistent_or_refused() {
     assert_eq!(bare(&ipvs.read_table().await.unwrap()), wanted);
     println!("{reads} consistent reads during the writes");
 }
+
+#[tokio::test]
+async fn batch_limits_beyond_the_socket_buffers_are_capped() {
+    // A datagram above the send buffer would be refused (EMSGSIZE) and close the connection.
+    let _ns = Netns::new("kc-caps");
+    let ipvs = Ipvs::connect_with(ConnectOptions {
+        netns: NetnsSpec::parse("kc-caps").unwrap(),
+        batch_max_ops: usize::MAX,
+        batch_max_bytes: usize::MAX,
+        ..ConnectOptions::default()
+    })
+    .await
+    .unwrap();
+    let svc = Service::new(ServiceKey::tcp(ip("192.0.2.1"), 80), ServiceConfig::new(Family::V4, "rr"));
+    let mut ops = vec![Op::AddService(svc.clone())];
+    for d in 0..3000u16 {
+        let addr = IpAddr::from([10, 2, (d >> 8) as u8, d as u8]);
+        ops.push(Op::AddDest(svc.key, Destination::new(DestKey::new(addr, 80), DestConfig::masquerade(1))));
+    }
+    let results = ipvs.apply(&ops).await;
+    assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));
+    assert!(ipvs.is_connected());
+    assert_eq!(ipvs.destinations(&svc.key).await.unwrap().len(), 3000);
+}

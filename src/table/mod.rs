@@ -2,4 +2,4 @@
 
 mod desired;
 
-pub use desired::{DesiredService, DesiredTable, DEFAULT_DRAIN_TIMEOUT_SECS};
+pub use desired::{DEFAULT_DRAIN_TIMEOUT_SECS, DesiredService, DesiredTable};
