@@ -503,3 +503,22 @@ async fn batch_limits_beyond_the_socket_buffers_are_capped() {
     assert!(ipvs.is_connected());
     assert_eq!(ipvs.destinations(&svc.key).await.unwrap().len(), 3000);
 }
+
+#[tokio::test]
+async fn a_tunnelled_destination_may_have_the_other_family() {
+    let ns = Netns::new("kc-mixed");
+    let ipvs = ns.connect().await;
+    let svc = Service::new(ServiceKey::tcp(ip("192.0.2.1"), 80), ServiceConfig::new(Family::V4, "rr"));
+    let tunnel = DestConfig { forward: ForwardMethod::Tunnel, ..DestConfig::masquerade(1) };
+    let v6 = Destination::new(DestKey::new(ip("2001:db8::7"), 80), tunnel);
+    let masq_v6 = Destination::new(DestKey::new(ip("2001:db8::8"), 80), DestConfig::masquerade(1));
+    let results = ipvs
+        .apply(&[Op::AddService(svc.clone()), Op::AddDest(svc.key, v6.clone()), Op::AddDest(svc.key, masq_v6)])
+        .await;
+    assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+    assert!(matches!(results[2], Err(IpvsError::InvalidArgument(_))), "only tunnels may mix families: {results:?}");
+    let dests = ipvs.destinations(&svc.key).await.unwrap();
+    assert_eq!(dests.len(), 1);
+    assert_eq!((dests[0].key, dests[0].config), (v6.key, v6.config));
+    assert!(ns.ipvsadm_save().contains("-r [2001:db8::7]:80 -i -w 1"));
+}
