@@ -301,7 +301,7 @@ async fn globals_info_timeouts_daemons_zero() {
     assert!(matches!(ipvs.zero(Some(&ServiceKey::tcp(ip("192.0.2.2"), 80))).await, Err(IpvsError::NoSuchService(_))));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_operations_batched() {
     let ns = Netns::new("kc-many");
     let services: usize = std::env::var("KC_SERVICES").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
