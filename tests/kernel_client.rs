@@ -301,7 +301,7 @@ async fn globals_info_timeouts_daemons_zero() {
     assert!(matches!(ipvs.zero(Some(&ServiceKey::tcp(ip("192.0.2.2"), 80))).await, Err(IpvsError::NoSuchService(_))));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_operations_batched() {
     let ns = Netns::new("kc-many");
     let services: usize = std::env::var("KC_SERVICES").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
@@ -478,4 +478,47 @@ async fn reads_during_writes_are_consistent_or_refused() {
     assert!(writer.await.unwrap().iter().all(Result::is_ok));
     assert_eq!(bare(&ipvs.read_table().await.unwrap()), wanted);
     println!("{reads} consistent reads during the writes");
+}
+
+#[tokio::test]
+async fn batch_limits_beyond_the_socket_buffers_are_capped() {
+    // A datagram above the send buffer would be refused (EMSGSIZE) and close the connection.
+    let _ns = Netns::new("kc-caps");
+    let ipvs = Ipvs::connect_with(ConnectOptions {
+        netns: NetnsSpec::parse("kc-caps").unwrap(),
+        batch_max_ops: usize::MAX,
+        batch_max_bytes: usize::MAX,
+        ..ConnectOptions::default()
+    })
+    .await
+    .unwrap();
+    let svc = Service::new(ServiceKey::tcp(ip("192.0.2.1"), 80), ServiceConfig::new(Family::V4, "rr"));
+    let mut ops = vec![Op::AddService(svc.clone())];
+    for d in 0..3000u16 {
+        let addr = IpAddr::from([10, 2, (d >> 8) as u8, d as u8]);
+        ops.push(Op::AddDest(svc.key, Destination::new(DestKey::new(addr, 80), DestConfig::masquerade(1))));
+    }
+    let results = ipvs.apply(&ops).await;
+    assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));
+    assert!(ipvs.is_connected());
+    assert_eq!(ipvs.destinations(&svc.key).await.unwrap().len(), 3000);
+}
+
+#[tokio::test]
+async fn a_tunnelled_destination_may_have_the_other_family() {
+    let ns = Netns::new("kc-mixed");
+    let ipvs = ns.connect().await;
+    let svc = Service::new(ServiceKey::tcp(ip("192.0.2.1"), 80), ServiceConfig::new(Family::V4, "rr"));
+    let tunnel = DestConfig { forward: ForwardMethod::Tunnel, ..DestConfig::masquerade(1) };
+    let v6 = Destination::new(DestKey::new(ip("2001:db8::7"), 80), tunnel);
+    let masq_v6 = Destination::new(DestKey::new(ip("2001:db8::8"), 80), DestConfig::masquerade(1));
+    let results = ipvs
+        .apply(&[Op::AddService(svc.clone()), Op::AddDest(svc.key, v6.clone()), Op::AddDest(svc.key, masq_v6)])
+        .await;
+    assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+    assert!(matches!(results[2], Err(IpvsError::InvalidArgument(_))), "only tunnels may mix families: {results:?}");
+    let dests = ipvs.destinations(&svc.key).await.unwrap();
+    assert_eq!(dests.len(), 1);
+    assert_eq!((dests[0].key, dests[0].config), (v6.key, v6.config));
+    assert!(ns.ipvsadm_save().contains("-r [2001:db8::7]:80 -i -w 1"));
 }

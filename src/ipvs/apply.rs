@@ -58,7 +58,7 @@ impl Ipvs {
         let cmds: Vec<_> = messages.iter().map(|m| m.cmd).collect();
         let framed: Vec<_> = messages.into_iter().map(|m| self.netlink(m, NLM_F_REQUEST | NLM_F_ACK)).collect();
         let sizes: Vec<usize> = framed.iter().map(|m| m.buffer_len()).collect();
-        let batches = plan_batches(&sizes, max_ops, options.batch_max_bytes);
+        let batches = plan_batches(&sizes, max_ops, options.batch_max_bytes.min(conn.max_datagram()));
 
         let mut results: Vec<Option<Result<(), IpvsError>>> = (0..ops.len()).map(|_| None).collect();
         let mut record = |range: Range<usize>, answers: Vec<_>| {

@@ -32,7 +32,8 @@ pub struct ConnectOptions {
     pub reply_timeout: Duration,
     /// Most operations sent in one datagram by [`Ipvs::apply`].
     pub batch_max_ops: usize,
-    /// Most bytes sent in one datagram (the kernel refuses datagrams above its send buffer, ~200 KiB by default).
+    /// Most bytes sent in one datagram; also capped by the socket's send buffer, since the kernel refuses larger
+    /// datagrams.
     pub batch_max_bytes: usize,
     /// Most batches [`Ipvs::apply`] keeps sent and unanswered.
     pub batches_in_flight: usize,
@@ -147,7 +148,7 @@ impl Ipvs {
             None => make()?,
             Some(path) => run_in_netns(path, make).await?,
         };
-        let conns: Vec<Conn> = sockets.into_iter().map(|(socket, rcvbuf)| Conn::start(socket, rcvbuf)).collect();
+        let conns: Vec<Conn> = sockets.into_iter().map(Conn::start).collect();
         let family_id = resolve_family(&conns[0], options.reply_timeout).await?;
         tracing::debug!(family_id, netns = %options.netns, sockets = conns.len(), "connected to IPVS");
         Ok(Ipvs { inner: Arc::new(Inner { family_id, conns, options }) })
@@ -156,6 +157,12 @@ impl Ipvs {
     /// The generic-netlink family id the kernel gave IPVS (resolved once, at connect).
     pub fn family_id(&self) -> u16 {
         self.inner.family_id
+    }
+
+    /// Whether every socket still works. A socket whose send or receive failed is closed for good (its requests
+    /// fail with [`IpvsError::ConnectionClosed`]): connect again then.
+    pub fn is_connected(&self) -> bool {
+        !self.inner.conns.iter().any(Conn::is_closed)
     }
 
     /// The options this handle was connected with.

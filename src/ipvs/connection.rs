@@ -24,15 +24,28 @@ const ACK_TRUESIZE: usize = 1024;
 /// it holds.
 const DUMP_TRUESIZE: usize = 40 << 10;
 
+/// What `netlink_sendmsg` keeps of the send buffer: larger datagrams are refused with `EMSGSIZE`, and
+/// netlink-proto closes the connection on a failed send.
+const SNDBUF_OVERHEAD: usize = 32;
+
 /// `NLMSGERR_ATTR_MSG`: the kernel's extended-ack text.
 const NLMSGERR_ATTR_MSG: u16 = 1;
 
 /// Length of `struct nlmsghdr`.
 const NLMSG_HDRLEN: usize = 16;
 
+/// A configured socket and its buffer sizes.
+pub(crate) struct NewSocket {
+    pub(crate) socket: TokioSocket,
+    /// Receive buffer, bytes.
+    pub(crate) rcvbuf: usize,
+    /// Send buffer, bytes: the kernel refuses datagrams larger than this less 32 bytes (`EMSGSIZE`).
+    pub(crate) sndbuf: usize,
+}
+
 /// Creates a socket for IPVS in the calling thread's network namespace and configures it. Must run inside the
-/// tokio runtime (the socket registers with its reactor). Returns the socket and its receive buffer size.
-pub(crate) fn new_socket(receive_buffer: usize) -> Result<(TokioSocket, usize), IpvsError> {
+/// tokio runtime (the socket registers with its reactor).
+pub(crate) fn new_socket(receive_buffer: usize) -> Result<NewSocket, IpvsError> {
     let transport = |context: &str| {
         let context = context.to_owned();
         move |source| IpvsError::Transport { context, source }
@@ -56,9 +69,12 @@ pub(crate) fn new_socket(receive_buffer: usize) -> Result<(TokioSocket, usize), 
     {
         tracing::debug!(error = %e, "cannot enlarge the netlink receive buffer");
     }
-    let actual = getsockopt(&*s, sockopt::RcvBuf)
-        .map_err(|e| IpvsError::Transport { context: "read the receive buffer size".into(), source: e.into() })?;
-    Ok((socket, actual))
+    let read_size = |what: &str, size: nix::Result<usize>| {
+        size.map_err(|e| IpvsError::Transport { context: format!("read the {what} size"), source: e.into() })
+    };
+    let rcvbuf = read_size("receive buffer", getsockopt(&*s, sockopt::RcvBuf))?;
+    let sndbuf = read_size("send buffer", getsockopt(&*s, sockopt::SndBuf))?;
+    Ok(NewSocket { socket, rcvbuf, sndbuf })
 }
 
 /// A running connection: the netlink-proto task for one socket.
@@ -72,6 +88,7 @@ pub(crate) struct Conn {
     task: JoinHandle<()>,
     ack_capacity: usize,
     dump_capacity: usize,
+    max_datagram: usize,
     /// The kernel runs one dump at a time per socket: holders of this lock may start one.
     pub(crate) dump_lock: tokio::sync::Mutex<()>,
 }
@@ -84,8 +101,8 @@ impl Drop for Conn {
 }
 
 impl Conn {
-    /// Starts the connection task for `socket` (inside the runtime) with `rcvbuf` bytes of receive buffer.
-    pub(crate) fn start(socket: TokioSocket, rcvbuf: usize) -> Conn {
+    /// Starts the connection task for a socket (inside the runtime).
+    pub(crate) fn start(NewSocket { socket, rcvbuf, sndbuf }: NewSocket) -> Conn {
         let (mut connection, handle, mut unsolicited) =
             netlink_proto::from_socket_with_codec::<Wire, TokioSocket, CaptureCodec>(socket);
         // Acks and DONE are how a request ends: without them a connection that closes mid-dump would look
@@ -118,6 +135,7 @@ impl Conn {
             ack_capacity: (rcvbuf / ACK_TRUESIZE).max(1),
             // Half, because the kernel stops a dump once the buffer is full, but only resumes below half.
             dump_capacity: (rcvbuf / 2 / DUMP_TRUESIZE).max(1),
+            max_datagram: sndbuf.saturating_sub(SNDBUF_OVERHEAD).max(1),
             dump_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -130,6 +148,16 @@ impl Conn {
     /// How many dumps' first reply datagrams the receive buffer holds.
     pub(crate) fn dump_capacity(&self) -> usize {
         self.dump_capacity
+    }
+
+    /// The largest datagram the kernel accepts on this socket.
+    pub(crate) fn max_datagram(&self) -> usize {
+        self.max_datagram
+    }
+
+    /// Whether the connection task has ended (the socket failed): every request now fails.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.task.is_finished()
     }
 
     /// Sends `messages` as one datagram (the kernel processes them in order). Returns `None` when the
