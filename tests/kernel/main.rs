@@ -4,4 +4,5 @@
 
 #![cfg(feature = "vm-tests")]
 
+mod client;
 mod support;

@@ -1,6 +1,5 @@
 //! The IPVS client against the real kernel. Runs inside the VM (`tests/vm/run`), each test in a fresh network
 //! namespace, cross-checked with `ipvsadm -Sn`.
-#![cfg(feature = "vm-tests")]
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
