@@ -5,4 +5,5 @@
 #![cfg(feature = "vm-tests")]
 
 mod client;
+mod engine;
 mod support;

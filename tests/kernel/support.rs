@@ -107,3 +107,157 @@ pub fn run_ok(program: &str, args: &[&str]) -> String {
 pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
 }
+
+/// What one run of the CLI did: exit code and both outputs, printable in assertion messages.
+#[derive(Debug, Clone)]
+pub struct CliRun {
+    /// The exit code; `None` when a signal ended the process.
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl CliRun {
+    fn from_output(out: Output) -> CliRun {
+        CliRun {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The operation lines (`+ `, `~ `, `- ` prefixed, as `plan` and `apply` print them), in order.
+    pub fn op_lines(&self) -> Vec<String> {
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with("+ ") || l.starts_with("~ ") || l.starts_with("- "))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Panics (showing both outputs) unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &CliRun {
+        assert_eq!(self.code, Some(code), "unexpected exit code\n{self}");
+        self
+    }
+}
+
+impl std::fmt::Display for CliRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {:?}\n--- stdout\n{}--- stderr\n{}---", self.code, self.stdout, self.stderr)
+    }
+}
+
+impl Netns {
+    /// Runs the CLI in this namespace and collects what it did.
+    pub fn cli_run(&self, args: &[&str]) -> CliRun {
+        CliRun::from_output(self.cli(args))
+    }
+
+    /// The CLI as a command in this namespace, for callers that spawn it (long-running or killed runs).
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(binary());
+        command.arg("--netns").arg(&self.name).args(args);
+        command
+    }
+}
+
+/// A scratch directory for one test: a manifest directory (`manifests/`) and a state file beside it, so that no two
+/// tests share ownership memory.
+pub struct Workdir {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Workdir {
+    fn default() -> Self {
+        Workdir::new()
+    }
+}
+
+impl Workdir {
+    /// An empty manifest directory and no state file yet.
+    pub fn new() -> Workdir {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        std::fs::create_dir(dir.path().join("manifests")).expect("create the manifest directory");
+        Workdir { dir }
+    }
+
+    /// The manifest directory.
+    pub fn manifests(&self) -> PathBuf {
+        self.dir.path().join("manifests")
+    }
+
+    /// The state file.
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state.json")
+    }
+
+    /// Another path in the scratch directory (outside the manifest directory).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes (or replaces) a manifest file.
+    pub fn write(&self, file: &str, text: &str) {
+        std::fs::write(self.manifests().join(file), text).expect("write a manifest");
+    }
+
+    /// Removes a manifest file.
+    pub fn remove(&self, file: &str) {
+        std::fs::remove_file(self.manifests().join(file)).expect("remove a manifest");
+    }
+
+    /// `ipvs-reconciler --netns NS COMMAND -f MANIFESTS --state STATE EXTRA...` (COMMAND is plan or apply).
+    pub fn pass(&self, ns: &Netns, command: &str, extra: &[&str]) -> CliRun {
+        let manifests = self.manifests();
+        let state = self.state();
+        let mut args = vec![command, "-f", path_str(&manifests), "--state", path_str(&state)];
+        args.extend_from_slice(extra);
+        ns.cli_run(&args)
+    }
+
+    /// `plan` over the manifest directory with this state file.
+    pub fn plan(&self, ns: &Netns) -> CliRun {
+        self.pass(ns, "plan", &[])
+    }
+
+    /// `apply` over the manifest directory with this state file.
+    pub fn apply(&self, ns: &Netns) -> CliRun {
+        self.pass(ns, "apply", &[])
+    }
+}
+
+/// A path as `&str` (test paths are always UTF-8).
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+/// Panics unless running inside the test VM (whose kernel has IPVS), for tests that need no namespace of their own.
+pub fn require_vm() {
+    assert!(
+        std::env::var_os("IPVS_RECONCILER_VM").is_some(),
+        "kernel tests must run inside the VM: use tests/vm/run (tests/all does)"
+    );
+}
+
+/// Polls `check` every 100 ms until it returns `Ok`, for at most `limit`; panics with the last `Err` description
+/// otherwise. Bounds a wait for an asynchronous effect without asserting how fast it is.
+#[track_caller]
+pub fn eventually(limit: std::time::Duration, what: &str, mut check: impl FnMut() -> Result<(), String>) {
+    let start = std::time::Instant::now();
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(last) if start.elapsed() >= limit => panic!("{what}: not reached within {limit:?}; last seen:\n{last}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+}
+
+/// The repository's `examples/` directory.
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
