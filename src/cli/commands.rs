@@ -88,7 +88,7 @@ async fn dump(netns: &NetnsSpec, args: &DumpArgs) -> Result<i32> {
         }
         Output::Rules => out.write_all(ipvsadm_format::render_save(&table).as_bytes())?,
         Output::Json => {
-            serde_json::to_writer_pretty(&mut out, &table)?;
+            serde_json::to_writer_pretty(&mut out, &JsonTable::of(&table))?;
             writeln!(out)?;
         }
         Output::Yaml => {
@@ -103,6 +103,31 @@ async fn dump(netns: &NetnsSpec, args: &DumpArgs) -> Result<i32> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// `dump -o json`: services with their destinations, as lists.
+#[derive(serde::Serialize)]
+struct JsonTable<'a> {
+    services: Vec<JsonService<'a>>,
+}
+
+impl<'a> JsonTable<'a> {
+    /// JSON objects need string keys: the table goes out as lists, in key order.
+    fn of(table: &'a crate::model::Table) -> Self {
+        let services = table
+            .services
+            .values()
+            .map(|e| JsonService { service: &e.service, destinations: e.dests.values().collect() })
+            .collect();
+        JsonTable { services }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct JsonService<'a> {
+    #[serde(flatten)]
+    service: &'a crate::model::Service,
+    destinations: Vec<&'a crate::model::Destination>,
 }
 
 /// Loads the manifests and builds the desired table. An unreadable path is an error, never "no objects"; documents
@@ -214,4 +239,23 @@ pub fn print_report(report: &PassReport, outcome: &DesiredOutcome) {
         println!("{draining} backend(s) draining (weight 0) until their connections end");
     }
     println!("{} operation(s) applied, {} failed", report.applied.len(), report.failures.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DestConfig, DestKey, Destination, Service, ServiceConfig, ServiceEntry, ServiceKey, Table};
+
+    #[test]
+    fn json_dump_has_string_keys_and_every_entry() {
+        let key = ServiceKey::tcp([192, 0, 2, 1].into(), 80);
+        let mut entry = ServiceEntry::new(Service::new(key, ServiceConfig::new(key.family(), "rr")));
+        let dest = DestKey::new([10, 0, 0, 1].into(), 8080);
+        entry.dests.insert(dest, Destination::new(dest, DestConfig::masquerade(3)));
+        let table = Table { services: [(key, entry)].into() };
+        let json = serde_json::to_value(JsonTable::of(&table)).unwrap();
+        assert_eq!(json["services"][0]["config"]["scheduler"], "rr");
+        assert_eq!(json["services"][0]["destinations"][0]["config"]["weight"], 3);
+        assert_eq!(json["services"][0]["key"]["Addr"]["port"], 80);
+    }
 }
