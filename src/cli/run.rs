@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -36,7 +37,7 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
     let mut source = FileSource::new(vec![args.manifests.clone()]);
     let (tx, mut events) = mpsc::channel::<()>(1);
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        if res.is_ok_and(|event| wakes(&event.kind)) {
             // A full channel already holds a wake-up: coalescing is the point.
             let _ = tx.try_send(());
         }
@@ -102,6 +103,17 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
     }
     info!("stopping; the IPVS table is left as it is");
     Ok(EXIT_OK)
+}
+
+/// Whether a file event may mean changed manifests. Reading them (the directory listing, the changed files) raises
+/// open/read/close events: waking on those would reload again after every pass, once per quiet period, forever. A
+/// close after writing still counts (some writers are seen only by it).
+fn wakes(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
 }
 
 fn far_future() -> Instant {
@@ -170,5 +182,34 @@ fn finish<E: std::fmt::Display>(what: &str, result: Result<PassReport, E>, outco
             );
         }
         Err(e) => error!(pass = what, "pass failed: {e:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{CreateKind, ModifyKind, RemoveKind, RenameMode};
+
+    use super::*;
+
+    #[test]
+    fn reading_the_manifests_does_not_wake_the_loop_but_changing_them_does() {
+        for own_read in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+        ] {
+            assert!(!wakes(&own_read), "{own_read:?}");
+        }
+        for change in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Any,
+            EventKind::Other,
+        ] {
+            assert!(wakes(&change), "{change:?}");
+        }
     }
 }
