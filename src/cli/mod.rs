@@ -31,10 +31,29 @@ pub fn main() -> i32 {
     match runtime.block_on(commands::dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ipvs-reconciler: {e:#}");
+            eprintln!("ipvs-reconciler: {}", error_line(&e));
             EXIT_ERROR
         }
     }
+}
+
+/// An error and its causes on one line. Most of this crate's errors quote their cause in their own message (so that
+/// they read well alone, in logs) and also expose it as `source()`: anyhow's `{:#}` would then print it twice
+/// ("...: No such file or directory (os error 2): No such file or directory (os error 2)"). A cause the line
+/// already ends with is not repeated.
+fn error_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Logs go to stderr, so that stdout carries only the command's output. `run` logs at info by default, one-shot
@@ -45,4 +64,26 @@ fn init_tracing(long_running: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::path::PathBuf;
+
+    use super::error_line;
+    use crate::engine::state::StateError;
+
+    #[test]
+    fn a_cause_quoted_by_its_error_is_printed_once() {
+        let source = io::Error::new(io::ErrorKind::NotFound, "no such file");
+        let error = anyhow::Error::new(StateError::Io { path: PathBuf::from("/s.json"), source });
+        assert_eq!(error_line(&error.context("loading state")), "loading state: state file /s.json: no such file");
+    }
+
+    #[test]
+    fn a_cause_not_quoted_is_still_printed() {
+        let error = anyhow::Error::new(io::Error::other("disk on fire")).context("reading manifests");
+        assert_eq!(error_line(&error), "reading manifests: disk on fire");
+    }
 }
