@@ -707,6 +707,11 @@ fn plan_in_a_missing_netns_fails_with_one_readable_line() {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one line: {stderr}");
     assert!(lines[0].contains(&name), "the namespace is not named: {}", lines[0]);
+    let parts: Vec<&str> = lines[0].split(": ").collect();
+    let mut unique = parts.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), parts.len(), "the message repeats itself: {}", lines[0]);
     assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(!state.exists(), "a failed plan wrote the state file");
 }
