@@ -5,5 +5,6 @@
 #![cfg(feature = "vm-tests")]
 
 mod client;
+mod client_matrix;
 mod engine;
 mod support;
