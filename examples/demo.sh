@@ -11,7 +11,7 @@ ns=ipvs-demo-$$
 state=$(mktemp -d)
 ip netns add "$ns"
 trap 'ip netns del "$ns"; rm -rf "$state"' EXIT
-# The kernel only accepts backends it can route to: one dummy interface covers the examples' backend prefixes.
+# A fresh namespace refuses every destination until loopback is up; the dummy interface routes the backends.
 ip -n "$ns" link set lo up
 ip -n "$ns" link add ipvs-ex type dummy
 ip -n "$ns" link set ipvs-ex up

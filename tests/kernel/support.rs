@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ipvs_reconciler::ipvs::Ipvs;
 
 /// A fresh network namespace (`ip netns add`), deleted on drop. Loopback is up and a dummy interface carries
-/// routes to the backend ranges used by tests and examples (the kernel refuses a destination that is not routable).
+/// routes to the backend ranges used by tests and examples (with loopback down the kernel refuses every
+/// destination as not unicast; unicast addresses without a route are accepted).
 pub struct Netns {
     /// Its name under /run/netns.
     pub name: String,
