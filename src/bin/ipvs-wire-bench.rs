@@ -3,7 +3,9 @@
 //! [`Ipvs::read_table`]. Prints one JSON object on stdout.
 //!
 //! ```text
-//! ipvs-wire-bench --netns NAME --services N --dests M [--read-only] [--reads K]
+//! ipvs-wire-bench --netns NAME --services N --dests M [--read-only] [--reads K] [--service-dumps K]
+//!                 [--sockets S] [--receive-buffer B] [--dumps-per-batch D] [--batch-max-ops O]
+//!                 [--batches-in-flight F] [--current-thread]
 //! ```
 //!
 //! The table is the generator's, address for address (4 TCP services per VIP on ports 80/443/8080/8443 from
@@ -32,7 +34,7 @@ const SCHEDULER: &str = "wlc";
 /// Weight of every destination.
 const WEIGHT: u32 = 1;
 
-/// Times `Ipvs::apply` and `Ipvs::read_table` on the benchmark table.
+/// Times `Ipvs::apply` and `Ipvs::read_table` on the benchmark table; the tuning options default to the client's.
 #[derive(Debug, Parser)]
 #[command(name = "ipvs-wire-bench")]
 struct Args {
@@ -51,6 +53,44 @@ struct Args {
     /// How many times to read the table (each read is timed).
     #[arg(long, default_value_t = 1)]
     reads: usize,
+    /// Also time one dump of the services alone (the first step of every read), this many times.
+    #[arg(long, default_value_t = 0)]
+    service_dumps: usize,
+    /// Tuning, to find what limits the client: `ConnectOptions::sockets` [default: the client's default].
+    #[arg(long)]
+    sockets: Option<usize>,
+    /// `ConnectOptions::receive_buffer`, bytes.
+    #[arg(long)]
+    receive_buffer: Option<usize>,
+    /// `ConnectOptions::dumps_per_batch`.
+    #[arg(long)]
+    dumps_per_batch: Option<usize>,
+    /// `ConnectOptions::batch_max_ops`.
+    #[arg(long)]
+    batch_max_ops: Option<usize>,
+    /// `ConnectOptions::batches_in_flight`.
+    #[arg(long)]
+    batches_in_flight: Option<usize>,
+    /// Run on tokio's current-thread runtime instead of the CLI's multi-threaded one (2 workers): every wake-up
+    /// stays on one thread.
+    #[arg(long)]
+    current_thread: bool,
+}
+
+impl Args {
+    /// The client's defaults, with the tuning arguments given.
+    fn options(&self, netns: NetnsSpec) -> ConnectOptions {
+        let d = ConnectOptions::default();
+        ConnectOptions {
+            netns,
+            sockets: self.sockets.unwrap_or(d.sockets),
+            receive_buffer: self.receive_buffer.unwrap_or(d.receive_buffer),
+            dumps_per_batch: self.dumps_per_batch.unwrap_or(d.dumps_per_batch),
+            batch_max_ops: self.batch_max_ops.unwrap_or(d.batch_max_ops),
+            batches_in_flight: self.batches_in_flight.unwrap_or(d.batches_in_flight),
+            ..d
+        }
+    }
 }
 
 /// Splits `index` into base-250 digits so that the last octet is never 0 or 255 (as the generator does).
@@ -126,7 +166,7 @@ async fn bench(args: &Args) -> Result<serde_json::Value> {
         Some(name) => NetnsSpec::parse(name)?,
         None => NetnsSpec::Current,
     };
-    let options = ConnectOptions { netns, ..ConnectOptions::default() };
+    let options = args.options(netns);
     let t0 = Instant::now();
     let ipvs = Ipvs::connect_with(options.clone()).await.context("connecting to IPVS")?;
     let connect = t0.elapsed();
@@ -135,8 +175,11 @@ async fn bench(args: &Args) -> Result<serde_json::Value> {
         "services": args.services,
         "dests_per_service": args.dests,
         "sockets": options.sockets,
+        "receive_buffer": options.receive_buffer,
+        "dumps_per_batch": options.dumps_per_batch,
         "batch_max_ops": options.batch_max_ops,
         "batches_in_flight": options.batches_in_flight,
+        "runtime": if args.current_thread { "current_thread" } else { "multi_thread(2)" },
         "connect_seconds": secs(connect),
     });
 
@@ -173,13 +216,31 @@ async fn bench(args: &Args) -> Result<serde_json::Value> {
     }
     report["read_seconds"] = reads.first().copied().unwrap_or_default().into();
     report["read_seconds_all"] = reads.into();
+
+    let mut service_dumps = Vec::with_capacity(args.service_dumps);
+    for _ in 0..args.service_dumps {
+        let t = Instant::now();
+        let services = ipvs.services().await.context("dumping the services")?;
+        service_dumps.push(secs(t.elapsed()));
+        ensure!(services.len() == args.services, "dumped {} services, expected {}", services.len(), args.services);
+    }
+    if !service_dumps.is_empty() {
+        report["service_dump_seconds_all"] = service_dumps.into();
+    }
     report["total_seconds"] = secs(t0.elapsed()).into();
     Ok(report)
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let mut builder = if args.current_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ipvs-wire-bench: cannot start the async runtime: {e}");
