@@ -246,6 +246,39 @@ mod tests {
     use super::*;
     use crate::model::{DestConfig, DestKey, Destination, Service, ServiceConfig, ServiceEntry, ServiceKey, Table};
 
+    fn object(name: &str, created: i64, yaml: &str) -> api::SourceObject {
+        api::SourceObject {
+            id: api::ObjectId::kubernetes("default", name),
+            age: api::Age::Created { seconds: created, nanos: 0 },
+            spec: serde_yaml::from_str(yaml).unwrap(),
+        }
+    }
+
+    #[test]
+    fn an_invalid_object_freezes_the_service_it_names() {
+        let good = object("good", 1, "address: 192.0.2.1\nport: 80\n");
+        let bad = object("bad", 2, "address: 192.0.2.2\nport: 80\nscheduler: nope\n");
+        let outcome = api::build_desired(vec![good, bad]);
+        let opts = pass_options(&outcome, false);
+        let frozen: Vec<String> = opts.frozen.iter().map(ToString::to_string).collect();
+        assert_eq!(frozen, vec!["TCP 192.0.2.2:80"]);
+        // Its service is known, so other services may still be deleted.
+        assert!(!opts.hold_service_deletes);
+        assert!(!opts.allow_mass_delete);
+        assert!(pass_options(&outcome, true).allow_mass_delete);
+    }
+
+    #[test]
+    fn an_object_that_names_no_service_holds_every_service_deletion() {
+        let mut outcome = api::build_desired(vec![object("good", 1, "address: 192.0.2.1\nport: 80\n")]);
+        let unreadable = api::ObjectId::document("web.yaml", 3);
+        outcome.errors.push(api::ValidationError::new(unreadable, "spec.port", "not a number"));
+        let opts = pass_options(&outcome, false);
+        assert!(opts.hold_service_deletes);
+        assert!(opts.frozen.is_empty());
+        assert!(!pass_options(&api::build_desired(Vec::new()), false).hold_service_deletes);
+    }
+
     #[test]
     fn json_dump_has_string_keys_and_every_entry() {
         let key = ServiceKey::tcp([192, 0, 2, 1].into(), 80);

@@ -3,9 +3,11 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use super::kernel::FakeKernel;
 use super::reconcile::{Engine, EngineError, PassOptions};
+use super::state::State;
 use crate::model::{DestConfig, Op, ServiceKey, Table};
 use crate::table::fixtures::{desired, desired_service, dest, live, live_entry, svc};
 use crate::table::{DesiredTable, apply_ops};
@@ -86,9 +88,35 @@ fn a_service_removed_while_down_is_removed_at_the_next_start() {
 fn ownership_is_saved_before_the_kernel_changes() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = engine(Table::default(), &dir);
+    // What a kill -9 between the kernel's change and the end of the pass would leave on disk: the state file as it
+    // is when the first operation reaches the kernel.
+    let seen: Arc<Mutex<Option<State>>> = Arc::default();
+    let (path, slot) = (state_path(&dir), Arc::clone(&seen));
+    *engine.kernel().before_next_apply.lock().unwrap() = Some(Box::new(move |_: &mut Table| {
+        *slot.lock().unwrap() = Some(State::load(&path).unwrap());
+    }));
     run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
-    let saved = super::state::State::load(&state_path(&dir)).unwrap();
-    assert_eq!(saved.owned, [svc(1)].into());
+    let at_apply = seen.lock().unwrap().take().expect("the pass applied something");
+    assert_eq!(at_apply.owned, [svc(1)].into());
+    assert_eq!(State::load(&state_path(&dir)).unwrap().owned, [svc(1)].into());
+}
+
+#[test]
+fn a_failed_partial_read_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
+    assert!(engine.observed().is_some(), "a successful full pass leaves an observed table");
+    engine.kernel().take_log();
+    // The service's re-read fails: planning against the stale observed table would delete svc(1).
+    engine.kernel().fail_reads.store(true, Ordering::SeqCst);
+    let touched: BTreeSet<ServiceKey> = [svc(1)].into();
+    let err =
+        run(engine.reconcile_touched(&DesiredTable::default(), &touched, 0, &PassOptions::default())).unwrap_err();
+    assert!(matches!(err, EngineError::Read(_)), "{err}");
+    assert_eq!(engine.kernel().take_log(), Vec::<Op>::new());
+    assert_eq!(engine.kernel().snapshot().len(), 1);
+    assert!(engine.observed().is_none(), "a failed re-read drops the stale table, so the next pass reads it all");
 }
 
 fn many(n: u8) -> DesiredTable {

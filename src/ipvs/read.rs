@@ -20,14 +20,60 @@ use super::client::{Ipvs, answer_result, decode_all, ipvs_replies};
 use super::connection::{Conn, Failure};
 use super::packet::{IpvsCmd, IpvsMessage};
 use super::{IpvsError, Request};
-use crate::model::{ServiceKey, Table};
+use crate::model::{Destination, Service, ServiceKey, Table};
 
 /// One read of the table.
+#[derive(Debug)]
 enum Attempt {
     /// A consistent table.
     Done(Table),
     /// The table changed during the read, as this says.
     Changed(String),
+}
+
+/// Reads with `read_once` until one attempt sees a consistent table, at most `attempts` times (at least once).
+async fn read_consistent<F, Fut>(attempts: u32, mut read_once: F) -> Result<Table, IpvsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Attempt, IpvsError>>,
+{
+    let attempts = attempts.max(1);
+    let mut detail = String::new();
+    for attempt in 1..=attempts {
+        match read_once().await {
+            Ok(Attempt::Done(table)) => return Ok(table),
+            Ok(Attempt::Changed(why)) => detail = why,
+            Err(e) if worth_retrying(&e) => detail = e.to_string(),
+            Err(e) => return Err(e),
+        }
+        tracing::debug!(attempt, %detail, "IPVS table changed during the read; reading it again");
+    }
+    Err(IpvsError::InconsistentRead { attempts, detail })
+}
+
+/// The table of one service dump. A service seen twice means the kernel's hash table changed during the dump
+/// (entries moved under the cursor), so other entries may have been skipped: the dump cannot be trusted.
+fn table_of_services(services: Vec<Service>) -> Result<Table, Attempt> {
+    let mut table = Table::default();
+    for service in services {
+        if table.services.contains_key(&service.key) {
+            return Err(Attempt::Changed(format!("service {} appeared twice in the service dump", service.key)));
+        }
+        table.insert_service(service);
+    }
+    Ok(table)
+}
+
+/// Adds the destinations of one service's dump; one seen twice means that dump met a changing table.
+fn add_destinations(table: &mut Table, key: ServiceKey, dests: Vec<Destination>) -> Result<(), Attempt> {
+    let Some(entry) = table.services.get_mut(&key) else { return Ok(()) };
+    for dest in dests {
+        let dest_key = dest.key;
+        if entry.dests.insert(dest_key, dest).is_some() {
+            return Err(Attempt::Changed(format!("destination {dest_key} of {key} appeared twice in its dump")));
+        }
+    }
+    Ok(())
 }
 
 /// Errors that mean the read met a moving table or a transient condition, worth reading again.
@@ -45,31 +91,17 @@ impl Ipvs {
     /// [`ConnectOptions::read_attempts`](super::ConnectOptions) times, then fails with
     /// [`IpvsError::InconsistentRead`]. Never returns a partial table: any failed dump fails the read.
     pub async fn read_table(&self) -> Result<Table, IpvsError> {
-        let attempts = self.inner.options.read_attempts.max(1);
-        let mut detail = String::new();
-        for attempt in 1..=attempts {
-            match self.read_once().await {
-                Ok(Attempt::Done(table)) => return Ok(table),
-                Ok(Attempt::Changed(why)) => detail = why,
-                Err(e) if worth_retrying(&e) => detail = e.to_string(),
-                Err(e) => return Err(e),
-            }
-            tracing::debug!(attempt, %detail, "IPVS table changed during the read; reading it again");
-        }
-        Err(IpvsError::InconsistentRead { attempts, detail })
+        read_consistent(self.inner.options.read_attempts, || self.read_once()).await
     }
 
     async fn read_once(&self) -> Result<Attempt, IpvsError> {
         let conns = &self.inner.conns;
         let request = Request::global("read-services");
         let replies = self.dump_on(&conns[0], IpvsMessage::get_service(None), request.clone()).await?;
-        let mut table = Table::default();
-        for service in decode_all(replies, &request, IpvsMessage::to_service)? {
-            if table.services.contains_key(&service.key) {
-                return Ok(Attempt::Changed(format!("service {} appeared twice in the service dump", service.key)));
-            }
-            table.insert_service(service);
-        }
+        let mut table = match table_of_services(decode_all(replies, &request, IpvsMessage::to_service)?) {
+            Ok(table) => table,
+            Err(changed) => return Ok(changed),
+        };
 
         let queue = Mutex::new(table.services.keys().copied().collect::<VecDeque<_>>());
         let workers = conns.iter().map(|conn| self.dump_dests_from(conn, &queue));
@@ -84,12 +116,8 @@ impl Ipvs {
                 empty.push(key);
                 continue;
             }
-            let Some(entry) = table.services.get_mut(&key) else { continue };
-            for dest in dests {
-                let dest_key = dest.key;
-                if entry.dests.insert(dest_key, dest).is_some() {
-                    return Ok(Attempt::Changed(format!("destination {dest_key} of {key} appeared twice in its dump")));
-                }
+            if let Err(changed) = add_destinations(&mut table, key, dests) {
+                return Ok(changed);
             }
         }
         // The kernel answers a dump for a missing service with nothing at all: tell the two apart.
@@ -173,5 +201,96 @@ impl Ipvs {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::model::{DestConfig, DestKey, ServiceConfig};
+
+    fn service(last: u8) -> Service {
+        let key = ServiceKey::tcp([192, 0, 2, last].into(), 80);
+        Service::new(key, ServiceConfig::new(key.family(), "rr"))
+    }
+
+    fn dest(last: u8) -> Destination {
+        let key = DestKey::new([10, 0, 0, last].into(), 8080);
+        Destination::new(key, DestConfig::masquerade(1))
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        futures::executor::block_on(f)
+    }
+
+    #[test]
+    fn a_service_seen_twice_in_one_dump_spoils_the_read() {
+        let table = table_of_services(vec![service(1), service(2)]).unwrap();
+        assert_eq!(table.services.len(), 2);
+        let Err(Attempt::Changed(why)) = table_of_services(vec![service(1), service(2), service(1)]) else {
+            panic!("a duplicated service was accepted");
+        };
+        assert_eq!(why, "service TCP 192.0.2.1:80 appeared twice in the service dump");
+    }
+
+    #[test]
+    fn a_destination_seen_twice_in_one_dump_spoils_the_read() {
+        let mut table = table_of_services(vec![service(1)]).unwrap();
+        let key = service(1).key;
+        add_destinations(&mut table, key, vec![dest(1), dest(2)]).unwrap();
+        assert_eq!(table.services[&key].dests.len(), 2);
+        let mut table = table_of_services(vec![service(1)]).unwrap();
+        let result = add_destinations(&mut table, key, vec![dest(1), dest(2), dest(1)]);
+        assert!(matches!(result, Err(Attempt::Changed(_))), "{result:?}");
+    }
+
+    #[test]
+    fn an_inconsistent_read_is_retried_then_refused() {
+        let calls = Cell::new(0);
+        let always_changed = || {
+            calls.set(calls.get() + 1);
+            async { Ok(Attempt::Changed("service TCP 192.0.2.1:80 appeared twice".to_owned())) }
+        };
+        let err = block_on(read_consistent(3, always_changed)).unwrap_err();
+        assert_eq!(calls.get(), 3);
+        assert!(
+            matches!(&err, IpvsError::InconsistentRead { attempts: 3, detail } if detail.contains("twice")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_read_that_settles_is_returned() {
+        let calls = Cell::new(0);
+        let settles = || {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move {
+                if n == 1 {
+                    Ok(Attempt::Changed("moved".to_owned()))
+                } else {
+                    Ok(Attempt::Done(table_of_services(vec![service(1)]).unwrap()))
+                }
+            }
+        };
+        let table = block_on(read_consistent(3, settles)).unwrap();
+        assert_eq!(calls.get(), 2);
+        assert_eq!(table.services.len(), 1);
+        // Zero attempts configured still reads once.
+        let once = block_on(read_consistent(0, || async { Ok(Attempt::Done(Table::default())) }));
+        assert!(once.unwrap().is_empty());
+    }
+
+    #[test]
+    fn errors_that_are_not_races_are_not_retried() {
+        let calls = Cell::new(0);
+        let fails = || {
+            calls.set(calls.get() + 1);
+            async { Err(IpvsError::Unavailable { detail: "no ip_vs".to_owned() }) }
+        };
+        assert!(block_on(read_consistent(3, fails)).is_err());
+        assert_eq!(calls.get(), 1);
     }
 }

@@ -199,6 +199,15 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_is_empty_exactly_when_it_has_no_operation() {
+        assert!(Plan::default().is_empty());
+        let desired = desired([desired_service(svc(1), "rr", &[], 0)]);
+        let plan = run(&Table::default(), &desired, &[], &Drains::new(), 0);
+        assert_eq!(plan.ops.len(), 1);
+        assert!(!plan.is_empty());
+    }
+
+    #[test]
     fn owned_services_are_not_reported_as_adopted() {
         let live = live([live_entry(svc(1), "rr", &[(dest(1), 1, 0, 0)])]);
         let desired = desired([desired_service(svc(1), "rr", &[(dest(1), 1)], 0)]);
@@ -269,7 +278,7 @@ mod tests {
     fn counters_and_connection_counts_never_cause_an_operation() {
         let live = live([live_entry(svc(1), "rr", &[(dest(1), 1, 100, 200)])]);
         let desired = desired([desired_service(svc(1), "rr", &[(dest(1), 1)], 300)]);
-        assert!(run(&live, &desired, &[svc(1)], &Drains::new(), 0).is_empty());
+        assert_eq!(run(&live, &desired, &[svc(1)], &Drains::new(), 0), Plan::default());
     }
 
     #[test]
@@ -299,7 +308,7 @@ mod tests {
         apply_ops(&mut table, &expired.ops).unwrap();
 
         let after = run(&table, &desired, &owned, &expired.drains, 1061);
-        assert!(after.is_empty());
+        assert_eq!(after.ops, Vec::<Op>::new());
         assert!(after.drains.is_empty(), "the entry of a deleted destination is dropped");
     }
 

@@ -166,6 +166,31 @@ fn dangling_links_in_a_directory_fail_the_whole_load() {
     assert!(matches!(load(&[dir.path()]), Err(LoadError::Read { .. })));
 }
 
+/// A path that `stat`s as a regular file but whose read fails (EIO: address 0 of this process is not mapped), as
+/// a file on a failing disk or a FUSE mount that errors would. Works as root, where permission bits do not.
+const UNREADABLE_FILE: &str = "/proc/self/mem";
+
+#[test]
+fn a_file_that_stats_but_cannot_be_read_fails_the_whole_load() {
+    let dir = dir_with(&[("a.yaml", WEB)]);
+    let link = dir.path().join("b.yaml");
+    std::os::unix::fs::symlink(UNREADABLE_FILE, &link).unwrap();
+    assert!(fs::metadata(&link).unwrap().is_file(), "the test needs a path that stats as a file");
+    let err = load(&[dir.path()]).unwrap_err();
+    assert!(matches!(&err, LoadError::Read { path, .. } if *path == link), "{err}");
+    let err = load(&[Path::new(UNREADABLE_FILE)]).unwrap_err();
+    assert!(matches!(&err, LoadError::Read { .. }), "{err}");
+}
+
+#[test]
+fn incremental_reload_fails_whole_on_a_file_that_stats_but_cannot_be_read() {
+    let dir = dir_with(&[("a.yaml", &vs("a", 1, 1))]);
+    let mut source = FileSource::new(vec![dir.path().to_owned()]);
+    assert_eq!(source.reload_desired().unwrap().0.table.services.len(), 1);
+    std::os::unix::fs::symlink(UNREADABLE_FILE, dir.path().join("b.yaml")).unwrap();
+    assert!(matches!(source.reload_desired(), Err(LoadError::Read { .. })));
+}
+
 #[test]
 fn non_utf8_file_is_an_error_for_that_file() {
     let dir = dir_with(&[("a.yaml", WEB)]);
