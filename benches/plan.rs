@@ -32,7 +32,7 @@ fn desired_service(i: u32) -> DesiredService {
             .map(|j| (dest_key(i, j), Destination::new(dest_key(i, j), DestConfig::masquerade(1))))
             .collect(),
         drain_timeout_secs: 300,
-        origin: format!("bench/svc-{i}"),
+        origin: ipvs_reconciler::model::ObjectId::kubernetes("bench", format!("svc-{i}")),
     }
 }
 

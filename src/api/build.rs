@@ -124,7 +124,7 @@ mod tests {
             out.table.services.keys().copied().collect::<Vec<_>>(),
             vec![tcp("192.0.2.1", 80), tcp("192.0.2.2", 80)]
         );
-        assert_eq!(out.table.services[&tcp("192.0.2.1", 80)].origin, "default/a");
+        assert_eq!(out.table.services[&tcp("192.0.2.1", 80)].origin.to_string(), "default/a");
         let rendered: Vec<_> = out.errors.iter().map(ToString::to_string).collect();
         assert_eq!(
             rendered,
@@ -146,7 +146,7 @@ mod tests {
         for objects in [vec![older.clone(), younger.clone()], vec![younger.clone(), older.clone()]] {
             let out = build_desired(objects);
             let svc = &out.table.services[&tcp("192.0.2.1", 80)];
-            assert_eq!(svc.origin, "zzz/late-name");
+            assert_eq!(svc.origin.to_string(), "zzz/late-name");
             assert_eq!(
                 out.conflicts,
                 vec![Conflict { key: tcp("192.0.2.1", 80), object: younger.id.clone(), claimed_by: older.id.clone() }]
@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn equal_ages_fall_back_to_namespace_then_name() {
         let out = build_desired(vec![kube("b", "a", 5, A_OTHER_BACKENDS), kube("a", "z", 5, A), kube("a", "y", 5, B)]);
-        assert_eq!(out.table.services[&tcp("192.0.2.1", 80)].origin, "a/z");
+        assert_eq!(out.table.services[&tcp("192.0.2.1", 80)].origin.to_string(), "a/z");
         assert_eq!(out.conflicts.len(), 1);
         assert_eq!(out.conflicts[0].object, ObjectId::kubernetes("b", "a"));
     }
@@ -172,7 +172,7 @@ mod tests {
         let unknown = object(ObjectId::kubernetes("a", "a"), Age::created(None), A);
         let known = kube("z", "z", 1_700_000_000, A_OTHER_BACKENDS);
         let out = build_desired(vec![unknown, known]);
-        assert_eq!(out.table.services[&tcp("192.0.2.1", 80)].origin, "z/z");
+        assert_eq!(out.table.services[&tcp("192.0.2.1", 80)].origin.to_string(), "z/z");
     }
 
     #[test]
@@ -180,7 +180,7 @@ mod tests {
         let doc = |file, path: &str, index| object(ObjectId::document(path, index), Age::loaded(file, index), A);
         // File order is load order, not path order.
         let out = build_desired(vec![doc(1, "a.yaml", 0), doc(0, "z.yaml", 3), doc(0, "z.yaml", 1)]);
-        assert_eq!(out.table.services[&tcp("192.0.2.1", 80)].origin, "z.yaml#1");
+        assert_eq!(out.table.services[&tcp("192.0.2.1", 80)].origin.to_string(), "z.yaml#1");
         let losers: Vec<_> = out.conflicts.iter().map(|c| c.object.to_string()).collect();
         assert_eq!(losers, vec!["z.yaml#3", "a.yaml#0"]);
     }
@@ -199,7 +199,7 @@ mod tests {
     fn an_invalid_younger_object_is_reported_and_conflicting() {
         let broken_a = "address: 192.0.2.1\nport: 80\nscheduler: typo\n";
         let out = build_desired(vec![kube("d", "old", 1, A), kube("d", "new", 2, broken_a)]);
-        assert_eq!(out.table.services[&tcp("192.0.2.1", 80)].origin, "d/old");
+        assert_eq!(out.table.services[&tcp("192.0.2.1", 80)].origin.to_string(), "d/old");
         assert_eq!(out.errors.len(), 1);
         assert_eq!(out.conflicts.len(), 1);
         assert!(out.held.is_empty());

@@ -1,57 +1,9 @@
 //! Who asked for a service: object identities, their age (which decides conflicts) and the objects sources hand over.
 
-use std::fmt;
-use std::path::PathBuf;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::v1alpha1::{VirtualService, VirtualServiceSpec};
-
-/// The identity of a `VirtualService`, as messages name it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ObjectId {
-    /// A Kubernetes object: `namespace/name`.
-    Kubernetes {
-        /// Namespace.
-        namespace: String,
-        /// Name.
-        name: String,
-    },
-    /// A document of a manifest file: `path#index` (index counts from 0, in file order).
-    Document {
-        /// The file.
-        path: PathBuf,
-        /// Position of the document in the file.
-        index: usize,
-    },
-    /// A whole file, for problems found before its documents could be told apart (a YAML syntax error).
-    File {
-        /// The file.
-        path: PathBuf,
-    },
-}
-
-impl ObjectId {
-    /// A Kubernetes object's identity.
-    pub fn kubernetes(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        ObjectId::Kubernetes { namespace: namespace.into(), name: name.into() }
-    }
-
-    /// A file document's identity.
-    pub fn document(path: impl Into<PathBuf>, index: usize) -> Self {
-        ObjectId::Document { path: path.into(), index }
-    }
-}
-
-impl fmt::Display for ObjectId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ObjectId::Kubernetes { namespace, name } => write!(f, "{namespace}/{name}"),
-            ObjectId::Document { path, index } => write!(f, "{}#{index}", path.display()),
-            ObjectId::File { path } => write!(f, "{}", path.display()),
-        }
-    }
-}
+pub use crate::model::ObjectId;
 
 /// How old an object is: when two objects claim the same service, the older one wins.
 ///

@@ -68,7 +68,7 @@ pub fn validate(id: &ObjectId, spec: &VirtualServiceSpec) -> Result<DesiredServi
     };
     match (key, config, dests, drain) {
         (Some(key), Some(config), Some(dests), Some(drain_timeout_secs)) if check.errors.is_empty() => {
-            Ok(DesiredService { service: Service::new(key, config), dests, drain_timeout_secs, origin: id.to_string() })
+            Ok(DesiredService { service: Service::new(key, config), dests, drain_timeout_secs, origin: id.clone() })
         }
         _ => {
             if check.errors.is_empty() {

@@ -8,12 +8,12 @@ use anyhow::{Context, Result};
 use tracing::warn;
 
 use super::args::{ApplyArgs, Cli, Command, DumpArgs, Output, ValidateArgs};
+use super::describe::{describe, describe_applied};
 use super::ipvsadm_format::{self, Columns, ListOptions};
 use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
 use crate::api::{self, DesiredOutcome};
-use crate::engine::describe::describe;
 use crate::engine::state::DEFAULT_STATE_PATH;
-use crate::engine::{Engine, PassOptions, PassReport};
+use crate::engine::{Engine, KernelFailure, PassOptions, PassReport};
 use crate::ipvs::{Ipvs, NetnsSpec};
 use crate::source::file;
 
@@ -207,7 +207,7 @@ async fn plan(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs) 
 }
 
 fn origin(outcome: &DesiredOutcome, key: &crate::model::ServiceKey) -> String {
-    outcome.table.services.get(key).map(|s| s.origin.clone()).unwrap_or_default()
+    outcome.table.services.get(key).map(|s| s.origin.to_string()).unwrap_or_default()
 }
 
 async fn apply(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs) -> Result<i32> {
@@ -221,15 +221,21 @@ async fn apply(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs)
 }
 
 /// Prints what a pass did: one line per applied operation, then failures and held services.
-pub fn print_report(report: &PassReport, outcome: &DesiredOutcome) {
+pub fn print_report<E: KernelFailure>(report: &PassReport<E>, outcome: &DesiredOutcome) {
     for key in &report.plan.adopted {
         println!("adopted {key} (declared by {})", origin(outcome, key));
     }
-    for line in &report.applied_lines {
+    for line in describe_applied(&report.applied, &report.before) {
         println!("{line}");
     }
     for f in &report.failures {
-        eprintln!("failed: {}: {}", f.op, f.error);
+        match &f.object {
+            Some(object) => eprintln!("failed: {object}: {}: {}", f.op, f.error),
+            None => eprintln!("failed: {}: {}", f.op, f.error),
+        }
+    }
+    for op in &report.unanswered {
+        eprintln!("failed: {op}: no answer from the kernel client (outcome unknown)");
     }
     for key in &report.held {
         eprintln!("held: {key} left as it is until its object is valid again");

@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+pub mod describe;
 pub mod ipvsadm_format;
 mod run;
 

@@ -17,7 +17,7 @@ use super::EXIT_OK;
 use super::args::RunArgs;
 use super::commands::{connect, now, pass_options, print_report};
 use crate::api::DesiredOutcome;
-use crate::engine::{Engine, Kernel, PassReport};
+use crate::engine::{Engine, Kernel, KernelFailure, PassReport};
 use crate::ipvs::NetnsSpec;
 use crate::model::ServiceKey;
 use crate::source::FileSource;
@@ -167,7 +167,11 @@ fn drain_check<K: Kernel>(engine: &Engine<K>) -> Option<Instant> {
 }
 
 /// Logs a pass.
-fn finish<E: std::fmt::Display>(what: &str, result: Result<PassReport, E>, outcome: &DesiredOutcome) {
+fn finish<K: KernelFailure, E: std::fmt::Display>(
+    what: &str,
+    result: Result<PassReport<K>, E>,
+    outcome: &DesiredOutcome,
+) {
     match result {
         Ok(report) => {
             if !report.applied.is_empty() || !report.failures.is_empty() {

@@ -3,7 +3,7 @@
 use crate::ipvs::{Ipvs, IpvsError};
 use crate::model::{Op, ServiceEntry, ServiceKey, Table};
 
-use super::kernel::Kernel;
+use super::kernel::{Kernel, KernelFailure};
 
 impl Kernel for Ipvs {
     type Error = IpvsError;
@@ -27,12 +27,30 @@ impl Kernel for Ipvs {
     async fn apply(&self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
         Ipvs::apply(self, ops).await
     }
+}
 
-    fn is_race(error: &IpvsError) -> bool {
-        matches!(error, IpvsError::AlreadyExists(_) | IpvsError::NoSuchService(_) | IpvsError::NoSuchDestination(_))
+impl KernelFailure for IpvsError {
+    fn is_race(&self) -> bool {
+        matches!(self, IpvsError::AlreadyExists(_) | IpvsError::NoSuchService(_) | IpvsError::NoSuchDestination(_))
     }
 
-    fn is_gone(error: &IpvsError) -> bool {
-        matches!(error, IpvsError::NoSuchService(_) | IpvsError::NoSuchDestination(_))
+    fn is_gone(&self) -> bool {
+        matches!(self, IpvsError::NoSuchService(_) | IpvsError::NoSuchDestination(_))
+    }
+
+    fn outcome_unknown(&self) -> bool {
+        IpvsError::outcome_unknown(self)
+    }
+
+    fn connection_lost(&self) -> bool {
+        matches!(self, IpvsError::ConnectionClosed { .. })
+    }
+
+    fn errno(&self) -> Option<i32> {
+        IpvsError::errno(self)
+    }
+
+    fn metric_label(&self) -> &'static str {
+        IpvsError::metric_label(self)
     }
 }

@@ -10,10 +10,33 @@ use std::sync::Mutex;
 use crate::model::{Op, ServiceEntry, ServiceKey, Table};
 use crate::table::{ApplyError, apply_op};
 
+/// What the engine needs to know of a kernel error to decide, and what status, Events and metrics say of it.
+pub trait KernelFailure: std::error::Error + Send + Sync + 'static {
+    /// Whether another writer changed the entry under us (already exists, no such service or destination): the
+    /// engine then re-reads that service and plans again.
+    fn is_race(&self) -> bool;
+
+    /// Whether a delete failed because the entry is already gone (so it is no longer ours to remember).
+    fn is_gone(&self) -> bool;
+
+    /// Whether the request may have been carried out although it failed: the answer never came (connection
+    /// closed, reply lost, timeout). The engine's picture of the table is then unknown and must be read again.
+    fn outcome_unknown(&self) -> bool;
+
+    /// Whether the connection to the kernel is gone: a new one is needed before anything else can work.
+    fn connection_lost(&self) -> bool;
+
+    /// The errno of a kernel refusal, if it is one.
+    fn errno(&self) -> Option<i32>;
+
+    /// A short stable label for metrics and status reasons (`invalid_argument`, `timeout`, ...).
+    fn metric_label(&self) -> &'static str;
+}
+
 /// What the engine needs from the kernel.
 pub trait Kernel: Send + Sync {
     /// Error type of every call.
-    type Error: std::error::Error + Send + Sync + 'static;
+    type Error: KernelFailure;
 
     /// Reads every service with its destinations. Must fail rather than return a partial table.
     fn read_table(&self) -> impl Future<Output = Result<Table, Self::Error>> + Send;
@@ -23,13 +46,6 @@ pub trait Kernel: Send + Sync {
 
     /// Applies operations in order; one result per operation. A failure does not stop the operations after it.
     fn apply(&self, ops: &[Op]) -> impl Future<Output = Vec<Result<(), Self::Error>>> + Send;
-
-    /// Whether an error means another writer changed the entry under us (already exists, no such service or
-    /// destination): the engine then re-reads that service and plans again.
-    fn is_race(error: &Self::Error) -> bool;
-
-    /// Whether an error of a delete means the entry is already gone (so it is no longer ours to remember).
-    fn is_gone(error: &Self::Error) -> bool;
 }
 
 /// Why the in-memory kernel refused something.
@@ -41,6 +57,12 @@ pub enum FakeError {
     /// A read that fails (to test that failed reads never lead to deletes).
     #[error("read failed (injected)")]
     ReadFailed,
+    /// The connection closed before the answer came (injected): the operation may or may not have been applied.
+    #[error("connection closed (injected)")]
+    ConnectionClosed,
+    /// The kernel refused an argument (injected; EINVAL): not a race, so it is not retried.
+    #[error("{0}: invalid argument (injected)")]
+    InvalidArgument(String),
 }
 
 /// A change made by another writer, injected into the fake kernel.
@@ -59,6 +81,15 @@ pub struct FakeKernel {
     pub full_reads: std::sync::atomic::AtomicUsize,
     /// Run once at the start of the next `apply`: another writer acting between our read and our write.
     pub before_next_apply: Mutex<Option<OtherWriter>>,
+    /// Operations on these services are refused as invalid (EINVAL), as the kernel refuses what it cannot hold.
+    pub refuse_services: Mutex<std::collections::BTreeSet<ServiceKey>>,
+    /// When set, the connection is closed: reads fail, and writes are carried out but answered with
+    /// `ConnectionClosed` (the worst case: done, and not known to be done).
+    pub closed: std::sync::atomic::AtomicBool,
+    /// When set, the next `apply` closes the connection as it starts (the ops are still carried out).
+    pub close_on_next_apply: std::sync::atomic::AtomicBool,
+    /// `apply` answers only this many operations (the rest get no result at all), when set.
+    pub answer_at_most: Mutex<Option<usize>>,
 }
 
 impl std::fmt::Debug for FakeKernel {
@@ -83,8 +114,11 @@ impl FakeKernel {
         self.log.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
     }
 
-    fn reads_fail(&self) -> bool {
-        self.fail_reads.load(std::sync::atomic::Ordering::SeqCst)
+    fn reads_fail(&self) -> Option<FakeError> {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Some(FakeError::ConnectionClosed);
+        }
+        self.fail_reads.load(std::sync::atomic::Ordering::SeqCst).then_some(FakeError::ReadFailed)
     }
 }
 
@@ -92,16 +126,16 @@ impl Kernel for FakeKernel {
     type Error = FakeError;
 
     async fn read_table(&self) -> Result<Table, FakeError> {
-        if self.reads_fail() {
-            return Err(FakeError::ReadFailed);
+        if let Some(e) = self.reads_fail() {
+            return Err(e);
         }
         self.full_reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(self.snapshot())
     }
 
     async fn read_service(&self, key: &ServiceKey) -> Result<Option<ServiceEntry>, FakeError> {
-        if self.reads_fail() {
-            return Err(FakeError::ReadFailed);
+        if let Some(e) = self.reads_fail() {
+            return Err(e);
         }
         Ok(self.snapshot().services.get(key).cloned())
     }
@@ -114,14 +148,63 @@ impl Kernel for FakeKernel {
         if let Ok(mut log) = self.log.lock() {
             log.extend(ops.iter().cloned());
         }
-        ops.iter().map(|op| apply_op(&mut table, op).map_err(FakeError::from)).collect()
+        let refused = self.refuse_services.lock().map(|r| r.clone()).unwrap_or_default();
+        if self.close_on_next_apply.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let closed = self.closed.load(std::sync::atomic::Ordering::SeqCst);
+        let mut results: Vec<Result<(), FakeError>> = ops
+            .iter()
+            .map(|op| {
+                if refused.contains(op.service_key()) {
+                    return Err(FakeError::InvalidArgument(op.to_string()));
+                }
+                let result = apply_op(&mut table, op).map_err(FakeError::from);
+                if closed { Err(FakeError::ConnectionClosed) } else { result }
+            })
+            .collect();
+        if let Some(most) = self.answer_at_most.lock().ok().and_then(|m| *m) {
+            results.truncate(most);
+        }
+        results
+    }
+}
+
+impl KernelFailure for FakeError {
+    fn is_race(&self) -> bool {
+        matches!(self, FakeError::Refused(_))
     }
 
-    fn is_race(error: &FakeError) -> bool {
-        matches!(error, FakeError::Refused(_))
+    fn is_gone(&self) -> bool {
+        matches!(self, FakeError::Refused(ApplyError::NoSuchService { .. } | ApplyError::NoSuchDest { .. }))
     }
 
-    fn is_gone(error: &FakeError) -> bool {
-        matches!(error, FakeError::Refused(ApplyError::NoSuchService { .. } | ApplyError::NoSuchDest { .. }))
+    fn outcome_unknown(&self) -> bool {
+        matches!(self, FakeError::ConnectionClosed)
+    }
+
+    fn connection_lost(&self) -> bool {
+        matches!(self, FakeError::ConnectionClosed)
+    }
+
+    fn errno(&self) -> Option<i32> {
+        match self {
+            FakeError::Refused(ApplyError::ServiceExists { .. } | ApplyError::DestExists { .. }) => Some(libc::EEXIST),
+            FakeError::Refused(ApplyError::NoSuchService { .. }) => Some(libc::ESRCH),
+            FakeError::Refused(ApplyError::NoSuchDest { .. }) => Some(libc::ENOENT),
+            FakeError::InvalidArgument(_) => Some(libc::EINVAL),
+            _ => None,
+        }
+    }
+
+    fn metric_label(&self) -> &'static str {
+        match self {
+            FakeError::Refused(ApplyError::ServiceExists { .. } | ApplyError::DestExists { .. }) => "already_exists",
+            FakeError::Refused(ApplyError::NoSuchService { .. }) => "no_such_service",
+            FakeError::Refused(ApplyError::NoSuchDest { .. }) => "no_such_destination",
+            FakeError::ReadFailed => "read_failed",
+            FakeError::InvalidArgument(_) => "invalid_argument",
+            FakeError::ConnectionClosed => "connection_closed",
+        }
     }
 }

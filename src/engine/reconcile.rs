@@ -5,10 +5,9 @@ use std::path::PathBuf;
 
 use tracing::{info, warn};
 
-use super::describe::describe;
-use super::kernel::Kernel;
+use super::kernel::{Kernel, KernelFailure};
 use super::state::{State, StateError};
-use crate::model::{Op, ServiceKey, Table};
+use crate::model::{ObjectId, Op, ServiceKey, Table};
 use crate::table::{DesiredTable, Drains, Plan, PlanInput, apply_op, plan};
 
 /// A pass may delete at most this many owned services without `allow_mass_delete`, however small the table.
@@ -17,12 +16,12 @@ pub const MASS_DELETE_MIN: usize = 10;
 /// How many times operations refused because another writer got there first are re-planned.
 pub const RACE_ROUNDS: usize = 3;
 
-/// Errors that stop a pass before the kernel is changed.
+/// Errors that stop a pass. `E` is the kernel's error type, kept whole (errno, metric label) for status and metrics.
 #[derive(Debug, thiserror::Error)]
-pub enum EngineError {
+pub enum EngineError<E: std::error::Error + 'static> {
     /// Reading the kernel failed: nothing is planned, so nothing is deleted because of it.
     #[error("reading the IPVS table failed; nothing was changed: {0}")]
-    Read(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Read(#[source] E),
     /// The ownership memory could not be read or written; changing the kernel without it could leak or steal services.
     #[error(transparent)]
     State(#[from] StateError),
@@ -52,36 +51,77 @@ pub struct PassOptions {
     pub frozen: BTreeSet<ServiceKey>,
 }
 
-/// An operation the kernel refused.
-#[derive(Debug, Clone)]
-pub struct OpFailure {
+impl<E: std::error::Error + 'static> EngineError<E> {
+    /// A short stable label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            EngineError::Read(_) => "read",
+            EngineError::State(_) => "state",
+            EngineError::MassDelete { .. } => "mass_delete",
+        }
+    }
+}
+
+/// An operation the kernel refused, with the object that asked for it.
+#[derive(Debug)]
+pub struct OpFailure<E> {
     /// The operation.
     pub op: Op,
+    /// The object whose service it belongs to (`None` for a service no object asks for any more: its deletion).
+    pub object: Option<ObjectId>,
     /// The kernel's error, with its context.
-    pub error: String,
+    pub error: E,
 }
 
 /// What a pass did.
-#[derive(Debug, Clone, Default)]
-pub struct PassReport {
+#[derive(Debug)]
+pub struct PassReport<E> {
     /// The plan of the first round (what `plan` shows).
     pub plan: Plan,
-    /// Operations the kernel accepted, every round included.
+    /// Operations the kernel accepted, every round included, in the order they were applied.
     pub applied: Vec<Op>,
-    /// `applied`, described against the table as it was before each operation (see `engine::describe`).
-    pub applied_lines: Vec<String>,
+    /// The services `applied` touched, as they were observed before the pass changed them (absent: the service did
+    /// not exist). Replaying `applied` over it gives each operation's "before", for describing edits.
+    pub before: Table,
     /// Operations the kernel refused in the end.
-    pub failures: Vec<OpFailure>,
+    pub failures: Vec<OpFailure<E>>,
+    /// Operations the kernel client gave no answer for (their outcome is unknown).
+    pub unanswered: Vec<Op>,
     /// Services whose operations were held back because the sources had invalid objects.
     pub held: Vec<ServiceKey>,
     /// Rounds of re-planning after races with other writers.
     pub race_rounds: usize,
 }
 
-impl PassReport {
+impl<E> Default for PassReport<E> {
+    fn default() -> Self {
+        PassReport {
+            plan: Plan::default(),
+            applied: Vec::new(),
+            before: Table::default(),
+            failures: Vec::new(),
+            unanswered: Vec::new(),
+            held: Vec::new(),
+            race_rounds: 0,
+        }
+    }
+}
+
+impl<E: KernelFailure> PassReport<E> {
     /// Whether every planned operation was applied.
     pub fn is_success(&self) -> bool {
-        self.failures.is_empty()
+        self.failures.is_empty() && self.unanswered.is_empty()
+    }
+
+    /// Whether some operation may or may not have been applied (no answer came): the kernel must be read again
+    /// before the next plan.
+    pub fn outcome_unknown(&self) -> bool {
+        !self.unanswered.is_empty() || self.failures.iter().any(|f| f.error.outcome_unknown())
+    }
+
+    /// Whether the connection to the kernel was lost during the pass.
+    pub fn connection_lost(&self) -> bool {
+        self.failures.iter().any(|f| f.error.connection_lost())
     }
 }
 
@@ -95,9 +135,14 @@ pub struct Engine<K> {
     observed: Option<Table>,
 }
 
+/// The engine's error for kernel `K`.
+pub type EngineErrorOf<K> = EngineError<<K as Kernel>::Error>;
+/// The engine's report for kernel `K`.
+pub type PassReportOf<K> = PassReport<<K as Kernel>::Error>;
+
 impl<K: Kernel> Engine<K> {
     /// An engine over `kernel`, remembering ownership in `state_path` (loaded now).
-    pub fn new(kernel: K, state_path: PathBuf) -> Result<Self, EngineError> {
+    pub fn new(kernel: K, state_path: PathBuf) -> Result<Self, EngineErrorOf<K>> {
         let state = State::load(&state_path)?;
         Ok(Engine { kernel, state, state_path, observed: None })
     }
@@ -105,6 +150,18 @@ impl<K: Kernel> Engine<K> {
     /// The kernel.
     pub fn kernel(&self) -> &K {
         &self.kernel
+    }
+
+    /// Replaces the kernel connection (after the old one was lost). The observed table is dropped: the next pass
+    /// reads everything through the new connection.
+    pub fn replace_kernel(&mut self, kernel: K) {
+        self.kernel = kernel;
+        self.observed = None;
+    }
+
+    /// Forgets the observed table, so that the next pass reads the whole table first.
+    pub fn forget_observed(&mut self) {
+        self.observed = None;
     }
 
     /// What the engine remembers.
@@ -123,11 +180,11 @@ impl<K: Kernel> Engine<K> {
         desired: &DesiredTable,
         now: u64,
         opts: &PassOptions,
-    ) -> Result<Plan, EngineError> {
+    ) -> Result<Plan, EngineErrorOf<K>> {
         self.refresh_all().await?;
         let mut plan = self.plan_observed(desired, now, None);
-        let held = hold_deletes(&mut plan, opts);
-        self.guard(&plan, opts)?;
+        let held = hold_deletes(&mut plan.ops, opts);
+        Self::guard(&plan.ops, 0, self.state.owned.len(), opts)?;
         if !held.is_empty() {
             info!(count = held.len(), "service deletions held back: the sources have invalid objects");
         }
@@ -140,7 +197,7 @@ impl<K: Kernel> Engine<K> {
         desired: &DesiredTable,
         now: u64,
         opts: &PassOptions,
-    ) -> Result<PassReport, EngineError> {
+    ) -> Result<PassReportOf<K>, EngineErrorOf<K>> {
         self.refresh_all().await?;
         self.reconcile_observed(desired, now, opts, None).await
     }
@@ -153,7 +210,7 @@ impl<K: Kernel> Engine<K> {
         touched: &BTreeSet<ServiceKey>,
         now: u64,
         opts: &PassOptions,
-    ) -> Result<PassReport, EngineError> {
+    ) -> Result<PassReportOf<K>, EngineErrorOf<K>> {
         if self.observed.is_none() {
             return self.reconcile_full(desired, now, opts).await;
         }
@@ -161,16 +218,16 @@ impl<K: Kernel> Engine<K> {
         self.reconcile_observed(desired, now, opts, Some(touched)).await
     }
 
-    async fn refresh_all(&mut self) -> Result<(), EngineError> {
+    async fn refresh_all(&mut self) -> Result<(), EngineErrorOf<K>> {
         self.observed = None;
-        let table = self.kernel.read_table().await.map_err(|e| EngineError::Read(Box::new(e)))?;
+        let table = self.kernel.read_table().await.map_err(EngineError::Read)?;
         self.observed = Some(table);
         Ok(())
     }
 
     /// Re-reads some services into the observed table. On failure the observed table is dropped, so the next pass
     /// reads everything again rather than trusting a table we know is stale.
-    async fn refresh(&mut self, keys: &BTreeSet<ServiceKey>) -> Result<(), EngineError> {
+    async fn refresh(&mut self, keys: &BTreeSet<ServiceKey>) -> Result<(), EngineErrorOf<K>> {
         for key in keys {
             match self.kernel.read_service(key).await {
                 Ok(entry) => {
@@ -187,7 +244,7 @@ impl<K: Kernel> Engine<K> {
                 }
                 Err(e) => {
                     self.observed = None;
-                    return Err(EngineError::Read(Box::new(e)));
+                    return Err(EngineError::Read(e));
                 }
             }
         }
@@ -216,9 +273,10 @@ impl<K: Kernel> Engine<K> {
         plan
     }
 
-    fn guard(&self, plan: &Plan, opts: &PassOptions) -> Result<(), EngineError> {
-        let deletes = plan.ops.iter().filter(|op| matches!(op, Op::DeleteService(_))).count();
-        let owned = self.state.owned.len();
+    /// The mass-delete guard over `ops`: `already` services were deleted earlier in this pass, `owned` were owned
+    /// when it began.
+    fn guard(ops: &[Op], already: usize, owned: usize, opts: &PassOptions) -> Result<(), EngineErrorOf<K>> {
+        let deletes = already + ops.iter().filter(|op| matches!(op, Op::DeleteService(_))).count();
         if !opts.allow_mass_delete && deletes > MASS_DELETE_MIN && deletes * 2 > owned {
             return Err(EngineError::MassDelete { deletes, owned });
         }
@@ -231,10 +289,11 @@ impl<K: Kernel> Engine<K> {
         now: u64,
         opts: &PassOptions,
         scope: Option<&BTreeSet<ServiceKey>>,
-    ) -> Result<PassReport, EngineError> {
+    ) -> Result<PassReportOf<K>, EngineErrorOf<K>> {
+        let owned_at_start = self.state.owned.len();
         let mut plan = self.plan_observed(desired, now, scope);
-        let held = hold_deletes(&mut plan, opts);
-        self.guard(&plan, opts)?;
+        let held = hold_deletes(&mut plan.ops, opts);
+        Self::guard(&plan.ops, 0, owned_at_start, opts)?;
         for key in &plan.adopted {
             info!(service = %key, "adopting a declared service that already exists in the kernel");
         }
@@ -255,34 +314,42 @@ impl<K: Kernel> Engine<K> {
         self.state.save(&self.state_path)?;
 
         let mut ops = plan.ops;
+        let mut deleted = 0;
         let mut round = 0;
         loop {
-            let results = self.kernel.apply(&ops).await;
+            self.remember_before(&ops, &mut report.before);
+            let mut results = self.kernel.apply(&ops).await.into_iter();
             let mut raced = BTreeSet::new();
-            for (op, result) in ops.iter().zip(results.iter().map(Some).chain(std::iter::repeat(None))) {
+            for op in ops {
+                let Some(result) = results.next() else {
+                    warn!(op = %op, "the kernel client gave no answer for this operation; its outcome is unknown");
+                    report.unanswered.push(op);
+                    continue;
+                };
                 match result {
-                    Some(Ok(())) => {
-                        if let Some(observed) = &self.observed {
-                            report.applied_lines.push(describe(op, observed));
-                        }
-                        self.record_applied(op);
-                        report.applied.push(op.clone());
+                    Ok(()) => {
+                        deleted += usize::from(matches!(op, Op::DeleteService(_)));
+                        self.record_applied(&op);
+                        report.applied.push(op);
                     }
-                    Some(Err(e)) if matches!(op, Op::DeleteService(_) | Op::DeleteDest(..)) && K::is_gone(e) => {
+                    Err(e) if matches!(op, Op::DeleteService(_) | Op::DeleteDest(..)) && e.is_gone() => {
                         // Someone else deleted it already: the goal is reached.
-                        self.record_applied(op);
+                        self.record_applied(&op);
                     }
-                    Some(Err(e)) if K::is_race(e) && round < RACE_ROUNDS => {
+                    Err(e) if e.is_race() && round < RACE_ROUNDS => {
                         raced.insert(*op.service_key());
                     }
-                    Some(Err(e)) => {
-                        warn!(op = %op, error = %e, "operation refused");
-                        report.failures.push(OpFailure { op: op.clone(), error: e.to_string() });
+                    Err(error) => {
+                        warn!(op = %op, %error, "operation refused");
+                        let object = desired.services.get(op.service_key()).map(|s| s.origin.clone());
+                        report.failures.push(OpFailure { op, object, error });
                     }
-                    None => report
-                        .failures
-                        .push(OpFailure { op: op.clone(), error: "no result from the kernel client".to_owned() }),
                 }
+            }
+            if report.outcome_unknown() {
+                // Some operation may or may not have happened: the observed table cannot be trusted any more.
+                self.observed = None;
+                break;
             }
             if raced.is_empty() {
                 break;
@@ -291,7 +358,19 @@ impl<K: Kernel> Engine<K> {
             report.race_rounds = round;
             info!(services = raced.len(), round, "another writer changed services under us: re-reading them");
             self.refresh(&raced).await?;
-            ops = self.plan_observed(desired, now, Some(&raced)).ops;
+            // Every round obeys the same rules as the first: frozen services and held deletions stay untouched,
+            // and the mass-delete guard counts the deletions of the whole pass.
+            let mut replanned = self.plan_observed(desired, now, Some(&raced));
+            for key in hold_deletes(&mut replanned.ops, opts) {
+                if !report.held.contains(&key) {
+                    report.held.push(key);
+                }
+            }
+            if let Err(e) = Self::guard(&replanned.ops, deleted, owned_at_start, opts) {
+                self.state.save(&self.state_path)?;
+                return Err(e);
+            }
+            ops = replanned.ops;
             if ops.is_empty() {
                 break;
             }
@@ -299,6 +378,17 @@ impl<K: Kernel> Engine<K> {
 
         self.state.save(&self.state_path)?;
         Ok(report)
+    }
+
+    /// Copies into `before` the observed state of the services `ops` touch, unless already there.
+    fn remember_before(&self, ops: &[Op], before: &mut Table) {
+        let Some(observed) = &self.observed else { return };
+        for op in ops {
+            let key = op.service_key();
+            if let (false, Some(entry)) = (before.services.contains_key(key), observed.services.get(key)) {
+                before.services.insert(*key, entry.clone());
+            }
+        }
     }
 
     /// Keeps the observed table and the ownership memory in step with an operation the kernel accepted.
@@ -317,9 +407,9 @@ impl<K: Kernel> Engine<K> {
 
 /// Removes the operations held back by `opts` (frozen services; whole-service deletions when asked); returns the
 /// services concerned.
-fn hold_deletes(plan: &mut Plan, opts: &PassOptions) -> Vec<ServiceKey> {
+fn hold_deletes(ops: &mut Vec<Op>, opts: &PassOptions) -> Vec<ServiceKey> {
     let mut held = Vec::new();
-    plan.ops.retain(|op| {
+    ops.retain(|op| {
         let key = op.service_key();
         let hold = opts.frozen.contains(key) || (opts.hold_service_deletes && matches!(op, Op::DeleteService(_)));
         if hold && !held.contains(key) {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use super::kernel::FakeKernel;
+use super::kernel::{FakeError, FakeKernel, KernelFailure};
 use super::reconcile::{Engine, EngineError, PassOptions};
 use super::state::State;
 use crate::model::{DestConfig, Op, ServiceKey, Table};
@@ -240,4 +240,77 @@ fn frozen_services_are_left_exactly_as_they_are() {
     assert_eq!(report.applied.len(), 1);
     assert_eq!(engine.kernel().snapshot().len(), 3);
     assert!(engine.state().owned.contains(&svc(2)));
+}
+
+#[test]
+fn a_refused_operation_names_its_object_and_keeps_the_kernel_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    engine.kernel().refuse_services.lock().unwrap().insert(svc(2));
+    let report = run(engine.reconcile_full(&many(3), 0, &PassOptions::default())).unwrap();
+    assert!(!report.is_success());
+    // Both operations of svc(2) were refused, the other services were made.
+    assert_eq!(report.failures.len(), 2, "{:?}", report.failures);
+    for failure in &report.failures {
+        assert_eq!(failure.op.service_key(), &svc(2));
+        assert_eq!(failure.object, Some(crate::model::ObjectId::kubernetes("test", svc(2).to_string())));
+        assert_eq!(failure.error.errno(), Some(libc::EINVAL));
+        assert_eq!(failure.error.metric_label(), "invalid_argument");
+    }
+    assert_eq!(engine.kernel().snapshot().len(), 2);
+    assert!(!report.outcome_unknown());
+}
+
+#[test]
+fn a_connection_lost_during_a_write_makes_the_next_pass_read_everything_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
+    let touched: BTreeSet<ServiceKey> = [svc(1)].into();
+
+    // The kernel carries out the edit, but the connection closes before its answer comes.
+    engine.kernel().close_on_next_apply.store(true, Ordering::SeqCst);
+    let report = run(engine.reconcile_touched(&web(7), &touched, 0, &PassOptions::default())).unwrap();
+    assert!(report.outcome_unknown() && report.connection_lost(), "{report:?}");
+    assert!(matches!(report.failures.as_slice(), [f] if f.error.metric_label() == "connection_closed"));
+    assert!(engine.observed().is_none(), "the observed table cannot be trusted after an unanswered write");
+
+    // While the connection is down every pass fails before planning.
+    let err = run(engine.reconcile_touched(&web(7), &touched, 0, &PassOptions::default())).unwrap_err();
+    assert!(matches!(err, EngineError::Read(FakeError::ConnectionClosed)), "{err}");
+
+    // Back up, the next pass (even an incremental one) reads everything and finds the edit already made.
+    engine.kernel().closed.store(false, Ordering::SeqCst);
+    let reads = engine.kernel().full_reads.load(Ordering::SeqCst);
+    engine.kernel().take_log();
+    let report = run(engine.reconcile_touched(&web(7), &touched, 0, &PassOptions::default())).unwrap();
+    assert_eq!(engine.kernel().full_reads.load(Ordering::SeqCst), reads + 1);
+    assert_eq!(report.applied, Vec::<Op>::new());
+    assert_eq!(engine.kernel().take_log(), Vec::<Op>::new());
+}
+
+#[test]
+fn operations_left_unanswered_are_reported_and_the_table_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    engine.kernel().answer_at_most.lock().unwrap().replace(1);
+    let report = run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
+    assert_eq!(report.applied.len(), 1);
+    assert_eq!(report.unanswered.len(), 2);
+    assert!(report.outcome_unknown() && !report.is_success());
+    assert!(engine.observed().is_none());
+}
+
+#[test]
+fn a_report_holds_the_touched_services_as_they_were_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    run(engine.reconcile_full(&many(3), 0, &PassOptions::default())).unwrap();
+    let mut next = many(3);
+    if let Some(s) = next.services.get_mut(&svc(2)) {
+        s.service.config.scheduler = "sh".into();
+    }
+    let report = run(engine.reconcile_full(&next, 0, &PassOptions::default())).unwrap();
+    assert_eq!(report.before.services.keys().collect::<Vec<_>>(), vec![&svc(2)]);
+    assert_eq!(report.before.services[&svc(2)].service.config.scheduler, "rr");
 }

@@ -150,7 +150,8 @@ pub fn parse_documents(path: &Path, file: usize, text: &str) -> FileLoad {
         }
     }
     for (index, value) in documents.into_iter().enumerate() {
-        let id = ObjectId::document(path, index);
+        let id =
+            ObjectId::document(path, index).named(metadata_text(&value, "namespace"), metadata_text(&value, "name"));
         match parse_document(&id, value) {
             Document::Empty => load.warnings.push(ValidationError::new(id, "", "empty document, skipped")),
             Document::Invalid(error) => load.errors.push(error),
@@ -160,6 +161,12 @@ pub fn parse_documents(path: &Path, file: usize, text: &str) -> FileLoad {
         }
     }
     load
+}
+
+/// `metadata.<field>` of a document, when it is a string (read before the schema check, so that even a document
+/// that fails it is named by what it is).
+fn metadata_text<'a>(document: &'a Value, field: &str) -> Option<&'a str> {
+    document.get("metadata")?.get(field)?.as_str()
 }
 
 /// What one document turned out to be.

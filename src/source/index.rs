@@ -83,7 +83,7 @@ mod tests {
     const DNS: &str = "address: 192.0.2.1\nport: 53\nprotocol: UDP\n";
 
     fn origins(index: &ObjectIndex) -> Vec<String> {
-        index.desired().table.services.values().map(|s| s.origin.clone()).collect()
+        index.desired().table.services.values().map(|s| s.origin.to_string()).collect()
     }
 
     #[test]
@@ -109,7 +109,7 @@ mod tests {
         index.delete(&ObjectId::kubernetes("default", "old"));
         let out = index.desired();
         assert!(out.conflicts.is_empty());
-        assert_eq!(out.table.services.values().next().unwrap().origin, "default/new");
+        assert_eq!(out.table.services.values().next().unwrap().origin.to_string(), "default/new");
     }
 
     #[test]

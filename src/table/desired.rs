@@ -2,15 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
-use crate::model::{DestKey, Destination, Service, ServiceKey};
+use crate::model::{DestKey, Destination, ObjectId, Service, ServiceKey};
 
 /// How long a removed backend is drained (weight 0) before it is deleted, when the object does not say.
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 300;
 
 /// One service the sources ask for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredService {
     /// The service (no statistics).
     pub service: Service,
@@ -19,12 +17,12 @@ pub struct DesiredService {
     /// Seconds a backend that leaves this service keeps receiving its existing connections (weight 0) before it is
     /// deleted; 0 deletes at once.
     pub drain_timeout_secs: u64,
-    /// Which object asked for it, for messages: `namespace/name` or `file.yaml#2`.
-    pub origin: String,
+    /// Which object asked for it: messages, failures and status name it.
+    pub origin: ObjectId,
 }
 
 /// Every service the sources ask for, by kernel key.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DesiredTable {
     /// Services by key.
     pub services: BTreeMap<ServiceKey, DesiredService>,

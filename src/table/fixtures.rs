@@ -5,7 +5,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::desired::{DesiredService, DesiredTable};
 use crate::model::{
-    ConnCounts, DestConfig, DestKey, Destination, Service, ServiceConfig, ServiceEntry, ServiceKey, Stats, Table,
+    ConnCounts, DestConfig, DestKey, Destination, ObjectId, Service, ServiceConfig, ServiceEntry, ServiceKey, Stats,
+    Table,
 };
 
 /// `TCP 192.0.2.<last>:80`
@@ -38,7 +39,7 @@ pub fn desired_service(key: ServiceKey, scheduler: &str, dests: &[(DestKey, u32)
         service: Service::new(key, ServiceConfig::new(key.family(), scheduler)),
         dests: dests.iter().map(|&(k, w)| (k, Destination::new(k, DestConfig::masquerade(w)))).collect(),
         drain_timeout_secs: drain,
-        origin: format!("test/{key}"),
+        origin: ObjectId::kubernetes("test", key.to_string()),
     }
 }
 

@@ -127,7 +127,15 @@ fn desired_table() -> impl Strategy<Value = DesiredTable> {
                 .map(|(key, (parts, dests, drain_timeout_secs))| {
                     let dests = dests.into_iter().map(|(dk, config)| (dk, Destination::new(dk, config))).collect();
                     let service = Service::new(key, parts.build(key.family()));
-                    (key, DesiredService { service, dests, drain_timeout_secs, origin: format!("prop/{key}") })
+                    (
+                        key,
+                        DesiredService {
+                            service,
+                            dests,
+                            drain_timeout_secs,
+                            origin: crate::model::ObjectId::kubernetes("prop", key.to_string()),
+                        },
+                    )
                 })
                 .collect();
             DesiredTable { services }

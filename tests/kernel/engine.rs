@@ -630,6 +630,7 @@ fn a_bad_file_is_reported_and_the_good_ones_are_applied() {
     apply.expect_code(1);
     let bad_line = apply.stderr.lines().find(|l| l.contains("bad.yaml")).unwrap_or_else(|| panic!("{apply}"));
     assert!(bad_line.contains("spec.backends[0].weight"), "the field is not named: {bad_line}");
+    assert!(bad_line.contains("bad.yaml#0 (default/bad): "), "the document is not named by where and what: {bad_line}");
     assert!(apply.stderr.lines().any(|l| l.contains("broken.yaml")), "{apply}");
     assert_eq!(
         ns.saved_rules(),

@@ -55,7 +55,7 @@ fn defaults_follow_ipvsadm() {
     assert_eq!(d.service.key, ServiceKey::tcp(v4("192.0.2.10"), 80));
     assert_eq!(d.service.config, ServiceConfig::new(Family::V4, "wlc"));
     assert_eq!(d.drain_timeout_secs, DEFAULT_DRAIN_TIMEOUT_SECS);
-    assert_eq!(d.origin, "default/web");
+    assert_eq!(d.origin.to_string(), "default/web");
     let keys: Vec<_> = d.dests.keys().copied().collect();
     // The second backend takes the service's port.
     assert_eq!(keys, vec![DestKey::new(v4("10.0.0.11"), 8080), DestKey::new(v4("10.0.0.12"), 80)]);

@@ -43,7 +43,7 @@ fn messages(errors: &[ValidationError]) -> Vec<String> {
 fn multi_document_file_with_ids_and_ages() {
     let text = format!("{WEB}---\n{DNS}");
     let load = parse_documents(Path::new("svc.yaml"), 3, &text);
-    assert_eq!(ids(&load), vec!["svc.yaml#0", "svc.yaml#1"]);
+    assert_eq!(ids(&load), vec!["svc.yaml#0 (default/web)", "svc.yaml#1"]);
     assert_eq!(load.objects[1].age, Age::loaded(3, 1));
     assert_eq!(load.objects[0].spec.backends[0].address, "10.0.0.11");
     assert!(load.errors.is_empty() && load.warnings.is_empty());
@@ -52,7 +52,7 @@ fn multi_document_file_with_ids_and_ages() {
 #[test]
 fn empty_documents_are_skipped_with_a_warning() {
     let load = parse_documents(Path::new("a.yaml"), 0, &format!("---\n{WEB}---\n"));
-    assert_eq!(ids(&load), vec!["a.yaml#0"]);
+    assert_eq!(ids(&load), vec!["a.yaml#0 (default/web)"]);
     assert_eq!(messages(&load.warnings), vec!["a.yaml#1: empty document, skipped"]);
     let load = parse_documents(Path::new("empty.yaml"), 0, "");
     assert!(load.objects.is_empty() && load.errors.is_empty());
@@ -64,11 +64,11 @@ fn other_kinds_are_errors_but_other_documents_load() {
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n";
     let old = "apiVersion: ipvs.dev/v1beta9\nkind: VirtualService\nspec: {}\n";
     let load = parse_documents(Path::new("m.yaml"), 0, &format!("{cm}---\n{WEB}---\n{old}---\n- a list\n"));
-    assert_eq!(ids(&load), vec!["m.yaml#1"]);
+    assert_eq!(ids(&load), vec!["m.yaml#1 (default/web)"]);
     assert_eq!(
         messages(&load.errors),
         vec![
-            "m.yaml#0: kind: expected kind VirtualService of apiVersion ipvs.dev/v1alpha1, found kind `ConfigMap` of \
+            "m.yaml#0 (default/x): kind: expected kind VirtualService of apiVersion ipvs.dev/v1alpha1, found kind `ConfigMap` of \
              apiVersion `v1`",
             "m.yaml#2: apiVersion: expected kind VirtualService of apiVersion ipvs.dev/v1alpha1, found kind \
              `VirtualService` of apiVersion `ipvs.dev/v1beta9`",
@@ -85,7 +85,10 @@ fn unknown_fields_are_named_with_their_path() {
     let e = &load.errors[0];
     assert_eq!(e.field, "spec.backends[0].wieght");
     assert!(e.message.starts_with("unknown field `wieght`"), "{e}");
-    assert!(e.to_string().starts_with("t.yaml#0: spec.backends[0].wieght: unknown field `wieght`"), "{e}");
+    assert!(
+        e.to_string().starts_with("t.yaml#0 (default/web): spec.backends[0].wieght: unknown field `wieght`"),
+        "{e}"
+    );
 
     let top = format!("{WEB}scheduler: rr\n");
     let load = parse_documents(Path::new("t.yaml"), 0, &top);
@@ -96,7 +99,10 @@ fn unknown_fields_are_named_with_their_path() {
 #[test]
 fn wrong_types_are_named_with_their_path() {
     let load = parse_documents(Path::new("t.yaml"), 0, &WEB.replace("port: 80", "port: http"));
-    assert_eq!(messages(&load.errors), vec!["t.yaml#0: spec.port: invalid type: string \"http\", expected i64"]);
+    assert_eq!(
+        messages(&load.errors),
+        vec!["t.yaml#0 (default/web): spec.port: invalid type: string \"http\", expected i64"]
+    );
     let load = parse_documents(Path::new("t.yaml"), 0, &WEB.replace("port: 80", "port: 80\n  protocol: ICMP"));
     assert_eq!(load.errors[0].field, "spec.protocol");
     let load = parse_documents(Path::new("t.yaml"), 0, "apiVersion: ipvs.dev/v1alpha1\nkind: VirtualService\n");
@@ -189,6 +195,24 @@ fn incremental_reload_fails_whole_on_a_file_that_stats_but_cannot_be_read() {
     assert_eq!(source.reload_desired().unwrap().0.table.services.len(), 1);
     std::os::unix::fs::symlink(UNREADABLE_FILE, dir.path().join("b.yaml")).unwrap();
     assert!(matches!(source.reload_desired(), Err(LoadError::Read { .. })));
+}
+
+#[test]
+fn errors_name_the_document_by_where_and_what_it_is() {
+    let bad = WEB.replace("port: 80", "port: 80\n  bogus: 1");
+    let named_in_prod =
+        DNS.replace("kind: VirtualService\n", "kind: VirtualService\nmetadata: {name: dns, namespace: prod}\n");
+    let dir =
+        dir_with(&[("web.yaml", &format!("{DNS}---\n{bad}---\n{}", named_in_prod.replace("port: 53", "port: x")))]);
+    let load = load(&[dir.path()]).unwrap();
+    let file = dir.path().join("web.yaml");
+    let errors = messages(&load.errors);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let web = format!("{}#1 (default/web): spec.bogus: unknown field `bogus`", file.display());
+    assert!(errors[0].starts_with(&web), "{errors:?}");
+    assert!(errors[1].starts_with(&format!("{}#2 (prod/dns): spec.port: ", file.display())), "{errors:?}");
+    // A document without metadata is named by where it is only.
+    assert_eq!(ids(&load), vec![format!("{}#0", file.display())]);
 }
 
 #[test]
@@ -319,7 +343,13 @@ fn incremental_reload_matches_a_full_load_after_every_change() {
         o.table.services[&key].dests.values().next().map(|d| d.config.weight)
     };
     assert_eq!(weight(&outcome, 2), Some(7));
-    assert!(outcome.table.services.values().any(|s| s.origin.ends_with("0.yaml#0")));
+    assert!(
+        outcome
+            .table
+            .services
+            .values()
+            .any(|s| matches!(&s.origin, ObjectId::Document { path, index: 0, .. } if path.ends_with("0.yaml")))
+    );
 }
 
 #[test]

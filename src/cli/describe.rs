@@ -3,6 +3,23 @@
 use std::fmt::Write;
 
 use crate::model::{DestConfig, ForwardMethod, Op, ServiceConfig, ServiceFlags, Table, TunnelType};
+use crate::table::apply_op;
+
+/// One line per applied operation, each described against the table as it was just before it: `before` holds the
+/// touched services as they were before the first one (a pass report's `before`).
+pub fn describe_applied(applied: &[Op], before: &Table) -> Vec<String> {
+    let mut table = before.clone();
+    applied
+        .iter()
+        .map(|op| {
+            let line = describe(op, &table);
+            // A refusal cannot happen for an operation the kernel accepted against this picture; if the picture was
+            // incomplete the next lines merely lose their "old" values.
+            let _ = apply_op(&mut table, op);
+            line
+        })
+        .collect()
+}
 
 /// One line per operation; edits show what changes, compared with `live`.
 pub fn describe(op: &Op, live: &Table) -> String {
