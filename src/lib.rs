@@ -21,6 +21,7 @@
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod engine;

@@ -1,13 +1,12 @@
-//! The `VirtualService` API: types (they derive the CRD), validation into desired-table entries, the desired table
-//! built from many objects, and the reverse mapping from a table back to manifests.
+//! The `VirtualService` API: types (they derive the CRD), validation of one object into its desired-table entry, and
+//! the reverse mapping from a table back to manifests. Merging many objects (conflicts, held keys) is the job of
+//! `source::ObjectIndex`, the one merge point.
 //!
 //! ```text
 //!   VirtualServiceSpec ──validate──► DesiredService          (one object: every error, each naming its field)
-//!   [SourceObject]  ──build_desired──► DesiredOutcome        (many: oldest object wins a key; others conflict)
 //!   Table ──from_table──► [VirtualService] + what cannot be expressed
 //! ```
 
-mod build;
 pub mod crd;
 mod error;
 pub mod export;
@@ -15,7 +14,6 @@ mod object;
 pub mod v1alpha1;
 pub mod validate;
 
-pub use build::{DesiredOutcome, Validated, build_desired, merge, validate_object};
 pub use crd::{crd, crd_yaml};
 pub use error::{Conflict, ValidationError};
 pub use export::{TableExport, Unexpressible, from_table};

@@ -41,7 +41,7 @@ impl Age {
     }
 }
 
-/// One object as a source hands it to [`build_desired`](super::build_desired): identity, age and spec.
+/// One object as a source hands it to the index (`source::ObjectIndex`): identity, age and spec.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceObject {
     /// Identity, for messages and conflicts.

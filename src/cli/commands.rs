@@ -11,11 +11,12 @@ use super::args::{ApplyArgs, Cli, Command, DumpArgs, Output, ValidateArgs};
 use super::describe::{describe, describe_applied};
 use super::ipvsadm_format::{self, Columns, ListOptions};
 use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
-use crate::api::{self, DesiredOutcome};
+use crate::agent::pass_options;
+use crate::api;
 use crate::engine::state::DEFAULT_STATE_PATH;
-use crate::engine::{Engine, KernelFailure, PassOptions, PassReport};
+use crate::engine::{Engine, KernelFailure, PassReport};
 use crate::ipvs::{Ipvs, NetnsSpec};
-use crate::source::file;
+use crate::source::{Changed, DesiredState, FileSource, Snapshot};
 
 /// Runs the parsed command line; the `Ok` value is the exit code.
 pub async fn dispatch(cli: Cli) -> Result<i32> {
@@ -130,66 +131,58 @@ struct JsonService<'a> {
     destinations: Vec<&'a crate::model::Destination>,
 }
 
-/// Loads the manifests and builds the desired table. An unreadable path is an error, never "no objects"; documents
-/// that do not parse are kept in `errors` (their ids name no service, which makes passes hold every service
-/// deletion until they are fixed).
-pub fn load(paths: &[PathBuf]) -> Result<DesiredOutcome> {
-    let loaded = file::load(paths).context("reading manifests")?;
-    for w in &loaded.warnings {
+/// Loads the manifests through the same pipeline as `run` (file source → index → snapshot). An unreadable path is an
+/// error, never "no objects"; documents that do not parse are in `errors` (those that name no service make passes
+/// hold every service deletion until they are fixed).
+pub fn load(paths: &[PathBuf]) -> Result<Snapshot> {
+    let state = DesiredState::new();
+    let mut source = FileSource::new(paths.to_vec());
+    let reload = state
+        .update(|index| match source.reload_into(index) {
+            Ok(reload) => (reload.changed.clone(), Ok(reload)),
+            Err(e) => (Changed::new(), Err(e)),
+        })
+        .context("reading manifests")?;
+    for w in &reload.warnings {
         warn!("{w}");
     }
-    let mut outcome = api::build_desired(loaded.objects);
-    let mut errors = loaded.errors;
-    errors.append(&mut outcome.errors);
-    outcome.errors = errors;
-    Ok(outcome)
+    Ok(state.take())
 }
 
 /// Prints every problem with the sources to stderr; returns whether any object was invalid.
-fn report_problems(outcome: &DesiredOutcome) -> bool {
-    for e in &outcome.errors {
+fn report_problems(desired: &Snapshot) -> bool {
+    for e in &desired.errors {
         eprintln!("error: {e}");
     }
-    for c in &outcome.conflicts {
+    for c in &desired.conflicts {
         eprintln!("conflict: {c}");
     }
-    !outcome.errors.is_empty()
-}
-
-/// What a pass must leave alone because of invalid objects.
-pub fn pass_options(outcome: &DesiredOutcome, allow_mass_delete: bool) -> PassOptions {
-    PassOptions {
-        allow_mass_delete,
-        // An invalid object that does not even say which service it is may be any service: delete no service until
-        // it is fixed. Invalid objects that do name their service freeze just that service.
-        hold_service_deletes: outcome.errors.iter().any(|e| !outcome.held.values().any(|holder| *holder == e.object)),
-        frozen: outcome.held.keys().copied().collect(),
-    }
+    !desired.errors.is_empty()
 }
 
 fn validate(args: &ValidateArgs) -> Result<i32> {
-    let outcome = load(&args.source.files)?;
-    let bad = report_problems(&outcome);
-    let table = &outcome.table;
+    let desired = load(&args.source.files)?;
+    let bad = report_problems(&desired);
+    let table = &desired.table;
     let backends: usize = table.services.values().map(|s| s.dests.len()).sum();
     println!(
         "{} valid service(s) with {backends} backend(s); {} error(s), {} conflict(s)",
         table.services.len(),
-        outcome.errors.len(),
-        outcome.conflicts.len()
+        desired.errors.len(),
+        desired.conflicts.len()
     );
-    Ok(if bad || !outcome.conflicts.is_empty() { EXIT_ERROR } else { EXIT_OK })
+    Ok(if bad || !desired.conflicts.is_empty() { EXIT_ERROR } else { EXIT_OK })
 }
 
 async fn plan(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs) -> Result<i32> {
-    let outcome = load(&args.source.files)?;
-    let bad = report_problems(&outcome);
-    let opts = pass_options(&outcome, args.allow_mass_delete);
+    let desired = load(&args.source.files)?;
+    let bad = report_problems(&desired);
+    let opts = pass_options(&desired, args.allow_mass_delete);
     let mut engine = Engine::new(connect(netns).await?, state_path(args.state.clone(), netns_name))?;
-    let plan = engine.plan_only(&outcome.table, now(), &opts).await?;
+    let plan = engine.plan_only(&desired.table, now(), &opts).await?;
     let live = engine.observed().cloned().unwrap_or_default();
     for key in &plan.adopted {
-        println!("adopt {key} (exists in the kernel, declared by {})", origin(&outcome, key));
+        println!("adopt {key} (exists in the kernel, declared by {})", origin(&desired, key));
     }
     for op in &plan.ops {
         println!("{}", describe(op, &live));
@@ -206,24 +199,24 @@ async fn plan(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs) 
     })
 }
 
-fn origin(outcome: &DesiredOutcome, key: &crate::model::ServiceKey) -> String {
-    outcome.table.services.get(key).map(|s| s.origin.to_string()).unwrap_or_default()
+fn origin(desired: &Snapshot, key: &crate::model::ServiceKey) -> String {
+    desired.origin(key).map(ToString::to_string).unwrap_or_default()
 }
 
 async fn apply(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs) -> Result<i32> {
-    let outcome = load(&args.source.files)?;
-    let bad = report_problems(&outcome);
-    let opts = pass_options(&outcome, args.allow_mass_delete);
+    let desired = load(&args.source.files)?;
+    let bad = report_problems(&desired);
+    let opts = pass_options(&desired, args.allow_mass_delete);
     let mut engine = Engine::new(connect(netns).await?, state_path(args.state.clone(), netns_name))?;
-    let report = engine.reconcile_full(&outcome.table, now(), &opts).await?;
-    print_report(&report, &outcome);
+    let report = engine.reconcile_full(&desired.table, now(), &opts).await?;
+    print_report(&report, &desired);
     Ok(if bad || !report.is_success() { EXIT_ERROR } else { EXIT_OK })
 }
 
 /// Prints what a pass did: one line per applied operation, then failures and held services.
-pub fn print_report<E: KernelFailure>(report: &PassReport<E>, outcome: &DesiredOutcome) {
+pub fn print_report<E: KernelFailure>(report: &PassReport<E>, desired: &Snapshot) {
     for key in &report.plan.adopted {
-        println!("adopted {key} (declared by {})", origin(outcome, key));
+        println!("adopted {key} (declared by {})", origin(desired, key));
     }
     for line in describe_applied(&report.applied, &report.before) {
         println!("{line}");
@@ -251,39 +244,6 @@ pub fn print_report<E: KernelFailure>(report: &PassReport<E>, outcome: &DesiredO
 mod tests {
     use super::*;
     use crate::model::{DestConfig, DestKey, Destination, Service, ServiceConfig, ServiceEntry, ServiceKey, Table};
-
-    fn object(name: &str, created: i64, yaml: &str) -> api::SourceObject {
-        api::SourceObject {
-            id: api::ObjectId::kubernetes("default", name),
-            age: api::Age::Created { seconds: created, nanos: 0 },
-            spec: serde_yaml::from_str(yaml).unwrap(),
-        }
-    }
-
-    #[test]
-    fn an_invalid_object_freezes_the_service_it_names() {
-        let good = object("good", 1, "address: 192.0.2.1\nport: 80\n");
-        let bad = object("bad", 2, "address: 192.0.2.2\nport: 80\nscheduler: nope\n");
-        let outcome = api::build_desired(vec![good, bad]);
-        let opts = pass_options(&outcome, false);
-        let frozen: Vec<String> = opts.frozen.iter().map(ToString::to_string).collect();
-        assert_eq!(frozen, vec!["TCP 192.0.2.2:80"]);
-        // Its service is known, so other services may still be deleted.
-        assert!(!opts.hold_service_deletes);
-        assert!(!opts.allow_mass_delete);
-        assert!(pass_options(&outcome, true).allow_mass_delete);
-    }
-
-    #[test]
-    fn an_object_that_names_no_service_holds_every_service_deletion() {
-        let mut outcome = api::build_desired(vec![object("good", 1, "address: 192.0.2.1\nport: 80\n")]);
-        let unreadable = api::ObjectId::document("web.yaml", 3);
-        outcome.errors.push(api::ValidationError::new(unreadable, "spec.port", "not a number"));
-        let opts = pass_options(&outcome, false);
-        assert!(opts.hold_service_deletes);
-        assert!(opts.frozen.is_empty());
-        assert!(!pass_options(&api::build_desired(Vec::new()), false).hold_service_deletes);
-    }
 
     #[test]
     fn json_dump_has_string_keys_and_every_entry() {

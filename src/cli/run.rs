@@ -1,5 +1,6 @@
-//! `run`: the long-running standalone mode. Watches a manifest directory, reconciles after a quiet period, resyncs
-//! periodically to repair drift, follows draining backends, and leaves the table as it is on SIGTERM.
+//! `run`: the long-running standalone mode. Wires the file source (inotify plus a periodic re-scan) to the agent,
+//! which reconciles after a quiet period, resyncs periodically to repair drift, follows draining backends, and leaves
+//! the table as it is on SIGTERM.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -10,32 +11,22 @@ use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until};
 use tracing::{error, info, warn};
 
 use super::EXIT_OK;
 use super::args::RunArgs;
-use super::commands::{connect, now, pass_options, print_report};
-use crate::api::DesiredOutcome;
-use crate::engine::{Engine, Kernel, KernelFailure, PassReport};
-use crate::ipvs::NetnsSpec;
-use crate::model::ServiceKey;
-use crate::source::FileSource;
-use crate::table::DesiredTable;
-
-/// How often draining backends are looked at again (their connection counts decide when they go).
-const DRAIN_POLL: Duration = Duration::from_secs(5);
-
-/// A burst of file events never delays a pass by more than this many quiet periods.
-const MAX_DELAY_FACTOR: u32 = 10;
+use super::commands::{connect, print_report};
+use crate::agent::{Agent, AgentConfig, ConnectError, PassRecord};
+use crate::engine::Engine;
+use crate::ipvs::{IpvsError, NetnsSpec};
+use crate::source::{Changed, DesiredState, FileSource};
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i32> {
-    let ipvs = connect(netns).await?;
-    let mut engine = Engine::new(ipvs, state)?;
+    let engine = Engine::new(connect(netns).await?, state)?;
+    let desired = DesiredState::new();
 
-    let mut source = FileSource::new(vec![args.manifests.clone()]);
-    let (tx, mut events) = mpsc::channel::<()>(1);
+    let (tx, events) = mpsc::channel::<()>(1);
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if res.is_ok_and(|event| wakes(&event.kind)) {
             // A full channel already holds a wake-up: coalescing is the point.
@@ -46,63 +37,79 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
     watcher
         .watch(&args.manifests, RecursiveMode::Recursive)
         .with_context(|| format!("watching {}", args.manifests.display()))?;
+    let rescan = Duration::from_secs(args.resync_seconds.max(1));
+    let files =
+        tokio::spawn(follow_files(FileSource::new(vec![args.manifests.clone()]), desired.clone(), events, rescan));
+
+    let mut config = AgentConfig::new(Duration::from_millis(args.quiet_ms), Duration::from_secs(args.resync_seconds));
+    config.allow_mass_delete = args.allow_mass_delete;
+    let netns = netns.clone();
+    let connector = move || {
+        let netns = netns.clone();
+        async move { connect(&netns).await.map_err(ConnectError::from) }
+    };
+    let observer = Box::new(|record: &PassRecord<'_, IpvsError>| {
+        if let Ok(report) = record.result
+            && (!report.applied.is_empty() || !report.failures.is_empty() || !report.unanswered.is_empty())
+        {
+            print_report(report, record.desired);
+        }
+    });
+    let agent = Agent::new(engine, connector, desired, config, observer);
 
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let quiet = Duration::from_millis(args.quiet_ms);
-    let resync = Duration::from_secs(args.resync_seconds.max(1));
-
-    let mut last: Option<DesiredOutcome> = None;
-    let mut pending: Option<(Instant, Instant)> = None; // (fire at, give up waiting for quiet at)
-    let mut next_resync = Instant::now(); // the first pass is a full one
-    let mut next_drain_check: Option<Instant> = None;
     info!(manifests = %args.manifests.display(), "running; SIGTERM leaves the IPVS table as it is");
+    agent
+        .run(async move {
+            tokio::select! {
+                _ = sigterm.recv() => {}
+                _ = sigint.recv() => {}
+            }
+        })
+        .await;
+    files.abort();
+    drop(watcher);
+    Ok(EXIT_OK)
+}
 
+/// Feeds the desired state from the manifests: at the start, on every file event, and every `rescan` (inotify can
+/// overflow and miss events). Only changed files are read. The state is marked ready after the first good load; a
+/// load that fails (unreadable directory) changes nothing, so nothing is deleted because of it.
+async fn follow_files(mut source: FileSource, desired: DesiredState, mut events: mpsc::Receiver<()>, rescan: Duration) {
+    let mut reported = BTreeSet::new();
     loop {
-        let fire = pending.map(|(at, _)| at);
+        let reload = desired.update(|index| match source.reload_into(index) {
+            Ok(reload) => (reload.changed.clone(), Ok(reload)),
+            Err(e) => (Changed::new(), Err(e)),
+        });
+        match reload {
+            Ok(reload) => {
+                for w in &reload.warnings {
+                    warn!("{w}");
+                }
+                report_new_problems(&desired, &mut reported);
+                desired.mark_ready();
+            }
+            Err(e) => error!("cannot read the manifests; nothing is changed until they can be read: {e}"),
+        }
         tokio::select! {
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-            Some(()) = events.recv() => {
-                let now_i = Instant::now();
-                let limit = pending.map(|(_, l)| l).unwrap_or(now_i + quiet * MAX_DELAY_FACTOR);
-                pending = Some(((now_i + quiet).min(limit), limit));
-            }
-            _ = sleep_until(fire.unwrap_or_else(far_future)), if fire.is_some() => {
-                pending = None;
-                if let Some(outcome) = reload(&mut source) {
-                    let touched = touched(last.as_ref().map(|o| &o.table), &outcome);
-                    let opts = pass_options(&outcome, args.allow_mass_delete);
-                    let result = engine.reconcile_touched(&outcome.table, &touched, now(), &opts).await;
-                    finish("change", result, &outcome);
-                    next_drain_check = drain_check(&engine);
-                    last = Some(outcome);
-                }
-            }
-            _ = sleep_until(next_resync) => {
-                next_resync = Instant::now() + resync;
-                if let Some(outcome) = reload(&mut source) {
-                    let opts = pass_options(&outcome, args.allow_mass_delete);
-                    let result = engine.reconcile_full(&outcome.table, now(), &opts).await;
-                    finish("resync", result, &outcome);
-                    next_drain_check = drain_check(&engine);
-                    last = Some(outcome);
-                }
-            }
-            _ = sleep_until(next_drain_check.unwrap_or_else(far_future)), if next_drain_check.is_some() => {
-                next_drain_check = None;
-                if let Some(outcome) = &last {
-                    let draining: BTreeSet<ServiceKey> = engine.state().drains.keys().map(|(s, _)| *s).collect();
-                    let opts = pass_options(outcome, args.allow_mass_delete);
-                    let result = engine.reconcile_touched(&outcome.table, &draining, now(), &opts).await;
-                    finish("drain", result, outcome);
-                    next_drain_check = drain_check(&engine);
-                }
-            }
+            event = events.recv() => if event.is_none() { return },
+            () = tokio::time::sleep(rescan) => {}
         }
     }
-    info!("stopping; the IPVS table is left as it is");
-    Ok(EXIT_OK)
+}
+
+/// Logs each problem of the sources once, when it appears (not at every reload).
+fn report_new_problems(desired: &DesiredState, reported: &mut BTreeSet<String>) {
+    let now: BTreeSet<String> = desired.with_index(|index| {
+        let errors = index.errors().into_iter().map(|e| e.to_string());
+        errors.chain(index.conflicts().into_iter().map(|c| c.to_string())).collect()
+    });
+    for problem in now.difference(reported) {
+        warn!("{problem}");
+    }
+    *reported = now;
 }
 
 /// Whether a file event may mean changed manifests. Reading them (the directory listing, the changed files) raises
@@ -113,79 +120,6 @@ fn wakes(kind: &EventKind) -> bool {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         EventKind::Access(_) => false,
         _ => true,
-    }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86400 * 365)
-}
-
-/// Reads and validates the manifests (only files changed since the last time). On a load failure (unreadable
-/// directory), logs and returns `None`: the pass is skipped, never run against "no objects".
-fn reload(source: &mut FileSource) -> Option<DesiredOutcome> {
-    match source.reload_desired() {
-        Ok((outcome, warnings)) => {
-            for w in &warnings {
-                warn!("{w}");
-            }
-            for e in &outcome.errors {
-                warn!("{e}");
-            }
-            for c in &outcome.conflicts {
-                warn!("{c}");
-            }
-            Some(outcome)
-        }
-        Err(e) => {
-            error!("cannot read the manifests, skipping this pass (nothing is deleted): {e}");
-            None
-        }
-    }
-}
-
-/// Services whose desired entry changed between two outcomes (or whose frozen state did).
-fn touched(before: Option<&DesiredTable>, after: &DesiredOutcome) -> BTreeSet<ServiceKey> {
-    let empty = DesiredTable::default();
-    let before = before.unwrap_or(&empty);
-    let mut keys: BTreeSet<ServiceKey> = after.held.keys().copied().collect();
-    for (key, want) in &after.table.services {
-        if before.services.get(key) != Some(want) {
-            keys.insert(*key);
-        }
-    }
-    for key in before.services.keys() {
-        if !after.table.services.contains_key(key) {
-            keys.insert(*key);
-        }
-    }
-    keys
-}
-
-/// When to look at draining backends again (their connection counts decide when they go), if any drain.
-fn drain_check<K: Kernel>(engine: &Engine<K>) -> Option<Instant> {
-    (!engine.state().drains.is_empty()).then(|| Instant::now() + DRAIN_POLL)
-}
-
-/// Logs a pass.
-fn finish<K: KernelFailure, E: std::fmt::Display>(
-    what: &str,
-    result: Result<PassReport<K>, E>,
-    outcome: &DesiredOutcome,
-) {
-    match result {
-        Ok(report) => {
-            if !report.applied.is_empty() || !report.failures.is_empty() {
-                print_report(&report, outcome);
-            }
-            info!(
-                pass = what,
-                applied = report.applied.len(),
-                failed = report.failures.len(),
-                draining = report.plan.draining.len(),
-                "reconciled"
-            );
-        }
-        Err(e) => error!(pass = what, "pass failed: {e:#}"),
     }
 }
 

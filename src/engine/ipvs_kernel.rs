@@ -27,6 +27,10 @@ impl Kernel for Ipvs {
     async fn apply(&self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
         Ipvs::apply(self, ops).await
     }
+
+    fn is_connected(&self) -> bool {
+        Ipvs::is_connected(self)
+    }
 }
 
 impl KernelFailure for IpvsError {

@@ -46,6 +46,32 @@ pub trait Kernel: Send + Sync {
 
     /// Applies operations in order; one result per operation. A failure does not stop the operations after it.
     fn apply(&self, ops: &[Op]) -> impl Future<Output = Vec<Result<(), Self::Error>>> + Send;
+
+    /// Whether the connection still works; when it does not, a new one is needed.
+    fn is_connected(&self) -> bool {
+        true
+    }
+}
+
+/// A shared kernel (tests keep a handle on the fake while the agent runs it).
+impl<K: Kernel> Kernel for std::sync::Arc<K> {
+    type Error = K::Error;
+
+    fn read_table(&self) -> impl Future<Output = Result<Table, Self::Error>> + Send {
+        K::read_table(self)
+    }
+
+    fn read_service(&self, key: &ServiceKey) -> impl Future<Output = Result<Option<ServiceEntry>, Self::Error>> + Send {
+        K::read_service(self, key)
+    }
+
+    fn apply(&self, ops: &[Op]) -> impl Future<Output = Vec<Result<(), Self::Error>>> + Send {
+        K::apply(self, ops)
+    }
+
+    fn is_connected(&self) -> bool {
+        K::is_connected(self)
+    }
 }
 
 /// Why the in-memory kernel refused something.
@@ -167,6 +193,17 @@ impl Kernel for FakeKernel {
             results.truncate(most);
         }
         results
+    }
+
+    fn is_connected(&self) -> bool {
+        !self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl FakeKernel {
+    /// Opens the connection again (what a reconnect finds).
+    pub fn reopen(&self) {
+        self.closed.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

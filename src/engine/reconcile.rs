@@ -393,8 +393,16 @@ impl<K: Kernel> Engine<K> {
 
     /// Keeps the observed table and the ownership memory in step with an operation the kernel accepted.
     fn record_applied(&mut self, op: &Op) {
-        if let Op::DeleteService(key) = op {
-            self.state.owned.remove(key);
+        match op {
+            Op::DeleteService(key) => {
+                self.state.owned.remove(key);
+                self.state.drains.retain(|(service, _), _| service != key);
+            }
+            // A drained backend deleted is done draining: no need to look at it again.
+            Op::DeleteDest(service, dest) => {
+                self.state.drains.remove(&(*service, *dest));
+            }
+            _ => {}
         }
         if let Some(observed) = self.observed.as_mut() {
             // A refusal here means our picture was stale; drop it so that the next pass reads everything.

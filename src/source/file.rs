@@ -23,11 +23,9 @@ use serde::Deserialize;
 use serde_yaml::Value;
 use thiserror::Error;
 
-use super::index::ObjectIndex;
+use super::index::{Changed, ObjectIndex};
 use crate::api::v1alpha1::{API_VERSION, KIND};
-use crate::api::{
-    Age, DesiredOutcome, ObjectId, SourceObject, Validated, ValidationError, VirtualService, merge, validate_object,
-};
+use crate::api::{Age, ObjectId, SourceObject, ValidationError, VirtualService};
 
 /// File name extensions read from directories.
 pub const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
@@ -72,14 +70,7 @@ pub struct FileLoad {
 pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<FileLoad, LoadError> {
     let mut load = FileLoad::default();
     for (index, path) in expand(paths)?.into_iter().enumerate() {
-        let bytes = fs::read(&path).map_err(|source| LoadError::Read { path: path.clone(), source })?;
-        let parsed = match String::from_utf8(bytes) {
-            Ok(text) => parse_documents(&path, index, &text),
-            Err(_) => FileLoad {
-                errors: vec![ValidationError::new(ObjectId::File { path: path.clone() }, "", "not UTF-8 text")],
-                ..FileLoad::default()
-            },
-        };
+        let parsed = load_file(&path, index)?;
         load.objects.extend(parsed.objects);
         load.errors.extend(parsed.errors);
         load.warnings.extend(parsed.warnings);
@@ -236,26 +227,25 @@ fn type_name(value: &Value) -> &'static str {
     }
 }
 
-/// A set of `-f` paths, reloaded as a whole into an [`ObjectIndex`].
+/// A set of `-f` paths, feeding an [`ObjectIndex`] document by document.
 ///
 /// Reloads are incremental: a file whose size, modification and change times and inode are those of the last load
-/// is neither read nor parsed nor validated again, so a change to one file of a large directory costs that file,
-/// not the directory.
+/// is neither read nor parsed again (its objects stay in the index as they are, validated once), so a change to one
+/// file of a large directory costs that file, not the directory.
 #[derive(Debug, Clone)]
 pub struct FileSource {
     paths: Vec<PathBuf>,
-    index: ObjectIndex,
-    cache: HashMap<PathBuf, CachedFile>,
+    files: HashMap<PathBuf, FileRecord>,
 }
 
 /// What one file held at its last load.
 #[derive(Debug, Clone)]
-struct CachedFile {
+struct FileRecord {
     stamp: Stamp,
-    /// Load position of the file when it was parsed (ages embed it).
+    /// Load position of the file (ages embed it).
     position: usize,
-    load: FileLoad,
-    validated: Vec<Validated>,
+    /// The objects (documents, or the whole file) it gave the index.
+    ids: Vec<ObjectId>,
 }
 
 /// Enough of a file's metadata to tell that it changed.
@@ -279,10 +269,23 @@ impl Stamp {
     }
 }
 
+/// What one reload did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reload {
+    /// Service keys whose desired entry changed.
+    pub changed: Changed,
+    /// Problems without harm (empty documents) in the files read this time.
+    pub warnings: Vec<ValidationError>,
+    /// Files read and parsed this time.
+    pub files_read: usize,
+    /// Files the paths stand for now.
+    pub files: usize,
+}
+
 impl FileSource {
     /// A source over `paths`, not loaded yet.
     pub fn new(paths: Vec<PathBuf>) -> Self {
-        FileSource { paths, index: ObjectIndex::new(), cache: HashMap::new() }
+        FileSource { paths, files: HashMap::new() }
     }
 
     /// The paths given.
@@ -290,75 +293,89 @@ impl FileSource {
         &self.paths
     }
 
-    /// Reads every path again and resets the index to what was found. On a [`LoadError`] the index keeps what the
-    /// last good load found.
-    pub fn reload(&mut self) -> Result<FileLoad, LoadError> {
-        let load = load(&self.paths)?;
-        self.index.reset(load.objects.clone(), load.errors.clone());
-        Ok(load)
-    }
-
-    /// The desired table from the paths as they are now, re-reading only files that changed since the last call.
-    /// Problems of documents and files come first in `errors`; warnings (skipped empty documents) are returned
-    /// beside. On a [`LoadError`] nothing is kept from this attempt.
-    pub fn reload_desired(&mut self) -> Result<(DesiredOutcome, Vec<ValidationError>), LoadError> {
+    /// Brings `index` up to date with the files as they are now, reading only the files that changed since the
+    /// last call. Every file is read before the index is touched: on a [`LoadError`] the index keeps what the last
+    /// good reload gave it (an unreadable path is never taken for "no objects").
+    pub fn reload_into(&mut self, index: &mut ObjectIndex) -> Result<Reload, LoadError> {
         let listed = expand_with_metadata(&self.paths)?;
-        let mut fresh = HashMap::with_capacity(listed.len());
-        let mut files = Vec::with_capacity(listed.len());
+        let mut read = Vec::with_capacity(listed.len());
         for (position, (path, meta)) in listed.into_iter().enumerate() {
-            let path = &path;
-            files.push(path.clone());
             let stamp = Stamp::of(&meta);
-            let cached = match self.cache.remove(path) {
-                Some(mut c) if c.stamp == stamp => {
-                    if c.position != position {
-                        c.reposition(position);
-                    }
-                    c
-                }
-                _ => {
-                    let load = load(std::slice::from_ref(path))?;
-                    let mut c = CachedFile {
-                        stamp,
-                        position: 0,
-                        validated: load.objects.iter().map(validate_object).collect(),
-                        load,
-                    };
-                    c.reposition(position);
-                    c
-                }
-            };
-            fresh.insert(path.clone(), cached);
+            let unchanged = self.files.get(&path).is_some_and(|record| record.stamp == stamp);
+            let load = if unchanged { None } else { Some(load_file(&path, position)?) };
+            read.push((path, stamp, position, load));
         }
-        self.cache = fresh;
 
-        let in_order = || files.iter().filter_map(|f| self.cache.get(f));
-        let mut outcome = merge(in_order().flat_map(|c| c.validated.iter()));
-        let mut errors: Vec<ValidationError> = in_order().flat_map(|c| c.load.errors.iter().cloned()).collect();
-        errors.append(&mut outcome.errors);
-        outcome.errors = errors;
-        let warnings = in_order().flat_map(|c| c.load.warnings.iter().cloned()).collect();
-        Ok((outcome, warnings))
-    }
-
-    /// The index as of the last good load.
-    pub fn index(&self) -> &ObjectIndex {
-        &self.index
+        let mut report = Reload { files: read.len(), ..Reload::default() };
+        let mut previous = std::mem::take(&mut self.files);
+        report.changed = index.batch(|index| {
+            for (path, stamp, position, load) in read {
+                let old = previous.remove(&path);
+                let ids = match load {
+                    Some(load) => {
+                        report.files_read += 1;
+                        report.warnings.extend(load.warnings.iter().cloned());
+                        feed(index, load, old.map(|o| o.ids).unwrap_or_default())
+                    }
+                    None => {
+                        let old = old.unwrap_or_else(|| FileRecord { stamp, position, ids: Vec::new() });
+                        if old.position != position {
+                            for id in &old.ids {
+                                if let ObjectId::Document { index: document, .. } = id {
+                                    index.reage(id, Age::loaded(position, *document));
+                                }
+                            }
+                        }
+                        old.ids
+                    }
+                };
+                self.files.insert(path, FileRecord { stamp, position, ids });
+            }
+            // Files no longer found under the paths (deleted, renamed away, no longer matching).
+            for record in previous.into_values() {
+                for id in &record.ids {
+                    index.delete(id);
+                }
+            }
+        });
+        Ok(report)
     }
 }
 
-impl CachedFile {
-    /// Ages embed the file's load position: when files before it come or go, its objects move with it.
-    fn reposition(&mut self, position: usize) {
-        let fix = |age: &mut Age| {
-            if let Age::Loaded { file, .. } = age {
-                *file = position;
-            }
-        };
-        self.load.objects.iter_mut().for_each(|o| fix(&mut o.age));
-        self.validated.iter_mut().for_each(|v| fix(&mut v.age));
-        self.position = position;
+/// Reads and parses one file, the `position`-th of the load.
+fn load_file(path: &Path, position: usize) -> Result<FileLoad, LoadError> {
+    let bytes = fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => parse_documents(path, position, &text),
+        Err(_) => FileLoad {
+            files: vec![path.to_owned()],
+            errors: vec![ValidationError::new(ObjectId::File { path: path.to_owned() }, "", "not UTF-8 text")],
+            ..FileLoad::default()
+        },
+    })
+}
+
+/// Gives the index what one file holds now, replacing what it held (`old`); returns the objects it holds now.
+fn feed(index: &mut ObjectIndex, load: FileLoad, old: Vec<ObjectId>) -> Vec<ObjectId> {
+    let mut ids: Vec<ObjectId> = load.objects.iter().map(|o| o.id.clone()).collect();
+    let mut unreadable: Vec<(ObjectId, Vec<ValidationError>)> = Vec::new();
+    for error in load.errors {
+        match unreadable.iter_mut().find(|(id, _)| *id == error.object) {
+            Some((_, errors)) => errors.push(error),
+            None => unreadable.push((error.object.clone(), vec![error])),
+        }
     }
+    ids.extend(unreadable.iter().map(|(id, _)| id.clone()));
+    for id in old.iter().filter(|id| !ids.contains(id)) {
+        index.delete(id);
+    }
+    for (id, errors) in unreadable {
+        index.apply_unreadable(id, errors);
+    }
+    for object in load.objects {
+        index.apply(object);
+    }
+    ids
 }
 
 #[cfg(test)]

@@ -1,16 +1,103 @@
-//! The synchronous index every source feeds: objects by identity, and the problems of those that could not be read.
+//! The one merge point of desired state: every source feeds it, and it alone decides which object's service is
+//! desired.
+//!
+//! Sources hand it objects through `apply` / `apply_unreadable` / `delete` / `reset` (a watch's events, or the
+//! documents of changed files). Each object is validated once, when it is applied. The index keeps, per service key,
+//! every object that claims it ordered by age; the oldest claimant wins (an invalid one still claims its key, which
+//! is then *held*: left as it is in the kernel until the object is fixed), the others are conflicts. Every change
+//! returns the service keys whose desired entry (or held state) it changed — exactly those, so that a pass can
+//! re-read and plan only them.
+//!
+//! The result depends only on the set of objects, never on the order in which they arrived.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::api::{DesiredOutcome, ObjectId, SourceObject, ValidationError, build_desired};
+use crate::api::{Age, Conflict, ObjectId, Rejected, SourceObject, ValidationError, validate};
+use crate::model::ServiceKey;
+use crate::table::{DesiredService, DesiredTable};
 
-/// The objects of one source by identity, updated by `apply` / `delete` / `reset` (a watch's events, or a reload of
-/// files), from which the desired table is computed.
+/// Service keys whose desired entry or held state changed.
+pub type Changed = BTreeSet<ServiceKey>;
+
+/// What an object turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+enum Entry {
+    /// Read and validated: what it asks for, or every problem it has.
+    Validated { age: Age, result: Result<Box<DesiredService>, Rejected> },
+    /// Seen, but not readable as a `VirtualService` (bad YAML, wrong kind, wrong field types).
+    Unreadable(Vec<ValidationError>),
+}
+
+impl Entry {
+    /// The service key it claims, if it names one.
+    fn key(&self) -> Option<ServiceKey> {
+        match self {
+            Entry::Validated { result: Ok(desired), .. } => Some(desired.service.key),
+            Entry::Validated { result: Err(rejected), .. } => rejected.key,
+            Entry::Unreadable(_) => None,
+        }
+    }
+
+    fn age(&self) -> Option<Age> {
+        match self {
+            Entry::Validated { age, .. } => Some(*age),
+            Entry::Unreadable(_) => None,
+        }
+    }
+
+    fn errors(&self) -> &[ValidationError] {
+        match self {
+            Entry::Validated { result: Ok(_), .. } => &[],
+            Entry::Validated { result: Err(rejected), .. } => &rejected.errors,
+            Entry::Unreadable(errors) => errors,
+        }
+    }
+}
+
+/// What one service key resolves to: the winner's service, or the invalid winner holding it.
+#[derive(Debug, Clone, PartialEq)]
+enum Resolved {
+    Desired(Box<DesiredService>),
+    Held(ObjectId),
+}
+
+/// Everything the index says at one moment: the desired table and every problem (for one-shot commands and
+/// reports; passes read the index's parts directly).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DesiredOutcome {
+    /// The services of every valid object that won its key.
+    pub table: DesiredTable,
+    /// Every problem of every object (see [`ObjectIndex::errors`]).
+    pub errors: Vec<ValidationError>,
+    /// Objects ignored because an older object asks for the same service.
+    pub conflicts: Vec<Conflict>,
+    /// Services asked for by invalid objects, by the object that holds them; not in `table`.
+    pub held: BTreeMap<ServiceKey, ObjectId>,
+    /// Whether some object with problems names no service (see [`ObjectIndex::has_keyless_problems`]).
+    pub keyless_problems: bool,
+}
+
+impl DesiredOutcome {
+    /// Whether every object was valid and none conflicted.
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty() && self.conflicts.is_empty()
+    }
+}
+
+/// Objects by identity, and the desired table they make.
 #[derive(Debug, Clone, Default)]
 pub struct ObjectIndex {
-    objects: BTreeMap<ObjectId, SourceObject>,
-    /// Objects the source saw but could not read (bad YAML, wrong kind, wrong field types), with why.
-    unreadable: BTreeMap<ObjectId, Vec<ValidationError>>,
+    objects: BTreeMap<ObjectId, Entry>,
+    /// Every claimant of each key, oldest first.
+    claims: BTreeMap<ServiceKey, BTreeSet<(Age, ObjectId)>>,
+    /// The winners' services.
+    table: DesiredTable,
+    /// Keys whose oldest claimant is invalid, by that claimant.
+    held: BTreeMap<ServiceKey, ObjectId>,
+    /// Objects with problems that name no service (unreadable, or their key fields invalid).
+    keyless_problems: BTreeSet<ObjectId>,
+    /// During [`ObjectIndex::batch`]: the resolution of every key touched, as it was when the batch began.
+    batch: Option<BTreeMap<ServiceKey, Option<Resolved>>>,
 }
 
 impl ObjectIndex {
@@ -19,123 +106,250 @@ impl ObjectIndex {
         Self::default()
     }
 
-    /// Adds or replaces an object.
-    pub fn apply(&mut self, object: SourceObject) {
-        self.unreadable.remove(&object.id);
-        self.objects.insert(object.id.clone(), object);
+    /// Adds or replaces an object, validating it.
+    pub fn apply(&mut self, object: SourceObject) -> Changed {
+        let result = validate(&object.id, &object.spec).map(Box::new);
+        self.insert(object.id, Entry::Validated { age: object.age, result })
     }
 
     /// Records that object `id` exists but could not be read; it replaces any earlier version of it.
-    pub fn apply_unreadable(&mut self, id: ObjectId, errors: Vec<ValidationError>) {
-        self.objects.remove(&id);
-        self.unreadable.insert(id, errors);
+    pub fn apply_unreadable(&mut self, id: ObjectId, errors: Vec<ValidationError>) -> Changed {
+        self.insert(id, Entry::Unreadable(errors))
     }
 
     /// Forgets an object.
-    pub fn delete(&mut self, id: &ObjectId) {
-        self.objects.remove(id);
-        self.unreadable.remove(id);
+    pub fn delete(&mut self, id: &ObjectId) -> Changed {
+        let Some(old) = self.objects.remove(id) else { return Changed::new() };
+        self.keyless_problems.remove(id);
+        let mut changes = Changes::default();
+        if let Some(key) = old.key() {
+            self.note(&mut changes, key);
+            self.unclaim(key, &old, id);
+        }
+        changes.finish(self)
     }
 
-    /// Replaces everything at once (a complete re-list or reload): objects not given are gone.
-    pub fn reset(&mut self, objects: Vec<SourceObject>, unreadable: Vec<ValidationError>) {
-        self.objects = objects.into_iter().map(|o| (o.id.clone(), o)).collect();
-        self.unreadable.clear();
-        for error in unreadable {
-            self.unreadable.entry(error.object.clone()).or_default().push(error);
+    /// Changes the age of an object (a file that moved in the load order); nothing when it is unknown.
+    pub fn reage(&mut self, id: &ObjectId, age: Age) -> Changed {
+        match self.objects.get(id) {
+            Some(Entry::Validated { age: old, result }) if *old != age => {
+                let result = result.clone();
+                self.insert(id.clone(), Entry::Validated { age, result })
+            }
+            _ => Changed::new(),
         }
     }
 
-    /// Number of readable objects.
+    /// Replaces everything at once (a complete re-list): objects not given are gone. Returns what changed between
+    /// before and after, not what changed on the way.
+    pub fn reset(&mut self, objects: Vec<SourceObject>, unreadable: Vec<ValidationError>) -> Changed {
+        let mut given: BTreeSet<ObjectId> = objects.iter().map(|o| o.id.clone()).collect();
+        given.extend(unreadable.iter().map(|e| e.object.clone()));
+        let gone: Vec<ObjectId> = self.objects.keys().filter(|id| !given.contains(*id)).cloned().collect();
+        let mut errors_by_object: BTreeMap<ObjectId, Vec<ValidationError>> = BTreeMap::new();
+        for error in unreadable {
+            errors_by_object.entry(error.object.clone()).or_default().push(error);
+        }
+        self.batch(|index| {
+            for id in &gone {
+                index.delete(id);
+            }
+            for (id, errors) in errors_by_object {
+                index.apply_unreadable(id, errors);
+            }
+            for object in objects {
+                index.apply(object);
+            }
+        })
+    }
+
+    /// Runs several changes as one: returns the keys whose resolution differs between before and after (a key that
+    /// changes and changes back on the way is not reported).
+    pub fn batch(&mut self, changes: impl FnOnce(&mut Self)) -> Changed {
+        let outer = self.batch.replace(BTreeMap::new());
+        changes(self);
+        let before = std::mem::replace(&mut self.batch, outer).unwrap_or_default();
+        let changed: Changed =
+            before.iter().filter(|(key, was)| **was != self.resolved(key)).map(|(key, _)| *key).collect();
+        // An enclosing batch must know the state before this one too.
+        if let Some(outer) = self.batch.as_mut() {
+            for (key, was) in before {
+                outer.entry(key).or_insert(was);
+            }
+        }
+        changed
+    }
+
+    /// An index of `objects` (identities distinct; a later one replaces an earlier one of the same identity).
+    pub fn from_objects(objects: impl IntoIterator<Item = SourceObject>) -> Self {
+        let mut index = ObjectIndex::new();
+        for object in objects {
+            index.apply(object);
+        }
+        index
+    }
+
+    /// The table and every problem, as of now.
+    pub fn outcome(&self) -> DesiredOutcome {
+        DesiredOutcome {
+            table: self.table.clone(),
+            errors: self.errors(),
+            conflicts: self.conflicts(),
+            held: self.held.clone(),
+            keyless_problems: self.has_keyless_problems(),
+        }
+    }
+
+    /// The desired table: every winning valid object's service.
+    pub fn table(&self) -> &DesiredTable {
+        &self.table
+    }
+
+    /// Services claimed by invalid objects, to be left as they are, by the object that holds each.
+    pub fn held(&self) -> &BTreeMap<ServiceKey, ObjectId> {
+        &self.held
+    }
+
+    /// Whether some object with problems names no service: it may be any service, so no service should be deleted
+    /// until it is fixed.
+    pub fn has_keyless_problems(&self) -> bool {
+        !self.keyless_problems.is_empty()
+    }
+
+    /// Every problem of every object: unreadable objects first (by identity), then invalid ones oldest first, each
+    /// object's fields in order.
+    pub fn errors(&self) -> Vec<ValidationError> {
+        let unreadable = self.objects.values().filter(|e| matches!(e, Entry::Unreadable(_)));
+        let mut invalid: Vec<(&Age, &ObjectId, &Entry)> = self
+            .objects
+            .iter()
+            .filter_map(|(id, e)| match e {
+                Entry::Validated { age, result: Err(_) } => Some((age, id, e)),
+                _ => None,
+            })
+            .collect();
+        invalid.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        unreadable.chain(invalid.into_iter().map(|(_, _, e)| e)).flat_map(|e| e.errors().iter().cloned()).collect()
+    }
+
+    /// Objects ignored because an older object claims the same service, oldest loser first per key.
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        let mut out = Vec::new();
+        for (key, claimants) in &self.claims {
+            let mut claimants = claimants.iter();
+            let Some((_, winner)) = claimants.next() else { continue };
+            for (_, loser) in claimants {
+                out.push(Conflict { key: *key, object: loser.clone(), claimed_by: winner.clone() });
+            }
+        }
+        out
+    }
+
+    /// Number of objects, readable or not.
     pub fn len(&self) -> usize {
         self.objects.len()
     }
 
-    /// Whether the index holds no object, readable or not.
+    /// Whether the index holds no object.
     pub fn is_empty(&self) -> bool {
-        self.objects.is_empty() && self.unreadable.is_empty()
+        self.objects.is_empty()
     }
 
-    /// The desired table and every problem: unreadable objects first (by identity), then invalid ones.
-    pub fn desired(&self) -> DesiredOutcome {
-        let mut outcome = build_desired(self.objects.values().cloned().collect());
-        let mut errors: Vec<_> = self.unreadable.values().flatten().cloned().collect();
-        errors.append(&mut outcome.errors);
-        outcome.errors = errors;
-        outcome
+    /// Whether object `id` is known.
+    pub fn contains(&self, id: &ObjectId) -> bool {
+        self.objects.contains_key(id)
+    }
+
+    fn insert(&mut self, id: ObjectId, entry: Entry) -> Changed {
+        if self.objects.get(&id) == Some(&entry) {
+            return Changed::new();
+        }
+        let mut changes = Changes::default();
+        let new_key = entry.key();
+        if new_key.is_none() {
+            self.keyless_problems.insert(id.clone());
+        } else {
+            self.keyless_problems.remove(&id);
+        }
+        if let Some(old) = self.objects.remove(&id)
+            && let Some(old_key) = old.key()
+        {
+            self.note(&mut changes, old_key);
+            self.unclaim(old_key, &old, &id);
+        }
+        if let (Some(key), Some(age)) = (new_key, entry.age()) {
+            self.note(&mut changes, key);
+            self.claims.entry(key).or_default().insert((age, id.clone()));
+        }
+        self.objects.insert(id, entry);
+        if let Some(key) = new_key {
+            self.settle(key);
+        }
+        changes.finish(self)
+    }
+
+    fn unclaim(&mut self, key: ServiceKey, old: &Entry, id: &ObjectId) {
+        if let (Some(claimants), Some(age)) = (self.claims.get_mut(&key), old.age()) {
+            claimants.remove(&(age, id.clone()));
+            if claimants.is_empty() {
+                self.claims.remove(&key);
+            }
+        }
+        self.settle(key);
+    }
+
+    /// Recomputes what `key` resolves to from its claimants.
+    fn settle(&mut self, key: ServiceKey) {
+        let winner = self.claims.get(&key).and_then(|c| c.first()).map(|(_, id)| id);
+        let entry = winner.and_then(|id| self.objects.get(id).map(|e| (id, e)));
+        match entry {
+            Some((_, Entry::Validated { result: Ok(desired), .. })) => {
+                self.table.services.insert(key, DesiredService::clone(desired));
+                self.held.remove(&key);
+            }
+            Some((id, _)) => {
+                let id = id.clone();
+                self.table.services.remove(&key);
+                self.held.insert(key, id);
+            }
+            None => {
+                self.table.services.remove(&key);
+                self.held.remove(&key);
+            }
+        }
+    }
+
+    /// Records what `key` resolves to before a change (for the change and for an enclosing batch).
+    fn note(&mut self, changes: &mut Changes, key: ServiceKey) {
+        if changes.before.contains_key(&key) {
+            return;
+        }
+        let now = self.resolved(&key);
+        if let Some(batch) = self.batch.as_mut() {
+            batch.entry(key).or_insert_with(|| now.clone());
+        }
+        changes.before.insert(key, now);
+    }
+
+    fn resolved(&self, key: &ServiceKey) -> Option<Resolved> {
+        if let Some(desired) = self.table.services.get(key) {
+            return Some(Resolved::Desired(Box::new(desired.clone())));
+        }
+        self.held.get(key).map(|id| Resolved::Held(id.clone()))
+    }
+}
+
+/// The resolution of keys before a change, to report only the keys whose resolution really changed.
+#[derive(Default)]
+struct Changes {
+    before: BTreeMap<ServiceKey, Option<Resolved>>,
+}
+
+impl Changes {
+    fn finish(self, index: &ObjectIndex) -> Changed {
+        self.before.into_iter().filter(|(key, was)| *was != index.resolved(key)).map(|(key, _)| key).collect()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::Age;
-
-    fn object(name: &str, created: i64, yaml: &str) -> SourceObject {
-        SourceObject {
-            id: ObjectId::kubernetes("default", name),
-            age: Age::Created { seconds: created, nanos: 0 },
-            spec: serde_yaml::from_str(yaml).unwrap(),
-        }
-    }
-
-    const WEB: &str = "address: 192.0.2.1\nport: 80\n";
-    const DNS: &str = "address: 192.0.2.1\nport: 53\nprotocol: UDP\n";
-
-    fn origins(index: &ObjectIndex) -> Vec<String> {
-        index.desired().table.services.values().map(|s| s.origin.to_string()).collect()
-    }
-
-    #[test]
-    fn apply_replace_and_delete() {
-        let mut index = ObjectIndex::new();
-        index.apply(object("web", 1, WEB));
-        index.apply(object("dns", 2, DNS));
-        assert_eq!(origins(&index), vec!["default/web", "default/dns"]);
-        // Replacing an object changes what it asks for.
-        index.apply(object("web", 1, "address: 192.0.2.9\nport: 80\n"));
-        let keys: Vec<_> = index.desired().table.services.keys().map(ToString::to_string).collect();
-        assert_eq!(keys, vec!["TCP 192.0.2.9:80", "UDP 192.0.2.1:53"]);
-        index.delete(&ObjectId::kubernetes("default", "web"));
-        assert_eq!(origins(&index), vec!["default/dns"]);
-    }
-
-    #[test]
-    fn deleting_the_winner_hands_the_key_to_the_next_oldest() {
-        let mut index = ObjectIndex::new();
-        index.apply(object("old", 1, WEB));
-        index.apply(object("new", 2, WEB));
-        assert_eq!(index.desired().conflicts.len(), 1);
-        index.delete(&ObjectId::kubernetes("default", "old"));
-        let out = index.desired();
-        assert!(out.conflicts.is_empty());
-        assert_eq!(out.table.services.values().next().unwrap().origin.to_string(), "default/new");
-    }
-
-    #[test]
-    fn unreadable_objects_are_reported_until_replaced() {
-        let mut index = ObjectIndex::new();
-        let id = ObjectId::kubernetes("default", "web");
-        index.apply(object("web", 1, WEB));
-        index.apply_unreadable(id.clone(), vec![ValidationError::new(id.clone(), "spec.port", "not a number")]);
-        let out = index.desired();
-        assert!(out.table.services.is_empty());
-        assert_eq!(out.errors[0].to_string(), "default/web: spec.port: not a number");
-        index.apply(object("web", 1, WEB));
-        assert!(index.desired().is_clean());
-        assert_eq!(index.len(), 1);
-    }
-
-    #[test]
-    fn reset_replaces_everything() {
-        let mut index = ObjectIndex::new();
-        index.apply(object("web", 1, WEB));
-        let broken = ObjectId::kubernetes("default", "broken");
-        index.reset(vec![object("dns", 2, DNS)], vec![ValidationError::new(broken, "", "bad")]);
-        assert_eq!(origins(&index), vec!["default/dns"]);
-        assert_eq!(index.desired().errors.len(), 1);
-        index.reset(Vec::new(), Vec::new());
-        assert!(index.is_empty());
-        assert!(index.desired().table.services.is_empty());
-    }
-}
+mod tests;

@@ -5,8 +5,10 @@
 //! - [`file`](mod@file): manifest files and directories (`-f`).
 //! - Kubernetes (later): a watch feeding the same index.
 
+mod feed;
 pub mod file;
 mod index;
 
-pub use file::{FileLoad, FileSource, LoadError};
-pub use index::ObjectIndex;
+pub use feed::{DesiredState, Snapshot};
+pub use file::{FileLoad, FileSource, LoadError, Reload};
+pub use index::{Changed, DesiredOutcome, ObjectIndex};

@@ -5,8 +5,8 @@ use std::path::Path;
 use proptest::prelude::*;
 
 use super::*;
-use crate::api::build_desired;
 use crate::model::{DestConfig, DestKey, Service, ServiceConfig};
+use crate::source::ObjectIndex;
 use crate::source::file::parse_documents;
 
 fn ip(s: &str) -> IpAddr {
@@ -19,7 +19,7 @@ fn reapply(export: &TableExport) -> Table {
     let text: String = export.objects.iter().map(|o| format!("---\n{}", serde_yaml::to_string(o).unwrap())).collect();
     let load = parse_documents(Path::new("dump.yaml"), 0, &text);
     assert!(load.errors.is_empty(), "{:#?}\n{text}", load.errors);
-    let outcome = build_desired(load.objects);
+    let outcome = ObjectIndex::from_objects(load.objects).outcome();
     assert!(outcome.is_clean(), "{:#?}\n{:#?}\n{text}", outcome.errors, outcome.conflicts);
     let mut table = Table::default();
     for (key, desired) in outcome.table.services {

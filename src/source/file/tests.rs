@@ -192,9 +192,12 @@ fn a_file_that_stats_but_cannot_be_read_fails_the_whole_load() {
 fn incremental_reload_fails_whole_on_a_file_that_stats_but_cannot_be_read() {
     let dir = dir_with(&[("a.yaml", &vs("a", 1, 1))]);
     let mut source = FileSource::new(vec![dir.path().to_owned()]);
-    assert_eq!(source.reload_desired().unwrap().0.table.services.len(), 1);
+    let mut index = ObjectIndex::new();
+    source.reload_into(&mut index).unwrap();
+    assert_eq!(index.table().services.len(), 1);
     std::os::unix::fs::symlink(UNREADABLE_FILE, dir.path().join("b.yaml")).unwrap();
-    assert!(matches!(source.reload_desired(), Err(LoadError::Read { .. })));
+    assert!(matches!(source.reload_into(&mut index), Err(LoadError::Read { .. })));
+    assert_eq!(index.table().services.len(), 1, "a failed reload leaves the index as it was");
 }
 
 #[test]
@@ -229,15 +232,18 @@ fn non_utf8_file_is_an_error_for_that_file() {
 fn file_source_keeps_the_last_good_load_on_error() {
     let dir = dir_with(&[("a.yaml", WEB), ("b.yaml", DNS)]);
     let mut source = FileSource::new(vec![dir.path().join("a.yaml"), dir.path().join("b.yaml")]);
-    source.reload().unwrap();
-    assert_eq!(source.index().desired().table.services.len(), 2);
+    let mut index = ObjectIndex::new();
+    source.reload_into(&mut index).unwrap();
+    assert_eq!(index.table().services.len(), 2);
     fs::remove_file(dir.path().join("b.yaml")).unwrap();
-    assert!(source.reload().is_err());
-    assert_eq!(source.index().desired().table.services.len(), 2);
+    assert!(source.reload_into(&mut index).is_err());
+    assert_eq!(index.table().services.len(), 2);
     // A document that turns bad replaces its object with its error.
     fs::write(dir.path().join("b.yaml"), DNS.replace("port: 53", "port: 53\n  bogus: 1")).unwrap();
-    source.reload().unwrap();
-    let out = source.index().desired();
+    let reload = source.reload_into(&mut index).unwrap();
+    assert_eq!(reload.files_read, 1, "a.yaml did not change");
+    assert_eq!(reload.changed.iter().map(ToString::to_string).collect::<Vec<_>>(), vec!["UDP 192.0.2.53:53"]);
+    let out = index.outcome();
     assert_eq!(out.table.services.len(), 1);
     assert_eq!(out.errors.len(), 1);
     assert_eq!(out.errors[0].field, "spec.bogus");
@@ -304,10 +310,10 @@ fn examples_stay_in_the_documented_address_ranges() {
 }
 
 /// What a load asks for, through the index every source uses.
-fn desired_of(load: FileLoad) -> crate::api::DesiredOutcome {
+fn desired_of(load: FileLoad) -> crate::source::DesiredOutcome {
     let mut index = ObjectIndex::new();
     index.reset(load.objects, load.errors);
-    index.desired()
+    index.outcome()
 }
 
 fn vs(name: &str, last: u8, weight: u32) -> String {
@@ -320,25 +326,25 @@ fn vs(name: &str, last: u8, weight: u32) -> String {
 fn incremental_reload_matches_a_full_load_after_every_change() {
     let dir = dir_with(&[("a.yaml", &vs("a", 1, 1)), ("b.yaml", &vs("b", 2, 1)), ("c.yaml", "kind: Nope\n")]);
     let mut source = FileSource::new(vec![dir.path().to_owned()]);
-    let full = |dir: &TempDir| {
-        let load = load(&[dir.path()]).unwrap();
-        let mut outcome = crate::api::build_desired(load.objects);
-        let mut errors = load.errors;
-        errors.append(&mut outcome.errors);
-        outcome.errors = errors;
-        outcome
-    };
-    assert_eq!(source.reload_desired().unwrap().0, full(&dir));
+    let mut index = ObjectIndex::new();
+    let full = |dir: &TempDir| desired_of(load(&[dir.path()]).unwrap());
+    let first = source.reload_into(&mut index).unwrap();
+    assert_eq!((first.files_read, first.files, first.changed.len()), (3, 3, 2));
+    assert_eq!(index.outcome(), full(&dir));
 
     // One file changes (same length, so only the times tell), one appears before the others, one goes.
     fs::write(dir.path().join("b.yaml"), vs("b", 2, 7)).unwrap();
     fs::write(dir.path().join("0.yaml"), vs("first", 1, 1)).unwrap();
     fs::remove_file(dir.path().join("c.yaml")).unwrap();
-    let (outcome, _) = source.reload_desired().unwrap();
+    let reload = source.reload_into(&mut index).unwrap();
+    assert_eq!((reload.files_read, reload.files), (2, 3), "a.yaml was neither read nor parsed");
+    // 192.0.2.1 passes to the new first file (older by load position), 192.0.2.2 has a new weight.
+    assert_eq!(reload.changed.len(), 2, "{:?}", reload.changed);
+    let outcome = index.outcome();
     assert_eq!(outcome, full(&dir));
     // The new first file is now the oldest claim on 192.0.2.1: ages follow load positions.
     assert_eq!(outcome.conflicts.len(), 1);
-    let weight = |o: &crate::api::DesiredOutcome, last: u8| {
+    let weight = |o: &crate::source::DesiredOutcome, last: u8| {
         let key = crate::model::ServiceKey::tcp(std::net::IpAddr::from([192, 0, 2, last]), 80);
         o.table.services[&key].dests.values().next().map(|d| d.config.weight)
     };
@@ -356,5 +362,5 @@ fn incremental_reload_matches_a_full_load_after_every_change() {
 fn incremental_reload_fails_whole_on_an_unreadable_path() {
     let dir = dir_with(&[("a.yaml", &vs("a", 1, 1))]);
     let mut source = FileSource::new(vec![dir.path().join("missing")]);
-    assert!(source.reload_desired().is_err());
+    assert!(source.reload_into(&mut ObjectIndex::new()).is_err());
 }

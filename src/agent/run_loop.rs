@@ -1,0 +1,234 @@
+//! The agent's loop: one pass at a time, never two at once, each started by a change, a timer or a retry.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::{Instant, sleep_until};
+use tracing::{info, warn};
+
+use super::{AgentConfig, Connector, PassError, PassKind, PassRecord, pass_options};
+use crate::engine::{Engine, EngineError, Kernel, KernelFailure, PassReport};
+use crate::model::ServiceKey;
+use crate::source::{DesiredState, Snapshot};
+
+/// Something the agent tells its observer about each pass.
+pub type Observer<E> = Box<dyn FnMut(&PassRecord<'_, E>) + Send>;
+
+/// The per-node (or per-host) agent: owns the engine and the loop.
+pub struct Agent<K: Kernel, C> {
+    engine: Engine<K>,
+    connector: C,
+    state: DesiredState,
+    config: AgentConfig,
+    observer: Observer<K::Error>,
+    /// The desired state of the last pass that took one (drain passes plan with it).
+    desired: Snapshot,
+    /// The next pass must read everything (first pass, after a failure or an unknown outcome, or when held
+    /// deletions are released).
+    need_full: bool,
+    /// The connection was lost: connect again before the next pass.
+    disconnected: bool,
+    /// Current retry delay after failures.
+    backoff: Duration,
+}
+
+/// The loop's timers.
+#[derive(Debug, Default)]
+struct Timers {
+    /// (fire at, give up waiting for quiet at)
+    change: Option<(Instant, Instant)>,
+    resync: Option<Instant>,
+    drain: Option<Instant>,
+    retry: Option<Instant>,
+}
+
+impl<K: Kernel, C: Connector<K>> Agent<K, C> {
+    /// An agent over `engine` (whose kernel connection `connector` can renew), following `state`.
+    pub fn new(
+        engine: Engine<K>,
+        connector: C,
+        state: DesiredState,
+        config: AgentConfig,
+        observer: Observer<K::Error>,
+    ) -> Self {
+        let backoff = config.retry;
+        Agent {
+            engine,
+            connector,
+            state,
+            config,
+            observer,
+            desired: Snapshot::default(),
+            need_full: true,
+            disconnected: false,
+            backoff,
+        }
+    }
+
+    /// The engine (for tests and status).
+    pub fn engine(&self) -> &Engine<K> {
+        &self.engine
+    }
+
+    /// Runs until `shutdown` completes, between passes (a pass under way is finished first). The kernel's table is
+    /// left as it is.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Self {
+        let mut changes = self.state.subscribe();
+        let mut timers = Timers::default();
+        if self.state.is_ready() {
+            // The first pass is a full one, as soon as the sources are ready.
+            timers.resync = Some(Instant::now());
+        }
+        changes.mark_unchanged();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        // Cannot happen while this agent holds the state; stop rather than spin.
+                        break;
+                    }
+                    if !self.state.is_ready() {
+                        continue;
+                    }
+                    if self.need_full && timers.resync.is_none() && timers.retry.is_none() {
+                        // Ready for the first time: the first pass reads everything at once.
+                        timers.resync = Some(Instant::now());
+                        continue;
+                    }
+                    let now = Instant::now();
+                    let limit = timers.change.map(|(_, limit)| limit).unwrap_or(now + self.config.max_delay);
+                    timers.change = Some(((now + self.config.quiet).min(limit), limit));
+                }
+                () = sleep_until(at(timers.change.map(|(fire, _)| fire))), if timers.change.is_some() => {
+                    timers.change = None;
+                    self.pass(PassKind::Change, &mut timers).await;
+                }
+                () = sleep_until(at(timers.resync)), if timers.resync.is_some() => {
+                    timers.resync = None;
+                    self.pass(PassKind::Resync, &mut timers).await;
+                }
+                () = sleep_until(at(timers.retry)), if timers.retry.is_some() => {
+                    timers.retry = None;
+                    self.pass(PassKind::Retry, &mut timers).await;
+                }
+                () = sleep_until(at(timers.drain)), if timers.drain.is_some() => {
+                    timers.drain = None;
+                    self.pass(PassKind::Drain, &mut timers).await;
+                }
+            }
+        }
+        info!("stopping; the IPVS table is left as it is");
+        self
+    }
+
+    /// One pass of `kind`; sets the timers that follow from it.
+    async fn pass(&mut self, kind: PassKind, timers: &mut Timers) {
+        if kind != PassKind::Drain {
+            let taken = self.state.take();
+            // Deletions held back while an object named no service were never planned again: look at everything.
+            if self.desired.hold_service_deletes && !taken.hold_service_deletes {
+                self.need_full = true;
+            }
+            self.desired = taken;
+            // A change pass takes every change so far: a pending quiet timer has nothing left to wait for.
+            timers.change = None;
+        }
+        let full = self.need_full || matches!(kind, PassKind::Resync | PassKind::Retry);
+        let scope: Option<BTreeSet<ServiceKey>> = match kind {
+            _ if full => None,
+            PassKind::Drain => Some(self.engine.state().drains.keys().map(|(service, _)| *service).collect()),
+            _ => Some(self.desired.changed.clone()),
+        };
+        if scope.as_ref().is_some_and(BTreeSet::is_empty) {
+            return;
+        }
+
+        let result = self.run_engine(scope.as_ref()).await;
+        self.after(&result, full, timers);
+        let record = PassRecord { kind, full, scope: scope.as_ref(), desired: &self.desired, result: &result };
+        log_pass(&record);
+        (self.observer)(&record);
+    }
+
+    async fn run_engine(
+        &mut self,
+        scope: Option<&BTreeSet<ServiceKey>>,
+    ) -> Result<PassReport<K::Error>, PassError<K::Error>> {
+        if self.disconnected || !self.engine.kernel().is_connected() {
+            let kernel = self.connector.connect().await.map_err(PassError::Connect)?;
+            info!("connected to the kernel's IPVS again");
+            self.engine.replace_kernel(kernel);
+            self.disconnected = false;
+        }
+        let opts = pass_options(&self.desired, self.config.allow_mass_delete);
+        let now = unix_now();
+        let result = match scope {
+            None => self.engine.reconcile_full(&self.desired.table, now, &opts).await,
+            Some(keys) => self.engine.reconcile_touched(&self.desired.table, keys, now, &opts).await,
+        };
+        Ok(result?)
+    }
+
+    /// What follows from a pass: a retry after a failure (every failure is retried with a full read, so the
+    /// changes a failed pass took are never lost), a reconnect after a lost connection, the next resync and drain.
+    fn after(&mut self, result: &Result<PassReport<K::Error>, PassError<K::Error>>, full: bool, timers: &mut Timers) {
+        let now = Instant::now();
+        let failed = match result {
+            Ok(report) => {
+                self.disconnected |= report.connection_lost();
+                // Refused operations are retried too: the kernel may accept them later (a module loaded, another
+                // writer gone), and a refusal must not wait for the next resync to be seen again.
+                report.outcome_unknown() || !report.is_success()
+            }
+            Err(PassError::Engine(EngineError::Read(e))) => {
+                self.disconnected |= e.connection_lost();
+                true
+            }
+            Err(_) => true,
+        };
+        if failed {
+            self.need_full = true;
+            timers.retry = Some(now + self.backoff);
+            self.backoff = (self.backoff * 2).min(self.config.resync);
+        } else {
+            self.backoff = self.config.retry;
+            timers.retry = None;
+            if full {
+                self.need_full = false;
+            }
+        }
+        // A good full pass is a resync: the next one is due a whole period later.
+        if (full && !failed) || timers.resync.is_none() {
+            timers.resync = Some(now + self.config.resync);
+        }
+        timers.drain = (!self.engine.state().drains.is_empty()).then(|| now + self.config.drain_poll);
+    }
+}
+
+fn log_pass<E: KernelFailure>(record: &PassRecord<'_, E>) {
+    let pass = record.kind.label();
+    match record.result {
+        Ok(report) => info!(
+            pass,
+            full = record.full,
+            applied = report.applied.len(),
+            failed = report.failures.len() + report.unanswered.len(),
+            draining = report.plan.draining.len(),
+            "reconciled"
+        ),
+        Err(e) => warn!(pass, full = record.full, reason = e.metric_label(), "pass failed: {e}"),
+    }
+}
+
+fn at(instant: Option<Instant>) -> Instant {
+    instant.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365))
+}
+
+/// Seconds since the epoch, for drain bookkeeping (drains survive restarts, so wall-clock time).
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

@@ -1,0 +1,401 @@
+//! The agent's loop on the in-memory kernel and paused tokio time: when passes run, what they read, and how they
+//! recover.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::{Instant, sleep};
+
+use super::*;
+use crate::api::{Age, ObjectId, SourceObject, ValidationError};
+use crate::engine::{Engine, FakeKernel};
+use crate::model::{ConnCounts, DestKey, ServiceKey};
+use crate::source::DesiredState;
+
+const QUIET: Duration = Duration::from_millis(300);
+const RESYNC: Duration = Duration::from_secs(60);
+/// A little past a deadline: a timer and the test's own sleep due at the same instant wake in no fixed order.
+const TICK: Duration = Duration::from_millis(1);
+
+/// One observed pass.
+#[derive(Debug, Clone)]
+struct Seen {
+    kind: PassKind,
+    full: bool,
+    at: Duration,
+    applied: usize,
+    ok: bool,
+    scope: Vec<ServiceKey>,
+}
+
+struct Fixture {
+    state: DesiredState,
+    kernel: Arc<FakeKernel>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    connects: Arc<AtomicUsize>,
+    start: Instant,
+    stop: Option<oneshot::Sender<()>>,
+    agent: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+fn vip(last: u8) -> ServiceKey {
+    ServiceKey::tcp(IpAddr::from([192, 0, 2, last]), 80)
+}
+
+fn backend(last: u8) -> DestKey {
+    DestKey::new(IpAddr::from([10, 0, 0, last]), 80)
+}
+
+/// `VirtualService` `d/web<last>` on `192.0.2.<last>:80` with backends `10.0.0.<b>` for each `b` (weight `w`).
+fn web(last: u8, backends: &[(u8, u32)]) -> SourceObject {
+    let list: Vec<String> = backends.iter().map(|(b, w)| format!("{{address: 10.0.0.{b}, weight: {w}}}")).collect();
+    let yaml =
+        format!("address: 192.0.2.{last}\nport: 80\ndrainTimeoutSeconds: 600\nbackends: [{}]\n", list.join(", "));
+    SourceObject {
+        id: ObjectId::kubernetes("d", format!("web{last}")),
+        age: Age::Created { seconds: i64::from(last), nanos: 0 },
+        spec: serde_yaml::from_str(&yaml).unwrap(),
+    }
+}
+
+impl Fixture {
+    fn start(config: AgentConfig) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = Arc::new(FakeKernel::default());
+        let state = DesiredState::new();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let connects = Arc::new(AtomicUsize::new(0));
+        let start = Instant::now();
+        let engine = Engine::new(Arc::clone(&kernel), dir.path().join("state.json")).unwrap();
+        let connector = {
+            let (kernel, connects) = (Arc::clone(&kernel), Arc::clone(&connects));
+            move || {
+                let (kernel, connects) = (Arc::clone(&kernel), Arc::clone(&connects));
+                async move {
+                    connects.fetch_add(1, Ordering::SeqCst);
+                    kernel.reopen();
+                    Ok::<_, ConnectError>(kernel)
+                }
+            }
+        };
+        let observer = {
+            let seen = Arc::clone(&seen);
+            Box::new(move |record: &PassRecord<'_, crate::engine::FakeError>| {
+                let (applied, ok) = match record.result {
+                    Ok(report) => (report.applied.len(), report.is_success()),
+                    Err(_) => (0, false),
+                };
+                let scope = record.scope.map(|s| s.iter().copied().collect()).unwrap_or_default();
+                let at = Instant::now() - start;
+                seen.lock().unwrap().push(Seen { kind: record.kind, full: record.full, at, applied, ok, scope });
+            })
+        };
+        let agent = Agent::new(engine, connector, state.clone(), config, observer);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            agent
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Fixture { state, kernel, seen, connects, start, stop: Some(stop), agent: Some(handle), _dir: dir }
+    }
+
+    fn apply(&self, object: SourceObject) {
+        self.state.update(|index| (index.apply(object), ()));
+    }
+
+    fn delete(&self, last: u8) {
+        let id = ObjectId::kubernetes("d", format!("web{last}"));
+        self.state.update(|index| (index.delete(&id), ()));
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn take_seen(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+
+    fn weight(&self, last: u8, dest: u8) -> Option<u32> {
+        let table = self.kernel.snapshot();
+        table.services.get(&vip(last))?.dests.get(&backend(dest)).map(|d| d.config.weight)
+    }
+
+    fn now(&self) -> Duration {
+        Instant::now() - self.start
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(agent) = self.agent.take() {
+            agent.await.unwrap();
+        }
+    }
+}
+
+/// Lets the agent run until `d` has passed (paused time jumps from timer to timer).
+async fn wait(d: Duration) {
+    sleep(d).await;
+}
+
+fn config() -> AgentConfig {
+    AgentConfig::new(QUIET, RESYNC)
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_runs_before_the_sources_are_ready_then_a_full_pass_does() {
+    let f = Fixture::start(config());
+    f.apply(web(1, &[(1, 1)]));
+    wait(Duration::from_secs(30)).await;
+    assert!(f.seen().is_empty(), "a pass on a partial view would delete: {:?}", f.seen());
+    assert!(f.kernel.snapshot().is_empty());
+
+    f.state.mark_ready();
+    wait(Duration::from_millis(1)).await;
+    let seen = f.take_seen();
+    assert!(matches!(seen.as_slice(), [s] if s.kind == PassKind::Resync && s.full && s.applied == 2), "{seen:?}");
+    assert_eq!(f.weight(1, 1), Some(1));
+    f.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_change_waits_for_the_quiet_period_and_reads_only_its_service() {
+    let f = Fixture::start(config());
+    f.apply(web(1, &[(1, 1)]));
+    f.apply(web(2, &[(1, 1)]));
+    f.state.mark_ready();
+    wait(Duration::from_millis(1)).await;
+    f.take_seen();
+    let reads = f.kernel.full_reads.load(Ordering::SeqCst);
+
+    let changed_at = f.now();
+    f.apply(web(2, &[(1, 5)]));
+    wait(QUIET - Duration::from_millis(10)).await;
+    assert!(f.seen().is_empty(), "passed before the quiet period ended");
+    wait(Duration::from_millis(20)).await;
+    let seen = f.take_seen();
+    let [pass] = seen.as_slice() else { panic!("{seen:?}") };
+    assert_eq!((pass.kind, pass.full, pass.applied), (PassKind::Change, false, 1));
+    assert_eq!(pass.scope, vec![vip(2)]);
+    assert_eq!(pass.at - changed_at, QUIET);
+    assert_eq!(f.kernel.full_reads.load(Ordering::SeqCst), reads, "a change pass does not read the whole table");
+    assert_eq!(f.weight(2, 1), Some(5));
+    f.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_changes_is_one_pass_delayed_at_most_the_maximum() {
+    let f = Fixture::start(config());
+    f.apply(web(1, &[(1, 1)]));
+    f.state.mark_ready();
+    wait(Duration::from_millis(1)).await;
+    f.take_seen();
+
+    // A change every half quiet period, for three times the maximum delay.
+    let first = f.now();
+    let max = config().max_delay;
+    let mut weight = 1;
+    while f.now() - first < max * 3 {
+        weight += 1;
+        f.apply(web(1, &[(1, weight)]));
+        wait(QUIET / 2).await;
+    }
+    let seen = f.take_seen();
+    assert!(!seen.is_empty(), "a steady stream of changes starved the loop");
+    assert!(seen.iter().all(|s| s.kind == PassKind::Change), "{seen:?}");
+    assert_eq!(seen[0].at - first, max, "the first pass comes at the maximum delay: {seen:?}");
+    assert!(seen.len() <= 3, "one pass per maximum delay, not per change: {seen:?}");
+    wait(QUIET + TICK).await;
+    assert_eq!(f.weight(1, 1), Some(weight));
+    f.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn resyncs_read_everything_and_repair_drift() {
+    let f = Fixture::start(config());
+    f.apply(web(1, &[(1, 1), (2, 1)]));
+    f.state.mark_ready();
+    wait(Duration::from_millis(1)).await;
+    f.take_seen();
+    // Another tool edits a weight behind our back.
+    if let Some(entry) = f.kernel.table.lock().unwrap().services.get_mut(&vip(1)) {
+        entry.dests.get_mut(&backend(2)).unwrap().config.weight = 9;
+    }
+    wait(RESYNC - Duration::from_millis(2)).await;
+    assert!(f.seen().is_empty());
+    assert_eq!(f.weight(1, 2), Some(9));
+    wait(Duration::from_millis(2)).await;
+    let seen = f.take_seen();
+    assert!(matches!(seen.as_slice(), [s] if s.kind == PassKind::Resync && s.full && s.applied == 1), "{seen:?}");
+    assert_eq!(f.weight(1, 2), Some(1));
+    wait(RESYNC).await;
+    assert!(matches!(f.take_seen().as_slice(), [s] if s.kind == PassKind::Resync && s.applied == 0));
+    f.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn draining_backends_are_polled_until_their_connections_end() {
+    let f = Fixture::start(config());
+    f.apply(web(1, &[(1, 1), (2, 1)]));
+    f.state.mark_ready();
+    wait(Duration::from_millis(1)).await;
+    // Backend 2 has a connection when it is removed: weight 0, kept while it lasts.
+    if let Some(entry) = f.kernel.table.lock().unwrap().services.get_mut(&vip(1)) {
+        entry.dests.get_mut(&backend(2)).unwrap().conns = ConnCounts { active: 1, inactive: 0, persistent: 0 };
+    }
+    f.apply(web(1, &[(1, 1)]));
+    wait(QUIET + TICK).await;
+    assert_eq!(f.weight(1, 2), Some(0));
+    f.take_seen();
+
+    let poll = config().drain_poll;
+    wait(poll).await;
+    let seen = f.take_seen();
+    assert!(
+        matches!(seen.as_slice(), [s] if s.kind == PassKind::Drain && !s.full && s.scope == vec![vip(1)]),
+        "{seen:?}"
+    );
+    assert_eq!(f.weight(1, 2), Some(0), "still connected: kept");
+
+    if let Some(entry) = f.kernel.table.lock().unwrap().services.get_mut(&vip(1)) {
+        entry.dests.get_mut(&backend(2)).unwrap().conns = ConnCounts::default();
+    }
+    wait(poll).await;
+    assert_eq!(f.weight(1, 2), None, "deleted once its connections ended");
+    f.take_seen();
+    wait(poll * 3).await;
+    assert!(f.seen().iter().all(|s| s.kind != PassKind::Drain), "no polling without drains: {:?}", f.seen());
+    f.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_connection_is_replaced_before_the_next_pass() {
+    let f = Fixture::start(config());
+    f.apply(web(1, &[(1, 1)]));
+    f.state.mark_ready();
+    wait(Duration::from_millis(1)).await;
+    assert_eq!(f.connects.load(Ordering::SeqCst), 0);
+    f.take_seen();
+
+    f.kernel.closed.store(true, Ordering::SeqCst);
+    f.apply(web(1, &[(1, 4)]));
+    let reads = f.kernel.full_reads.load(Ordering::SeqCst);
+    wait(QUIET + TICK).await;
+    assert_eq!(f.connects.load(Ordering::SeqCst), 1, "reconnected");
+    let seen = f.take_seen();
+    assert!(matches!(seen.as_slice(), [s] if s.ok && s.applied == 1), "{seen:?}");
+    // The new connection starts with a full read (nothing was observed through it yet).
+    assert_eq!(f.kernel.full_reads.load(Ordering::SeqCst), reads + 1);
+    assert_eq!(f.weight(1, 1), Some(4));
+    f.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unanswered_write_is_retried_with_a_full_read_on_a_new_connection() {
+    let f = Fixture::start(config());
+    f.apply(web(1, &[(1, 1)]));
+    f.state.mark_ready();
+    wait(Duration::from_millis(1)).await;
+    f.take_seen();
+
+    // The write is carried out, but its answer is lost with the connection.
+    f.kernel.close_on_next_apply.store(true, Ordering::SeqCst);
+    f.apply(web(1, &[(1, 3)]));
+    wait(QUIET + TICK).await;
+    let seen = f.take_seen();
+    assert!(matches!(seen.as_slice(), [s] if s.kind == PassKind::Change && !s.ok), "{seen:?}");
+
+    wait(config().retry).await;
+    let seen = f.take_seen();
+    let [retry] = seen.as_slice() else { panic!("{seen:?}") };
+    assert_eq!((retry.kind, retry.full, retry.ok, retry.applied), (PassKind::Retry, true, true, 0));
+    assert_eq!(f.connects.load(Ordering::SeqCst), 1);
+    assert_eq!(f.weight(1, 1), Some(3));
+    f.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_read_loses_no_change_and_backs_off() {
+    let f = Fixture::start(config());
+    f.apply(web(1, &[(1, 1)]));
+    f.state.mark_ready();
+    wait(Duration::from_millis(1)).await;
+    f.take_seen();
+
+    f.kernel.fail_reads.store(true, Ordering::SeqCst);
+    f.apply(web(1, &[(1, 8)]));
+    wait(QUIET + TICK).await;
+    let retry = config().retry;
+    wait(retry * 3).await;
+    let seen = f.take_seen();
+    let kinds: Vec<(PassKind, bool)> = seen.iter().map(|s| (s.kind, s.ok)).collect();
+    assert_eq!(kinds, vec![(PassKind::Change, false), (PassKind::Retry, false), (PassKind::Retry, false)]);
+    assert_eq!(seen[2].at - seen[1].at, retry * 2, "the retry delay doubles: {seen:?}");
+    assert_eq!(f.weight(1, 1), Some(1), "nothing changed while reads fail");
+
+    f.kernel.fail_reads.store(false, Ordering::SeqCst);
+    wait(retry * 4 + TICK).await;
+    let seen = f.take_seen();
+    assert!(matches!(seen.as_slice(), [s] if s.kind == PassKind::Retry && s.ok && s.applied == 1), "{seen:?}");
+    assert_eq!(f.weight(1, 1), Some(8), "the change taken by the failed pass was not lost");
+    f.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn deletions_held_for_an_unreadable_object_are_made_once_it_is_fixed() {
+    let f = Fixture::start(config());
+    f.apply(web(1, &[(1, 1)]));
+    f.apply(web(2, &[(1, 1)]));
+    f.state.mark_ready();
+    wait(Duration::from_millis(1)).await;
+
+    let broken = ObjectId::document("broken.yaml", 0);
+    f.state.update(|index| {
+        (index.apply_unreadable(broken.clone(), vec![ValidationError::new(broken.clone(), "spec", "bad")]), ())
+    });
+    f.delete(1);
+    wait(QUIET + TICK).await;
+    assert!(f.kernel.snapshot().services.contains_key(&vip(1)), "deleted while an object names no service");
+
+    // Fixing the broken object changes no service key, yet the held deletion must now happen.
+    f.state.update(|index| (index.delete(&broken), ()));
+    wait(QUIET + TICK).await;
+    assert!(!f.kernel.snapshot().services.contains_key(&vip(1)), "{:?}", f.seen());
+    assert!(f.kernel.snapshot().services.contains_key(&vip(2)));
+    f.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_frozen_service_is_left_as_it_is() {
+    let f = Fixture::start(config());
+    f.apply(web(1, &[(1, 1)]));
+    f.state.mark_ready();
+    wait(Duration::from_millis(1)).await;
+    let mut bad = web(1, &[(1, 7)]);
+    bad.spec.scheduler = Some("nope".into());
+    f.apply(bad);
+    wait(QUIET + TICK).await;
+    wait(RESYNC).await;
+    assert_eq!(f.weight(1, 1), Some(1), "an invalid object's service keeps its last good configuration");
+    f.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_ends_the_loop_and_leaves_the_table() {
+    let f = Fixture::start(config());
+    f.apply(web(1, &[(1, 1)]));
+    f.state.mark_ready();
+    wait(Duration::from_millis(1)).await;
+    let kernel = Arc::clone(&f.kernel);
+    f.stop().await;
+    assert_eq!(kernel.snapshot().len(), 1);
+}

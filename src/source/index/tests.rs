@@ -1,0 +1,283 @@
+//! The index: conflict rules, held keys, and exactly which keys each change reports.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::api::VirtualServiceSpec;
+
+fn object(id: ObjectId, age: Age, yaml: &str) -> SourceObject {
+    SourceObject { id, age, spec: serde_yaml::from_str(yaml).unwrap() }
+}
+
+fn kube(ns: &str, name: &str, created: i64, yaml: &str) -> SourceObject {
+    object(ObjectId::kubernetes(ns, name), Age::Created { seconds: created, nanos: 0 }, yaml)
+}
+
+fn tcp(addr: &str, port: u16) -> ServiceKey {
+    ServiceKey::tcp(addr.parse::<IpAddr>().unwrap(), port)
+}
+
+fn keys(keys: &[ServiceKey]) -> Changed {
+    keys.iter().copied().collect()
+}
+
+fn origin(index: &ObjectIndex, key: ServiceKey) -> String {
+    index.table().services[&key].origin.to_string()
+}
+
+const A: &str = "address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.1}]\n";
+const A_OTHER_BACKENDS: &str = "address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.9}]\n";
+const B: &str = "address: 192.0.2.2\nport: 80\n";
+const BAD: &str = "address: 192.0.2.3\nport: 80\nscheduler: nope\nbackends: [{address: x}]\n";
+const BAD_KEY: &str = "address: nowhere\nport: 80\n";
+const BROKEN_A: &str = "address: 192.0.2.1\nport: 80\nscheduler: typo\n";
+
+#[test]
+fn a_bad_object_does_not_stop_the_good_ones() {
+    let index = ObjectIndex::from_objects([
+        kube("default", "a", 1, A),
+        kube("default", "bad", 2, BAD),
+        kube("default", "b", 3, B),
+    ]);
+    let out = index.outcome();
+    assert_eq!(
+        out.table.services.keys().copied().collect::<Vec<_>>(),
+        vec![tcp("192.0.2.1", 80), tcp("192.0.2.2", 80)]
+    );
+    assert_eq!(origin(&index, tcp("192.0.2.1", 80)), "default/a");
+    let rendered: Vec<_> = out.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        rendered,
+        vec![
+            "default/bad: spec.scheduler: unknown scheduler `nope` (known: rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos)",
+            "default/bad: spec.backends[0].address: `x` is not an IPv4 or IPv6 address",
+        ]
+    );
+    // The bad object's service is held, not dropped; it names its service, so other deletions may go on.
+    assert_eq!(out.held.get(&tcp("192.0.2.3", 80)), Some(&ObjectId::kubernetes("default", "bad")));
+    assert!(!out.keyless_problems);
+    assert!(out.conflicts.is_empty());
+    assert!(!out.is_clean());
+}
+
+#[test]
+fn the_older_object_wins_a_conflict_whatever_the_arrival_order() {
+    let older = kube("zzz", "late-name", 100, A);
+    let younger = kube("aaa", "early-name", 200, A_OTHER_BACKENDS);
+    for objects in [vec![older.clone(), younger.clone()], vec![younger.clone(), older.clone()]] {
+        let index = ObjectIndex::from_objects(objects);
+        assert_eq!(origin(&index, tcp("192.0.2.1", 80)), "zzz/late-name");
+        let conflicts = index.conflicts();
+        assert_eq!(
+            conflicts,
+            vec![Conflict { key: tcp("192.0.2.1", 80), object: younger.id.clone(), claimed_by: older.id.clone() }]
+        );
+        assert_eq!(
+            conflicts[0].to_string(),
+            "aaa/early-name: service TCP 192.0.2.1:80 is already claimed by zzz/late-name, which is older; this \
+             object is ignored"
+        );
+    }
+}
+
+#[test]
+fn equal_ages_fall_back_to_namespace_then_name() {
+    let index =
+        ObjectIndex::from_objects([kube("b", "a", 5, A_OTHER_BACKENDS), kube("a", "z", 5, A), kube("a", "y", 5, B)]);
+    assert_eq!(origin(&index, tcp("192.0.2.1", 80)), "a/z");
+    let conflicts = index.conflicts();
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].object, ObjectId::kubernetes("b", "a"));
+}
+
+#[test]
+fn unknown_creation_time_counts_as_newest() {
+    let unknown = object(ObjectId::kubernetes("a", "a"), Age::created(None), A);
+    let known = kube("z", "z", 1_700_000_000, A_OTHER_BACKENDS);
+    let index = ObjectIndex::from_objects([unknown, known]);
+    assert_eq!(origin(&index, tcp("192.0.2.1", 80)), "z/z");
+}
+
+#[test]
+fn in_files_the_earlier_file_then_document_wins() {
+    let doc = |file, path: &str, index| object(ObjectId::document(path, index), Age::loaded(file, index), A);
+    // File order is load order, not path order.
+    let index = ObjectIndex::from_objects([doc(1, "a.yaml", 0), doc(0, "z.yaml", 3), doc(0, "z.yaml", 1)]);
+    assert_eq!(origin(&index, tcp("192.0.2.1", 80)), "z.yaml#1");
+    let losers: Vec<_> = index.conflicts().iter().map(|c| c.object.to_string()).collect();
+    assert_eq!(losers, vec!["z.yaml#3", "a.yaml#0"]);
+}
+
+#[test]
+fn an_invalid_older_object_keeps_its_key() {
+    let index = ObjectIndex::from_objects([kube("d", "old", 1, BROKEN_A), kube("d", "new", 2, A)]);
+    assert!(index.table().services.is_empty());
+    assert_eq!(index.held().get(&tcp("192.0.2.1", 80)), Some(&ObjectId::kubernetes("d", "old")));
+    assert_eq!(index.conflicts().len(), 1);
+    assert_eq!(index.conflicts()[0].object, ObjectId::kubernetes("d", "new"));
+}
+
+#[test]
+fn an_invalid_younger_object_is_reported_and_conflicting() {
+    let index = ObjectIndex::from_objects([kube("d", "old", 1, A), kube("d", "new", 2, BROKEN_A)]);
+    assert_eq!(origin(&index, tcp("192.0.2.1", 80)), "d/old");
+    assert_eq!(index.errors().len(), 1);
+    assert_eq!(index.conflicts().len(), 1);
+    assert!(index.held().is_empty());
+    // It names its service: no reason to hold other deletions.
+    assert!(!index.has_keyless_problems());
+}
+
+#[test]
+fn problems_that_name_no_service_are_flagged_until_fixed() {
+    let mut index = ObjectIndex::new();
+    index.apply(kube("d", "a", 1, A));
+    assert_eq!(index.apply(kube("d", "lost", 2, BAD_KEY)), Changed::new());
+    assert!(index.has_keyless_problems());
+    let unreadable = ObjectId::document("web.yaml", 3);
+    index.apply_unreadable(unreadable.clone(), vec![ValidationError::new(unreadable.clone(), "spec.port", "bad")]);
+    index.delete(&ObjectId::kubernetes("d", "lost"));
+    assert!(index.has_keyless_problems(), "the unreadable document is still there");
+    index.delete(&unreadable);
+    assert!(!index.has_keyless_problems());
+}
+
+#[test]
+fn each_change_reports_exactly_the_keys_it_changed() {
+    let (a, b) = (tcp("192.0.2.1", 80), tcp("192.0.2.2", 80));
+    let mut index = ObjectIndex::new();
+    assert_eq!(index.apply(kube("d", "web", 1, A)), keys(&[a]));
+    assert_eq!(index.apply(kube("d", "web", 1, A)), Changed::new(), "the same object again changes nothing");
+    assert_eq!(index.apply(kube("d", "web", 1, A_OTHER_BACKENDS)), keys(&[a]), "new backends");
+    // A younger object claiming the same key loses: nothing desired changes.
+    assert_eq!(index.apply(kube("d", "young", 2, A)), Changed::new());
+    // The winner goes: the key passes to the younger object, which asks for other backends.
+    assert_eq!(index.delete(&ObjectId::kubernetes("d", "web")), keys(&[a]));
+    assert_eq!(origin(&index, a), "d/young");
+    // A key change touches both keys.
+    assert_eq!(index.apply(kube("d", "young", 2, B)), keys(&[a, b]));
+    assert!(!index.table().services.contains_key(&a));
+    // An object turning invalid holds its key: the key's state changed (desired → held).
+    assert_eq!(index.apply(kube("d", "young", 2, &B.replace("port: 80", "port: 80\nscheduler: nope"))), keys(&[b]));
+    assert_eq!(index.held().get(&b), Some(&ObjectId::kubernetes("d", "young")));
+    // Turning unreadable it names no key: the key is released.
+    let id = ObjectId::kubernetes("d", "young");
+    assert_eq!(index.apply_unreadable(id.clone(), vec![ValidationError::new(id.clone(), "spec", "bad")]), keys(&[b]));
+    assert!(index.held().is_empty());
+    assert_eq!(index.delete(&id), Changed::new());
+    assert_eq!(index.delete(&id), Changed::new(), "deleting an unknown object changes nothing");
+}
+
+#[test]
+fn a_new_age_can_hand_a_key_to_another_object() {
+    let a = tcp("192.0.2.1", 80);
+    let first = object(ObjectId::document("a.yaml", 0), Age::loaded(0, 0), A);
+    let second = object(ObjectId::document("b.yaml", 0), Age::loaded(1, 0), A_OTHER_BACKENDS);
+    let mut index = ObjectIndex::from_objects([first, second]);
+    assert_eq!(origin(&index, a), "a.yaml#0");
+    assert_eq!(index.reage(&ObjectId::document("a.yaml", 0), Age::loaded(0, 0)), Changed::new());
+    assert_eq!(index.reage(&ObjectId::document("a.yaml", 0), Age::loaded(2, 0)), keys(&[a]));
+    assert_eq!(origin(&index, a), "b.yaml#0");
+}
+
+#[test]
+fn reset_replaces_everything_and_reports_the_net_change() {
+    let (a, b) = (tcp("192.0.2.1", 80), tcp("192.0.2.2", 80));
+    let mut index = ObjectIndex::from_objects([kube("d", "a", 1, A), kube("d", "b", 2, B)]);
+    let broken = ObjectId::kubernetes("d", "broken");
+    // "a" unchanged, "b" gone, one unreadable object new.
+    let changed = index.reset(vec![kube("d", "a", 1, A)], vec![ValidationError::new(broken, "", "bad")]);
+    assert_eq!(changed, keys(&[b]));
+    assert_eq!(index.outcome().errors.len(), 1);
+    assert_eq!(index.reset(Vec::new(), Vec::new()), keys(&[a]));
+    assert!(index.is_empty());
+    assert!(index.table().services.is_empty());
+}
+
+fn any_spec() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![A, A_OTHER_BACKENDS, B, BAD, BAD_KEY, BROKEN_A, "fwmark: 1\nfamily: IPv4\n", "port: 1\n"])
+}
+
+fn any_object() -> impl Strategy<Value = SourceObject> {
+    (0..2u8, 0..3u8, 0..3i64, any_spec()).prop_map(|(ns, name, created, yaml)| {
+        let spec: VirtualServiceSpec = serde_yaml::from_str(yaml).unwrap();
+        SourceObject {
+            id: ObjectId::kubernetes(format!("ns{ns}"), format!("n{name}")),
+            age: Age::Created { seconds: created, nanos: 0 },
+            spec,
+        }
+    })
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Apply(Box<SourceObject>),
+    Unreadable(ObjectId),
+    Delete(ObjectId),
+    Reset(Vec<SourceObject>),
+}
+
+fn any_step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => any_object().prop_map(|o| Step::Apply(Box::new(o))),
+        1 => any_object().prop_map(|o| Step::Unreadable(o.id)),
+        2 => any_object().prop_map(|o| Step::Delete(o.id)),
+        1 => prop::collection::vec(any_object(), 0..4).prop_map(Step::Reset),
+    ]
+}
+
+/// What every key resolves to, for comparing before and after a step.
+fn resolution(index: &ObjectIndex) -> BTreeMap<ServiceKey, Option<Resolved>> {
+    let keys = index.table().services.keys().chain(index.held().keys());
+    keys.map(|k| (*k, index.resolved(k))).collect()
+}
+
+proptest! {
+    /// Whatever the sequence of events, (1) each step reports exactly the keys whose resolution it changed, and
+    /// (2) the index ends where a fresh index of the surviving objects, applied in any order, starts.
+    #[test]
+    fn steps_report_exact_changes_and_end_as_a_fresh_index(steps in prop::collection::vec(any_step(), 0..12), seed in any::<u64>()) {
+        let mut index = ObjectIndex::new();
+        let mut alive: BTreeMap<ObjectId, Option<SourceObject>> = BTreeMap::new();
+        for step in steps {
+            let before = resolution(&index);
+            let reported = match step {
+                Step::Apply(o) => { alive.insert(o.id.clone(), Some(*o.clone())); index.apply(*o) }
+                Step::Unreadable(id) => {
+                    alive.insert(id.clone(), None);
+                    index.apply_unreadable(id.clone(), vec![ValidationError::new(id, "spec", "unreadable")])
+                }
+                Step::Delete(id) => { alive.remove(&id); index.delete(&id) }
+                Step::Reset(objects) => {
+                    let unique: BTreeMap<ObjectId, SourceObject> = objects.into_iter().map(|o| (o.id.clone(), o)).collect();
+                    alive = unique.iter().map(|(id, o)| (id.clone(), Some(o.clone()))).collect();
+                    index.reset(unique.into_values().collect(), Vec::new())
+                }
+            };
+            let after = resolution(&index);
+            let mut expected = Changed::new();
+            for key in before.keys().chain(after.keys()) {
+                if before.get(key) != after.get(key) {
+                    expected.insert(*key);
+                }
+            }
+            prop_assert_eq!(reported, expected);
+        }
+        // A fresh index of the same objects, in a scrambled order.
+        let mut survivors: Vec<(ObjectId, Option<SourceObject>)> = alive.into_iter().collect();
+        let len = survivors.len().max(1);
+        survivors.rotate_left((seed as usize) % len);
+        if seed % 2 == 0 { survivors.reverse(); }
+        let mut fresh = ObjectIndex::new();
+        for (id, object) in survivors {
+            match object {
+                Some(o) => { fresh.apply(o); }
+                None => { fresh.apply_unreadable(id.clone(), vec![ValidationError::new(id, "spec", "unreadable")]); }
+            }
+        }
+        prop_assert_eq!(index.outcome(), fresh.outcome());
+    }
+}
