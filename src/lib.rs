@@ -6,19 +6,22 @@
 //! # Layout
 //!
 //! ```text
-//!   cli ──► engine ──► source (files, later Kubernetes) ──► api (VirtualService, validation)
-//!              │                                                │
-//!              ├──► ipvs (generic-netlink client + codec)       ▼
-//!              └──► table (desired table, planner) ──────► model (plain IPVS types)
+//!   cli ──► agent ──► engine ──► table (desired table, planner) ──► model (plain IPVS values, ObjectId)
+//!             │          └─────► ipvs (generic-netlink client + codec) ─┘
+//!             └──► source (files, later Kubernetes) ──► api (VirtualService, validation)
 //! ```
 //!
-//! - [`model`]: plain values for services, destinations, stats, daemons; the shared vocabulary.
+//! - [`model`]: plain values for services, destinations, stats, daemons, and who asked for them; the shared vocabulary.
 //! - [`ipvs`]: the kernel client. `ipvs::packet` is the pure codec; the rest is the async transport.
-//! - [`table`]: the pure planner: `plan(live, desired, owned) -> ops`. Knows nothing of sockets.
-//! - [`api`]: the `VirtualService` types (they derive the CRD) and their validation into desired table entries.
-//! - [`source`]: where desired state comes from (manifest files; Kubernetes later). Produces desired state only.
-//! - [`engine`]: the only layer that knows all others: read, plan, guard, apply, remember ownership.
-//! - [`cli`]: the command line.
+//! - [`table`]: the pure planner: `plan(live, desired, owned) -> ops`. Knows nothing of sockets or sources.
+//! - [`api`]: the `VirtualService` types (they derive the CRD) and the validation of one object.
+//! - [`source`]: where desired state comes from, and the one place it is merged: sources feed the `ObjectIndex`
+//!   (conflicts, held keys, changed keys), shared with the agent as a `DesiredState`. Produces desired state only.
+//! - [`engine`]: one pass: read, plan, guard, apply, remember ownership. Takes a desired table and options; knows
+//!   no source.
+//! - [`agent`]: the only layer that wires sources, engine and kernel: when passes run (quiet period, resync, drains,
+//!   retries, reconnects).
+//! - [`cli`]: the command line; wires the agent and prints.
 #![forbid(unsafe_code)]
 
 pub mod agent;
