@@ -18,6 +18,7 @@ use crate::model::{
     ServiceKey, TunnelConfig,
 };
 use crate::table::{DEFAULT_DRAIN_TIMEOUT_SECS, DesiredService};
+use kube::core::Selector;
 
 /// Scheduler used when `spec.scheduler` is not given (as ipvsadm).
 pub const DEFAULT_SCHEDULER: &str = "wlc";
@@ -56,19 +57,55 @@ pub struct Rejected {
     pub key: Option<ServiceKey>,
 }
 
-/// Validates `spec` (of object `id`) into the service, destinations and drain timeout it asks for.
-pub fn validate(id: &ObjectId, spec: &VirtualServiceSpec) -> Result<DesiredService, Rejected> {
+/// What one valid object declares: its service with the static backends, where more backends come from, and which
+/// nodes it is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declared {
+    /// The service, its static backends (`spec.backends`) and drain timeout.
+    pub service: DesiredService,
+    /// Backends to take from EndpointSlices (`spec.backendsFrom`), in order.
+    pub backends_from: Vec<EndpointsRef>,
+    /// Which nodes program it (`spec.nodeSelector`); `None`: every node.
+    pub node_selector: Option<Selector>,
+}
+
+/// One `spec.backendsFrom` entry, validated: the endpoints of a Service in the object's namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointsRef {
+    /// The entry's path, for messages: `spec.backendsFrom[0]`.
+    pub field: String,
+    /// The Service's name.
+    pub service: String,
+    /// The port's name in the EndpointSlices; `None`: the slices' only port.
+    pub port: Option<String>,
+    /// Forwarding and weight of every backend from it (no thresholds).
+    pub config: DestConfig,
+}
+
+/// Validates `spec` (of object `id`) into what it declares: service, static destinations, drain timeout, endpoint
+/// references and node selector.
+pub fn validate(id: &ObjectId, spec: &VirtualServiceSpec) -> Result<Declared, Rejected> {
     let mut check = Check { id, errors: Vec::new() };
     let (key, family) = check.key(spec);
     let config = check.service_config(spec, family);
-    let dests = check.backends(spec, family);
+    let default_forwarding = match &spec.forwarding {
+        Some(fwd) => check.forwarding("spec.forwarding", fwd),
+        None => Some((ForwardMethod::Masquerade, TunnelConfig::default())),
+    };
+    let dests = check.backends(spec, family, default_forwarding);
+    let backends_from = check.backends_from(spec, default_forwarding);
+    let node_selector = check.node_selector(spec);
     let drain = match spec.drain_timeout_seconds {
         None => Some(DEFAULT_DRAIN_TIMEOUT_SECS),
         Some(d) => check.range("spec.drainTimeoutSeconds", d, 0, i64::MAX),
     };
-    match (key, config, dests, drain) {
-        (Some(key), Some(config), Some(dests), Some(drain_timeout_secs)) if check.errors.is_empty() => {
-            Ok(DesiredService { service: Service::new(key, config), dests, drain_timeout_secs, origin: id.clone() })
+    match (key, config, dests, drain, backends_from, node_selector) {
+        (Some(key), Some(config), Some(dests), Some(drain_timeout_secs), Some(backends_from), Some(node_selector))
+            if check.errors.is_empty() =>
+        {
+            let service =
+                DesiredService { service: Service::new(key, config), dests, drain_timeout_secs, origin: id.clone() };
+            Ok(Declared { service, backends_from, node_selector })
         }
         _ => {
             if check.errors.is_empty() {
@@ -304,14 +341,11 @@ impl Check<'_> {
         &mut self,
         spec: &VirtualServiceSpec,
         family: Option<Family>,
+        default_forwarding: Option<(ForwardMethod, TunnelConfig)>,
     ) -> Option<BTreeMap<DestKey, Destination>> {
         let is_fwmark = spec.fwmark.is_some();
         // The service's port, when valid; fwmark services have none and their backends default to 0.
         let service_port = if is_fwmark { Some(0) } else { spec.port.and_then(|p| u16::try_from(p).ok()) };
-        let default_forwarding = match &spec.forwarding {
-            Some(fwd) => self.forwarding("spec.forwarding", fwd),
-            None => Some((ForwardMethod::Masquerade, TunnelConfig::default())),
-        };
 
         let mut dests = BTreeMap::new();
         let mut seen: BTreeMap<DestKey, usize> = BTreeMap::new();
@@ -408,12 +442,106 @@ impl Check<'_> {
         all_ok.then_some(dests)
     }
 
+    /// `spec.backendsFrom`, or `None` when an entry has a problem (each reported).
+    fn backends_from(
+        &mut self,
+        spec: &VirtualServiceSpec,
+        default_forwarding: Option<(ForwardMethod, TunnelConfig)>,
+    ) -> Option<Vec<EndpointsRef>> {
+        if spec.backends_from.is_empty() {
+            return Some(Vec::new());
+        }
+        if !matches!(self.id, ObjectId::Kubernetes { .. }) {
+            self.error(
+                "spec.backendsFrom",
+                "needs the Kubernetes agent (EndpointSlices); in files, list the backends in spec.backends",
+            );
+            return None;
+        }
+        let errors_before = self.errors.len();
+        let mut refs = Vec::new();
+        let mut seen: BTreeMap<(&str, Option<&str>), usize> = BTreeMap::new();
+        for (i, from) in spec.backends_from.iter().enumerate() {
+            let field = format!("spec.backendsFrom[{i}]");
+            if !is_dns_label(&from.service) {
+                self.error(
+                    format!("{field}.service"),
+                    format!("`{}` is not a Service name (lowercase letters, digits and '-', at most 63)", from.service),
+                );
+            }
+            if from.port.as_deref() == Some("") {
+                self.error(format!("{field}.port"), "empty; omit it to take the slices' only port");
+            }
+            let weight = match from.weight {
+                None => Some(DEFAULT_WEIGHT),
+                Some(w) => self.range(&format!("{field}.weight"), w, 0, i64::from(MAX_WEIGHT)),
+            };
+            if let Some(first) = seen.insert((from.service.as_str(), from.port.as_deref()), i) {
+                self.error(field.clone(), format!("duplicate of spec.backendsFrom[{first}]"));
+            }
+            if let (Some(weight), Some((forward, tunnel))) = (weight, default_forwarding) {
+                let config = DestConfig { forward, weight, upper_threshold: 0, lower_threshold: 0, tunnel };
+                refs.push(EndpointsRef { field, service: from.service.clone(), port: from.port.clone(), config });
+            }
+        }
+        (self.errors.len() == errors_before && refs.len() == spec.backends_from.len()).then_some(refs)
+    }
+
+    /// `spec.nodeSelector`: `Some(None)` when absent (every node), `None` when invalid (reported).
+    fn node_selector(&mut self, spec: &VirtualServiceSpec) -> Option<Option<Selector>> {
+        let Some(selector) = &spec.node_selector else { return Some(None) };
+        if !matches!(self.id, ObjectId::Kubernetes { .. }) {
+            self.error(
+                "spec.nodeSelector",
+                "needs the Kubernetes agent (Node labels); a file applies where it is used",
+            );
+            return None;
+        }
+        let errors_before = self.errors.len();
+        for (i, req) in selector.match_expressions.iter().flatten().enumerate() {
+            let field = format!("spec.nodeSelector.matchExpressions[{i}]");
+            let values = req.values.as_ref().map_or(0, Vec::len);
+            match req.operator.as_str() {
+                "In" | "NotIn" if values == 0 => {
+                    self.error(format!("{field}.values"), format!("operator {} needs at least one value", req.operator))
+                }
+                "Exists" | "DoesNotExist" if values > 0 => {
+                    self.error(format!("{field}.values"), format!("operator {} takes no values", req.operator))
+                }
+                "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+                other => self.error(
+                    format!("{field}.operator"),
+                    format!("unknown operator `{other}` (In, NotIn, Exists, DoesNotExist)"),
+                ),
+            }
+        }
+        if self.errors.len() != errors_before {
+            return None;
+        }
+        match Selector::try_from(selector.clone()) {
+            Ok(selector) => Some(Some(selector)),
+            Err(e) => {
+                self.error("spec.nodeSelector", e.0);
+                None
+            }
+        }
+    }
+
     fn threshold(&mut self, field: &str, value: Option<i64>) -> Option<u32> {
         match value {
             None => Some(0),
             Some(v) => self.range(field, v, 0, i64::from(u32::MAX)),
         }
     }
+}
+
+/// Whether `name` is a DNS-1035 label, as Service names are.
+fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && !name.ends_with('-')
 }
 
 /// Whether the kernel can send to `addr` (it refuses unspecified, multicast and broadcast destinations).

@@ -108,7 +108,7 @@ impl ObjectIndex {
 
     /// Adds or replaces an object, validating it.
     pub fn apply(&mut self, object: SourceObject) -> Changed {
-        let result = validate(&object.id, &object.spec).map(Box::new);
+        let result = validate(&object.id, &object.spec).map(|declared| Box::new(declared.service));
         self.insert(object.id, Entry::Validated { age: object.age, result })
     }
 

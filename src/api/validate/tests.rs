@@ -13,7 +13,7 @@ fn spec(yaml: &str) -> VirtualServiceSpec {
 
 fn ok(yaml: &str) -> DesiredService {
     match validate(&id(), &spec(yaml)) {
-        Ok(d) => d,
+        Ok(d) => d.service,
         Err(r) => panic!("unexpected errors: {:#?}", r.errors),
     }
 }
@@ -562,4 +562,95 @@ fn unknown_fields_are_rejected_with_their_name() {
         let err = serde_yaml::from_str::<VirtualServiceSpec>(yaml).unwrap_err().to_string();
         assert!(err.contains(&format!("unknown field `{name}`")), "{err}");
     }
+}
+
+// ---- Kubernetes-only fields ----
+
+fn declared(yaml: &str) -> Declared {
+    validate(&id(), &spec(yaml)).unwrap_or_else(|r| panic!("unexpected errors: {:#?}", r.errors))
+}
+
+#[test]
+fn backends_from_take_the_service_forwarding_and_their_weight() {
+    let d = declared(
+        "address: 192.0.2.10\nport: 80\nforwarding: {method: DirectRouting}\n\
+         backendsFrom: [{service: web, port: http, weight: 3}, {service: api}]\n",
+    );
+    assert_eq!(d.backends_from.len(), 2);
+    let first = &d.backends_from[0];
+    assert_eq!(
+        (first.field.as_str(), first.service.as_str(), first.port.as_deref()),
+        ("spec.backendsFrom[0]", "web", Some("http"))
+    );
+    assert_eq!(first.config.weight, 3);
+    assert_eq!(first.config.forward, ForwardMethod::DirectRoute);
+    assert_eq!(d.backends_from[1].config.weight, DEFAULT_WEIGHT);
+    assert_eq!(d.backends_from[1].port, None);
+}
+
+#[test]
+fn bad_backends_from_name_their_field() {
+    assert_error(
+        "address: 192.0.2.10\nport: 80\nbackendsFrom: [{service: Web_1}]\n",
+        "spec.backendsFrom[0].service",
+        "not a Service name",
+    );
+    assert_error(
+        "address: 192.0.2.10\nport: 80\nbackendsFrom: [{service: web, weight: -1}]\n",
+        "spec.backendsFrom[0].weight",
+        "",
+    );
+    assert_error(
+        "address: 192.0.2.10\nport: 80\nbackendsFrom: [{service: web, port: ''}]\n",
+        "spec.backendsFrom[0].port",
+        "empty",
+    );
+    assert_error(
+        "address: 192.0.2.10\nport: 80\nbackendsFrom: [{service: web}, {service: web}]\n",
+        "spec.backendsFrom[1]",
+        "duplicate of spec.backendsFrom[0]",
+    );
+}
+
+#[test]
+fn node_selectors_are_checked_and_matched() {
+    use kube::core::SelectorExt;
+    let d = declared(
+        "address: 192.0.2.10\nport: 80\nnodeSelector:\n  matchLabels: {role: lb}\n  matchExpressions:\n    - {key: zone, operator: In, values: [a, b]}\n",
+    );
+    let selector = d.node_selector.expect("a selector");
+    let labels = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    assert!(selector.matches(&labels(&[("role", "lb"), ("zone", "a")])));
+    assert!(!selector.matches(&labels(&[("role", "lb"), ("zone", "c")])));
+    assert!(!selector.matches(&labels(&[("zone", "a")])));
+    assert_eq!(declared(WEB).node_selector, None);
+
+    let expr = |e: &str| format!("address: 192.0.2.10\nport: 80\nnodeSelector:\n  matchExpressions: [{e}]\n");
+    assert_error(
+        &expr("{key: zone, operator: In}"),
+        "spec.nodeSelector.matchExpressions[0].values",
+        "at least one value",
+    );
+    assert_error(
+        &expr("{key: zone, operator: Exists, values: [a]}"),
+        "spec.nodeSelector.matchExpressions[0].values",
+        "no values",
+    );
+    assert_error(
+        &expr("{key: zone, operator: Gt, values: ['1']}"),
+        "spec.nodeSelector.matchExpressions[0].operator",
+        "unknown operator",
+    );
+}
+
+#[test]
+fn kubernetes_only_fields_are_refused_in_files() {
+    let file = ObjectId::document("web.yaml", 0);
+    let rejected =
+        validate(&file, &spec("address: 192.0.2.10\nport: 80\nbackendsFrom: [{service: web}]\nnodeSelector: {}\n"))
+            .expect_err("files cannot resolve them");
+    let fields: Vec<&str> = rejected.errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, vec!["spec.backendsFrom", "spec.nodeSelector"]);
+    // The key is still known: the service is held, not deleted.
+    assert!(rejected.key.is_some());
 }
