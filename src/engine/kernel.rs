@@ -109,6 +109,8 @@ pub struct FakeKernel {
     pub before_next_apply: Mutex<Option<OtherWriter>>,
     /// Operations on these services are refused as invalid (EINVAL), as the kernel refuses what it cannot hold.
     pub refuse_services: Mutex<std::collections::BTreeSet<ServiceKey>>,
+    /// Operations on these services are refused as races (EEXIST), every time: another writer that keeps winning.
+    pub race_services: Mutex<std::collections::BTreeSet<ServiceKey>>,
     /// When set, the connection is closed: reads fail, and writes are carried out but answered with
     /// `ConnectionClosed` (the worst case: done, and not known to be done).
     pub closed: std::sync::atomic::AtomicBool,
@@ -175,6 +177,7 @@ impl Kernel for FakeKernel {
             log.extend(ops.iter().cloned());
         }
         let refused = self.refuse_services.lock().map(|r| r.clone()).unwrap_or_default();
+        let raced = self.race_services.lock().map(|r| r.clone()).unwrap_or_default();
         if self.close_on_next_apply.swap(false, std::sync::atomic::Ordering::SeqCst) {
             self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         }
@@ -184,6 +187,9 @@ impl Kernel for FakeKernel {
             .map(|op| {
                 if refused.contains(op.service_key()) {
                     return Err(FakeError::InvalidArgument(op.to_string()));
+                }
+                if raced.contains(op.service_key()) {
+                    return Err(FakeError::Refused(ApplyError::ServiceExists { service: *op.service_key() }));
                 }
                 let result = apply_op(&mut table, op).map_err(FakeError::from);
                 if closed { Err(FakeError::ConnectionClosed) } else { result }

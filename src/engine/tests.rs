@@ -314,3 +314,79 @@ fn a_report_holds_the_touched_services_as_they_were_before() {
     assert_eq!(report.before.services.keys().collect::<Vec<_>>(), vec![&svc(2)]);
     assert_eq!(report.before.services[&svc(2)].service.config.scheduler, "rr");
 }
+
+#[test]
+fn plan_only_shows_the_operations_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    let plan = run(engine.plan_only(&web(1), 0, &PassOptions::default())).unwrap();
+    assert_eq!(plan.ops.len(), 3, "{:?}", plan.ops);
+    assert!(matches!(plan.ops[0], Op::AddService(_)));
+    assert!(engine.kernel().take_log().is_empty());
+    assert!(engine.kernel().snapshot().is_empty());
+    assert!(!state_path(&dir).exists(), "planning remembers nothing");
+}
+
+#[test]
+fn the_mass_delete_guard_starts_just_above_its_limits() {
+    // Refused only with more than MASS_DELETE_MIN (10) deletions AND more than half of what is owned.
+    let pass = |owned: u8, kept: u8| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = engine(Table::default(), &dir);
+        run(e.reconcile_full(&many(owned), 0, &PassOptions::default())).unwrap();
+        run(e.reconcile_full(&many(kept), 0, &PassOptions::default())).map(|_| e.kernel().snapshot().len())
+    };
+    // 10 of 15: more than half, but not more than 10.
+    assert_eq!(pass(15, 5).unwrap(), 5);
+    // 11 of 22: more than 10, but exactly half.
+    assert_eq!(pass(22, 11).unwrap(), 11);
+    // 11 of 21: both.
+    let err = pass(21, 10).unwrap_err();
+    assert!(matches!(err, EngineError::MassDelete { deletes: 11, owned: 21 }), "{err}");
+}
+
+#[test]
+fn a_report_carries_its_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let existing = live([live_entry(svc(1), "wlc", &[(dest(1), 1, 0, 0), (dest(2), 1, 0, 0)])]);
+    let mut engine = engine(existing, &dir);
+    let report = run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
+    assert_eq!(report.plan.adopted, vec![svc(1)], "the CLI prints adoptions from the report's plan");
+    assert!(report.applied.is_empty());
+}
+
+#[test]
+fn deleting_what_another_writer_deleted_first_is_done_without_a_race_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
+    *engine.kernel().before_next_apply.lock().unwrap() = Some(Box::new(|table: &mut Table| {
+        apply_ops(table, &[Op::DeleteService(svc(1))]).unwrap();
+    }));
+    let report = run(engine.reconcile_full(&DesiredTable::default(), 0, &PassOptions::default())).unwrap();
+    assert!(report.is_success());
+    assert_eq!(report.race_rounds, 0);
+    assert!(!engine.state().owned.contains(&svc(1)), "gone, so no longer ours");
+}
+
+#[test]
+fn a_writer_that_keeps_winning_is_given_up_on_after_the_race_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    engine.kernel().race_services.lock().unwrap().insert(svc(1));
+    let report = run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
+    assert_eq!(report.race_rounds, super::reconcile::RACE_ROUNDS);
+    assert!(!report.is_success());
+    // Each round re-plans the whole service (3 ops); the last round's refusals are reported.
+    assert_eq!(report.failures.len(), 3, "{:?}", report.failures);
+    assert_eq!(engine.kernel().take_log().len(), 3 * (super::reconcile::RACE_ROUNDS + 1));
+}
+
+#[test]
+fn an_unreadable_state_file_stops_the_engine_instead_of_forgetting_ownership() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the file should be: reading fails with something other than "not found".
+    std::fs::create_dir(state_path(&dir)).unwrap();
+    let err = Engine::new(FakeKernel::default(), state_path(&dir)).err().expect("refused");
+    assert!(matches!(err, EngineError::State(_)), "{err}");
+}
