@@ -12,7 +12,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::api::{Age, Conflict, ObjectId, Rejected, SourceObject, ValidationError, validate};
+use kube::core::SelectorExt;
+
+use super::endpoints::{ServiceRef, ServiceSlices, Slice, resolve};
+use crate::api::{Age, Conflict, Declared, ObjectId, Rejected, SourceObject, ValidationError, validate};
 use crate::model::ServiceKey;
 use crate::table::{DesiredService, DesiredTable};
 
@@ -22,18 +25,32 @@ pub type Changed = BTreeSet<ServiceKey>;
 /// What an object turned out to be.
 #[derive(Debug, Clone, PartialEq)]
 enum Entry {
-    /// Read and validated: what it asks for, or every problem it has.
-    Validated { age: Age, result: Result<Box<DesiredService>, Rejected> },
+    /// Read and validated: what it declares, or every problem it has; and what that resolves to on this node.
+    Validated { age: Age, declared: Result<Box<Declared>, Rejected>, resolution: Resolution },
     /// Seen, but not readable as a `VirtualService` (bad YAML, wrong kind, wrong field types).
     Unreadable(Vec<ValidationError>),
 }
 
+/// What a valid declaration comes to here, given the node's labels and the EndpointSlices.
+#[derive(Debug, Clone, PartialEq)]
+enum Resolution {
+    /// Its node selector does not select this node: it asks for nothing here.
+    NotSelected,
+    /// The service with every backend.
+    Desired(Box<DesiredService>),
+    /// Its backends cannot be made (a port that cannot be chosen, a backend from two origins).
+    Invalid(Vec<ValidationError>),
+    /// The declaration itself is invalid.
+    Rejected,
+}
+
 impl Entry {
-    /// The service key it claims, if it names one.
+    /// The service key it claims here, if it names one.
     fn key(&self) -> Option<ServiceKey> {
         match self {
-            Entry::Validated { result: Ok(desired), .. } => Some(desired.service.key),
-            Entry::Validated { result: Err(rejected), .. } => rejected.key,
+            Entry::Validated { declared: Err(rejected), .. } => rejected.key,
+            Entry::Validated { resolution: Resolution::NotSelected, .. } => None,
+            Entry::Validated { declared: Ok(declared), .. } => Some(declared.service.service.key),
             Entry::Unreadable(_) => None,
         }
     }
@@ -47,10 +64,25 @@ impl Entry {
 
     fn errors(&self) -> &[ValidationError] {
         match self {
-            Entry::Validated { result: Ok(_), .. } => &[],
-            Entry::Validated { result: Err(rejected), .. } => &rejected.errors,
+            Entry::Validated { declared: Err(rejected), .. } => &rejected.errors,
+            Entry::Validated { resolution: Resolution::Invalid(errors), .. } => errors,
+            Entry::Validated { .. } => &[],
             Entry::Unreadable(errors) => errors,
         }
+    }
+
+    /// The Services whose EndpointSlices it takes backends from.
+    fn uses(&self, id: &ObjectId) -> Vec<ServiceRef> {
+        match (self, id) {
+            (Entry::Validated { declared: Ok(declared), .. }, ObjectId::Kubernetes { namespace, .. }) => {
+                declared.backends_from.iter().map(|from| (namespace.clone(), from.service.clone())).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn has_node_selector(&self) -> bool {
+        matches!(self, Entry::Validated { declared: Ok(declared), .. } if declared.node_selector.is_some())
     }
 }
 
@@ -98,6 +130,12 @@ pub struct ObjectIndex {
     keyless_problems: BTreeSet<ObjectId>,
     /// During [`ObjectIndex::batch`]: the resolution of every key touched, as it was when the batch began.
     batch: Option<BTreeMap<ServiceKey, Option<Resolved>>>,
+    /// EndpointSlices by Service.
+    slices: BTreeMap<ServiceRef, ServiceSlices>,
+    /// Which objects take backends from each Service.
+    users: BTreeMap<ServiceRef, BTreeSet<ObjectId>>,
+    /// This node's labels, for node selectors; `None` until known (selectors then select nothing).
+    node_labels: Option<BTreeMap<String, String>>,
 }
 
 impl ObjectIndex {
@@ -108,8 +146,69 @@ impl ObjectIndex {
 
     /// Adds or replaces an object, validating it.
     pub fn apply(&mut self, object: SourceObject) -> Changed {
-        let result = validate(&object.id, &object.spec).map(|declared| Box::new(declared.service));
-        self.insert(object.id, Entry::Validated { age: object.age, result })
+        let declared = validate(&object.id, &object.spec).map(Box::new);
+        let resolution = self.resolve(&object.id, &declared);
+        self.insert(object.id, Entry::Validated { age: object.age, declared, resolution })
+    }
+
+    /// Sets (or with `None` removes) one EndpointSlice of Service `service`; re-resolves the objects using it.
+    pub fn set_slice(&mut self, service: ServiceRef, name: &str, slice: Option<Slice>) -> Changed {
+        let slices = self.slices.entry(service.clone()).or_default();
+        let changed = match slice {
+            Some(slice) => slices.insert(name.to_owned(), slice.clone()).as_ref() != Some(&slice),
+            None => slices.remove(name).is_some(),
+        };
+        if slices.is_empty() {
+            self.slices.remove(&service);
+        }
+        if !changed {
+            return Changed::new();
+        }
+        let users: Vec<ObjectId> = self.users.get(&service).into_iter().flatten().cloned().collect();
+        self.batch(|index| users.iter().for_each(|id| index.refresh(id)))
+    }
+
+    /// Replaces every EndpointSlice at once (a complete re-list).
+    pub fn reset_slices(&mut self, slices: BTreeMap<ServiceRef, ServiceSlices>) -> Changed {
+        self.slices = slices;
+        let users: BTreeSet<ObjectId> = self.users.values().flatten().cloned().collect();
+        self.batch(|index| users.iter().for_each(|id| index.refresh(id)))
+    }
+
+    /// Sets this node's labels (`None`: unknown); re-evaluates every node selector.
+    pub fn set_node_labels(&mut self, labels: Option<BTreeMap<String, String>>) -> Changed {
+        if self.node_labels == labels {
+            return Changed::new();
+        }
+        self.node_labels = labels;
+        let selecting: Vec<ObjectId> =
+            self.objects.iter().filter(|(_, e)| e.has_node_selector()).map(|(id, _)| id.clone()).collect();
+        self.batch(|index| selecting.iter().for_each(|id| index.refresh(id)))
+    }
+
+    /// Resolves a declaration against the node's labels and the slices.
+    fn resolve(&self, id: &ObjectId, declared: &Result<Box<Declared>, Rejected>) -> Resolution {
+        let Ok(declared) = declared else { return Resolution::Rejected };
+        if let Some(selector) = &declared.node_selector {
+            let selected = self.node_labels.as_ref().is_some_and(|labels| selector.matches(labels));
+            if !selected {
+                return Resolution::NotSelected;
+            }
+        }
+        match resolve(id, declared, &self.slices) {
+            Ok(service) => Resolution::Desired(Box::new(service)),
+            Err(errors) => Resolution::Invalid(errors),
+        }
+    }
+
+    /// Resolves object `id` again (its slices or the node's labels changed).
+    fn refresh(&mut self, id: &ObjectId) {
+        let Some(Entry::Validated { age, declared, resolution }) = self.objects.get(id) else { return };
+        let fresh = self.resolve(id, declared);
+        if fresh != *resolution {
+            let entry = Entry::Validated { age: *age, declared: declared.clone(), resolution: fresh };
+            self.insert(id.clone(), entry);
+        }
     }
 
     /// Records that object `id` exists but could not be read; it replaces any earlier version of it.
@@ -121,6 +220,7 @@ impl ObjectIndex {
     pub fn delete(&mut self, id: &ObjectId) -> Changed {
         let Some(old) = self.objects.remove(id) else { return Changed::new() };
         self.keyless_problems.remove(id);
+        self.forget_uses(id, &old);
         let mut changes = Changes::default();
         if let Some(key) = old.key() {
             self.note(&mut changes, key);
@@ -132,9 +232,9 @@ impl ObjectIndex {
     /// Changes the age of an object (a file that moved in the load order); nothing when it is unknown.
     pub fn reage(&mut self, id: &ObjectId, age: Age) -> Changed {
         match self.objects.get(id) {
-            Some(Entry::Validated { age: old, result }) if *old != age => {
-                let result = result.clone();
-                self.insert(id.clone(), Entry::Validated { age, result })
+            Some(Entry::Validated { age: old, declared, resolution }) if *old != age => {
+                let entry = Entry::Validated { age, declared: declared.clone(), resolution: resolution.clone() };
+                self.insert(id.clone(), entry)
             }
             _ => Changed::new(),
         }
@@ -224,7 +324,7 @@ impl ObjectIndex {
             .objects
             .iter()
             .filter_map(|(id, e)| match e {
-                Entry::Validated { age, result: Err(_) } => Some((age, id, e)),
+                Entry::Validated { age, .. } if !e.errors().is_empty() => Some((age, id, e)),
                 _ => None,
             })
             .collect();
@@ -266,16 +366,20 @@ impl ObjectIndex {
         }
         let mut changes = Changes::default();
         let new_key = entry.key();
-        if new_key.is_none() {
+        if new_key.is_none() && (matches!(entry, Entry::Unreadable(_)) || !entry.errors().is_empty()) {
             self.keyless_problems.insert(id.clone());
         } else {
             self.keyless_problems.remove(&id);
         }
-        if let Some(old) = self.objects.remove(&id)
-            && let Some(old_key) = old.key()
-        {
-            self.note(&mut changes, old_key);
-            self.unclaim(old_key, &old, &id);
+        if let Some(old) = self.objects.remove(&id) {
+            self.forget_uses(&id, &old);
+            if let Some(old_key) = old.key() {
+                self.note(&mut changes, old_key);
+                self.unclaim(old_key, &old, &id);
+            }
+        }
+        for service in entry.uses(&id) {
+            self.users.entry(service).or_default().insert(id.clone());
         }
         if let (Some(key), Some(age)) = (new_key, entry.age()) {
             self.note(&mut changes, key);
@@ -286,6 +390,17 @@ impl ObjectIndex {
             self.settle(key);
         }
         changes.finish(self)
+    }
+
+    fn forget_uses(&mut self, id: &ObjectId, old: &Entry) {
+        for service in old.uses(id) {
+            if let Some(users) = self.users.get_mut(&service) {
+                users.remove(id);
+                if users.is_empty() {
+                    self.users.remove(&service);
+                }
+            }
+        }
     }
 
     fn unclaim(&mut self, key: ServiceKey, old: &Entry, id: &ObjectId) {
@@ -303,7 +418,7 @@ impl ObjectIndex {
         let winner = self.claims.get(&key).and_then(|c| c.first()).map(|(_, id)| id);
         let entry = winner.and_then(|id| self.objects.get(id).map(|e| (id, e)));
         match entry {
-            Some((_, Entry::Validated { result: Ok(desired), .. })) => {
+            Some((_, Entry::Validated { resolution: Resolution::Desired(desired), .. })) => {
                 self.table.services.insert(key, DesiredService::clone(desired));
                 self.held.remove(&key);
             }

@@ -5,6 +5,7 @@
 //! - [`file`](mod@file): manifest files and directories (`-f`).
 //! - Kubernetes (later): a watch feeding the same index.
 
+pub mod endpoints;
 mod feed;
 pub mod file;
 mod index;

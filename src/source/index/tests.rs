@@ -198,7 +198,19 @@ fn reset_replaces_everything_and_reports_the_net_change() {
 }
 
 fn any_spec() -> impl Strategy<Value = &'static str> {
-    prop::sample::select(vec![A, A_OTHER_BACKENDS, B, BAD, BAD_KEY, BROKEN_A, "fwmark: 1\nfamily: IPv4\n", "port: 1\n"])
+    prop::sample::select(vec![
+        A,
+        A_OTHER_BACKENDS,
+        B,
+        BAD,
+        BAD_KEY,
+        BROKEN_A,
+        "fwmark: 1\nfamily: IPv4\n",
+        "port: 1\n",
+        "address: 192.0.2.1\nport: 80\nbackendsFrom: [{service: web, port: http}]\n",
+        "address: 192.0.2.2\nport: 80\nbackends: [{address: 10.0.0.1, port: 8080}]\nbackendsFrom: [{service: web, port: http}]\n",
+        "address: 192.0.2.1\nport: 80\nnodeSelector: {matchLabels: {role: lb}}\n",
+    ])
 }
 
 fn any_object() -> impl Strategy<Value = SourceObject> {
@@ -218,6 +230,10 @@ enum Step {
     Unreadable(ObjectId),
     Delete(ObjectId),
     Reset(Vec<SourceObject>),
+    /// The `web` Service's one slice: absent, or with 10.0.0.1 ready or not.
+    Slice(Option<bool>),
+    /// The node's labels: unknown, or role=lb or not.
+    Labels(Option<bool>),
 }
 
 fn any_step() -> impl Strategy<Value = Step> {
@@ -226,6 +242,8 @@ fn any_step() -> impl Strategy<Value = Step> {
         1 => any_object().prop_map(|o| Step::Unreadable(o.id)),
         2 => any_object().prop_map(|o| Step::Delete(o.id)),
         1 => prop::collection::vec(any_object(), 0..4).prop_map(Step::Reset),
+        1 => prop::option::of(any::<bool>()).prop_map(Step::Slice),
+        1 => prop::option::of(any::<bool>()).prop_map(Step::Labels),
     ]
 }
 
@@ -242,6 +260,10 @@ proptest! {
     fn steps_report_exact_changes_and_end_as_a_fresh_index(steps in prop::collection::vec(any_step(), 0..12), seed in any::<u64>()) {
         let mut index = ObjectIndex::new();
         let mut alive: BTreeMap<ObjectId, Option<SourceObject>> = BTreeMap::new();
+        let (mut web_slice, mut node_labels) = (None, None);
+        let labels_of = |lb: Option<bool>| lb.map(|lb| {
+            BTreeMap::from([("role".to_owned(), if lb { "lb" } else { "web" }.to_owned())])
+        });
         for step in steps {
             let before = resolution(&index);
             let reported = match step {
@@ -256,6 +278,11 @@ proptest! {
                     alive = unique.iter().map(|(id, o)| (id.clone(), Some(o.clone()))).collect();
                     index.reset(unique.into_values().collect(), Vec::new())
                 }
+                Step::Slice(ready) => {
+                    web_slice = ready.map(|r| slice(&[("10.0.0.1", r)]));
+                    index.set_slice(web_ref(), "web-1", web_slice.clone())
+                }
+                Step::Labels(lb) => { node_labels = labels_of(lb); index.set_node_labels(node_labels.clone()) }
             };
             let after = resolution(&index);
             let mut expected = Changed::new();
@@ -272,12 +299,110 @@ proptest! {
         survivors.rotate_left((seed as usize) % len);
         if seed % 2 == 0 { survivors.reverse(); }
         let mut fresh = ObjectIndex::new();
+        if seed % 3 == 0 {
+            fresh.set_slice(web_ref(), "web-1", web_slice.clone());
+            fresh.set_node_labels(node_labels.clone());
+        }
         for (id, object) in survivors {
             match object {
                 Some(o) => { fresh.apply(o); }
                 None => { fresh.apply_unreadable(id.clone(), vec![ValidationError::new(id, "spec", "unreadable")]); }
             }
         }
+        if seed % 3 != 0 {
+            // Slices and labels arriving after the objects end in the same place.
+            fresh.set_slice(web_ref(), "web-1", web_slice);
+            fresh.set_node_labels(node_labels);
+        }
         prop_assert_eq!(index.outcome(), fresh.outcome());
     }
+}
+
+fn slice(endpoints: &[(&str, bool)]) -> Slice {
+    Slice {
+        family: Some(crate::model::Family::V4),
+        ports: vec![(Some("http".to_owned()), 8080)],
+        endpoints: endpoints.iter().map(|(a, ready)| (a.parse().unwrap(), *ready)).collect(),
+    }
+}
+
+fn web_ref() -> (String, String) {
+    ("d".to_owned(), "web".to_owned())
+}
+
+fn dests(index: &ObjectIndex, key: ServiceKey) -> Vec<String> {
+    index.table().services.get(&key).map(|s| s.dests.keys().map(ToString::to_string).collect()).unwrap_or_default()
+}
+
+const FROM_WEB: &str = "address: 192.0.2.1\nport: 80\nbackendsFrom: [{service: web, port: http}]\n";
+
+#[test]
+fn endpoint_slices_feed_the_objects_that_use_them() {
+    let a = tcp("192.0.2.1", 80);
+    let mut index = ObjectIndex::new();
+    // No slices yet: the service is desired, with no backend.
+    assert_eq!(index.apply(kube("d", "vs", 1, FROM_WEB)), keys(&[a]));
+    assert_eq!(dests(&index, a), Vec::<String>::new());
+    assert_eq!(
+        index.set_slice(web_ref(), "web-1", Some(slice(&[("10.0.0.1", true), ("10.0.0.2", false)]))),
+        keys(&[a])
+    );
+    assert_eq!(dests(&index, a), vec!["10.0.0.1:8080"]);
+    // The same slice again changes nothing; a slice of another Service touches no key.
+    assert_eq!(
+        index.set_slice(web_ref(), "web-1", Some(slice(&[("10.0.0.1", true), ("10.0.0.2", false)]))),
+        Changed::new()
+    );
+    assert_eq!(
+        index.set_slice(("d".to_owned(), "other".to_owned()), "o", Some(slice(&[("10.0.0.9", true)]))),
+        Changed::new()
+    );
+    // The not-ready endpoint becomes ready.
+    assert_eq!(index.set_slice(web_ref(), "web-1", Some(slice(&[("10.0.0.1", true), ("10.0.0.2", true)]))), keys(&[a]));
+    assert_eq!(dests(&index, a), vec!["10.0.0.1:8080", "10.0.0.2:8080"]);
+    // Same name in another namespace is another Service.
+    assert_eq!(
+        index.set_slice(("e".to_owned(), "web".to_owned()), "w", Some(slice(&[("10.0.0.7", true)]))),
+        Changed::new()
+    );
+    assert_eq!(index.set_slice(web_ref(), "web-1", None), keys(&[a]));
+    assert_eq!(dests(&index, a), Vec::<String>::new());
+    // An object that stops using the Service is no longer refreshed by it.
+    index.apply(kube("d", "vs", 1, "address: 192.0.2.1\nport: 80\n"));
+    assert_eq!(index.set_slice(web_ref(), "web-1", Some(slice(&[("10.0.0.1", true)]))), Changed::new());
+}
+
+#[test]
+fn a_backend_from_two_origins_holds_the_service() {
+    let a = tcp("192.0.2.1", 80);
+    let mut index = ObjectIndex::new();
+    index.apply(kube("d", "vs", 1, "address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.1, port: 8080}]\nbackendsFrom: [{service: web, port: http}]\n"));
+    assert_eq!(index.set_slice(web_ref(), "s", Some(slice(&[("10.0.0.1", true)]))), keys(&[a]));
+    assert_eq!(index.held().get(&a), Some(&ObjectId::kubernetes("d", "vs")));
+    assert!(index.errors()[0].to_string().contains("is also in spec.backends"), "{:?}", index.errors());
+    assert!(!index.has_keyless_problems());
+}
+
+#[test]
+fn node_selectors_decide_what_this_node_programs() {
+    let a = tcp("192.0.2.1", 80);
+    let selective = "address: 192.0.2.1\nport: 80\nnodeSelector: {matchLabels: {role: lb}}\n";
+    let mut index = ObjectIndex::new();
+    // Labels unknown: a selector selects nothing (the agent does not pass before it knows its Node).
+    assert_eq!(index.apply(kube("d", "vs", 1, selective)), Changed::new());
+    let labels = |pairs: &[(&str, &str)]| Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    assert_eq!(index.set_node_labels(labels(&[("role", "lb")])), keys(&[a]));
+    assert_eq!(origin(&index, a), "d/vs");
+    assert_eq!(index.set_node_labels(labels(&[("role", "lb")])), Changed::new());
+    // The node's label changes: the service goes from this node.
+    assert_eq!(index.set_node_labels(labels(&[("role", "web")])), keys(&[a]));
+    assert!(index.table().services.is_empty());
+    assert!(!index.has_keyless_problems(), "not selected is no problem");
+    // A younger object for the same key that selects every node takes it while the older one does not select.
+    index.apply(kube("d", "everywhere", 2, A));
+    assert_eq!(origin(&index, a), "d/everywhere");
+    assert!(index.conflicts().is_empty());
+    assert_eq!(index.set_node_labels(labels(&[("role", "lb")])), keys(&[a]));
+    assert_eq!(origin(&index, a), "d/vs");
+    assert_eq!(index.conflicts().len(), 1);
 }
