@@ -165,6 +165,7 @@ mod pass_options_tests {
             id: ObjectId::kubernetes("default", name),
             age: Age::Created { seconds: created, nanos: 0 },
             spec: serde_yaml::from_str(yaml).unwrap(),
+            generation: None,
         }
     }
 

@@ -59,6 +59,7 @@ fn web(last: u8, backends: &[(u8, u32)]) -> SourceObject {
         id: ObjectId::kubernetes("d", format!("web{last}")),
         age: Age::Created { seconds: i64::from(last), nanos: 0 },
         spec: serde_yaml::from_str(&yaml).unwrap(),
+        generation: None,
     }
 }
 

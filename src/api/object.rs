@@ -50,6 +50,8 @@ pub struct SourceObject {
     pub age: Age,
     /// What it asks for.
     pub spec: VirtualServiceSpec,
+    /// `metadata.generation` of a Kubernetes object (status entries say which generation they speak of).
+    pub generation: Option<i64>,
 }
 
 impl SourceObject {
@@ -60,6 +62,7 @@ impl SourceObject {
             id: ObjectId::kubernetes(meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default()),
             age: Age::created(meta.creation_timestamp.as_ref()),
             spec: object.spec.clone(),
+            generation: meta.generation,
         }
     }
 }

@@ -153,6 +153,7 @@ mod tests {
             id: ObjectId::kubernetes("d", "web"),
             age: Age::Created { seconds: 1, nanos: 0 },
             spec: serde_yaml::from_str(&format!("address: 192.0.2.1\nport: {port}\n")).unwrap(),
+            generation: None,
         }
     }
 

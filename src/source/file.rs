@@ -146,9 +146,12 @@ pub fn parse_documents(path: &Path, file: usize, text: &str) -> FileLoad {
         match parse_document(&id, value) {
             Document::Empty => load.warnings.push(ValidationError::new(id, "", "empty document, skipped")),
             Document::Invalid(error) => load.errors.push(error),
-            Document::Object(object) => {
-                load.objects.push(SourceObject { id, age: Age::loaded(file, index), spec: object.spec })
-            }
+            Document::Object(object) => load.objects.push(SourceObject {
+                id,
+                age: Age::loaded(file, index),
+                spec: object.spec,
+                generation: None,
+            }),
         }
     }
     load

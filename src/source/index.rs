@@ -26,7 +26,7 @@ pub type Changed = BTreeSet<ServiceKey>;
 #[derive(Debug, Clone, PartialEq)]
 enum Entry {
     /// Read and validated: what it declares, or every problem it has; and what that resolves to on this node.
-    Validated { age: Age, declared: Result<Box<Declared>, Rejected>, resolution: Resolution },
+    Validated { age: Age, generation: Option<i64>, declared: Result<Box<Declared>, Rejected>, resolution: Resolution },
     /// Seen, but not readable as a `VirtualService` (bad YAML, wrong kind, wrong field types).
     Unreadable(Vec<ValidationError>),
 }
@@ -93,6 +93,50 @@ enum Resolved {
     Held(ObjectId),
 }
 
+/// What became of one object on this node (for its status entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectState {
+    /// Its node selector does not select this node.
+    NotSelected,
+    /// It could not be read at all.
+    Unreadable {
+        /// Why.
+        errors: Vec<ValidationError>,
+    },
+    /// It is invalid (or its backends cannot be made); its service, if it names one it holds, is left as it is.
+    Invalid {
+        /// The service it names, if that much is valid.
+        key: Option<ServiceKey>,
+        /// Every problem.
+        errors: Vec<ValidationError>,
+    },
+    /// An older object claims the same service.
+    Conflict {
+        /// The service.
+        key: ServiceKey,
+        /// The older object that has it.
+        winner: ObjectId,
+    },
+    /// Its service is desired here, with this many backends.
+    Desired {
+        /// The service.
+        key: ServiceKey,
+        /// Backends desired (static and from EndpointSlices).
+        backends: usize,
+    },
+}
+
+/// One object's report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectReport {
+    /// The object.
+    pub id: ObjectId,
+    /// Its `metadata.generation`, when the source has one.
+    pub generation: Option<i64>,
+    /// What became of it.
+    pub state: ObjectState,
+}
+
 /// Everything the index says at one moment: the desired table and every problem (for one-shot commands and
 /// reports; passes read the index's parts directly).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -148,7 +192,8 @@ impl ObjectIndex {
     pub fn apply(&mut self, object: SourceObject) -> Changed {
         let declared = validate(&object.id, &object.spec).map(Box::new);
         let resolution = self.resolve(&object.id, &declared);
-        self.insert(object.id, Entry::Validated { age: object.age, declared, resolution })
+        let entry = Entry::Validated { age: object.age, generation: object.generation, declared, resolution };
+        self.insert(object.id, entry)
     }
 
     /// Sets (or with `None` removes) one EndpointSlice of Service `service`; re-resolves the objects using it.
@@ -203,10 +248,11 @@ impl ObjectIndex {
 
     /// Resolves object `id` again (its slices or the node's labels changed).
     fn refresh(&mut self, id: &ObjectId) {
-        let Some(Entry::Validated { age, declared, resolution }) = self.objects.get(id) else { return };
+        let Some(Entry::Validated { age, generation, declared, resolution }) = self.objects.get(id) else { return };
         let fresh = self.resolve(id, declared);
         if fresh != *resolution {
-            let entry = Entry::Validated { age: *age, declared: declared.clone(), resolution: fresh };
+            let entry =
+                Entry::Validated { age: *age, generation: *generation, declared: declared.clone(), resolution: fresh };
             self.insert(id.clone(), entry);
         }
     }
@@ -232,8 +278,13 @@ impl ObjectIndex {
     /// Changes the age of an object (a file that moved in the load order); nothing when it is unknown.
     pub fn reage(&mut self, id: &ObjectId, age: Age) -> Changed {
         match self.objects.get(id) {
-            Some(Entry::Validated { age: old, declared, resolution }) if *old != age => {
-                let entry = Entry::Validated { age, declared: declared.clone(), resolution: resolution.clone() };
+            Some(Entry::Validated { age: old, generation, declared, resolution }) if *old != age => {
+                let entry = Entry::Validated {
+                    age,
+                    generation: *generation,
+                    declared: declared.clone(),
+                    resolution: resolution.clone(),
+                };
                 self.insert(id.clone(), entry)
             }
             _ => Changed::new(),
@@ -343,6 +394,36 @@ impl ObjectIndex {
             }
         }
         out
+    }
+
+    /// What became of every object, by identity.
+    pub fn reports(&self) -> Vec<ObjectReport> {
+        self.objects.iter().map(|(id, entry)| self.report(id, entry)).collect()
+    }
+
+    fn report(&self, id: &ObjectId, entry: &Entry) -> ObjectReport {
+        let (generation, state) = match entry {
+            Entry::Unreadable(errors) => (None, ObjectState::Unreadable { errors: errors.clone() }),
+            Entry::Validated { generation, resolution, .. } => {
+                let key = entry.key();
+                let winner = key.and_then(|k| self.claims.get(&k)).and_then(|c| c.first()).map(|(_, w)| w);
+                let state = match (resolution, key) {
+                    (Resolution::NotSelected, _) => ObjectState::NotSelected,
+                    (Resolution::Rejected | Resolution::Invalid(_), key) => {
+                        ObjectState::Invalid { key, errors: entry.errors().to_vec() }
+                    }
+                    (Resolution::Desired(_), Some(key)) if winner.is_some_and(|w| w != id) => {
+                        ObjectState::Conflict { key, winner: winner.cloned().unwrap_or_else(|| id.clone()) }
+                    }
+                    (Resolution::Desired(desired), Some(key)) => {
+                        ObjectState::Desired { key, backends: desired.dests.len() }
+                    }
+                    (Resolution::Desired(_), None) => ObjectState::NotSelected,
+                };
+                (*generation, state)
+            }
+        };
+        ObjectReport { id: id.clone(), generation, state }
     }
 
     /// Number of objects, readable or not.

@@ -9,7 +9,8 @@ pub mod endpoints;
 mod feed;
 pub mod file;
 mod index;
+pub mod kubernetes;
 
 pub use feed::{DesiredState, Snapshot};
 pub use file::{FileLoad, FileSource, LoadError, Reload};
-pub use index::{Changed, DesiredOutcome, ObjectIndex};
+pub use index::{Changed, DesiredOutcome, ObjectIndex, ObjectReport, ObjectState};

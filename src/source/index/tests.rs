@@ -9,7 +9,7 @@ use super::*;
 use crate::api::VirtualServiceSpec;
 
 fn object(id: ObjectId, age: Age, yaml: &str) -> SourceObject {
-    SourceObject { id, age, spec: serde_yaml::from_str(yaml).unwrap() }
+    SourceObject { id, age, spec: serde_yaml::from_str(yaml).unwrap(), generation: None }
 }
 
 fn kube(ns: &str, name: &str, created: i64, yaml: &str) -> SourceObject {
@@ -220,6 +220,7 @@ fn any_object() -> impl Strategy<Value = SourceObject> {
             id: ObjectId::kubernetes(format!("ns{ns}"), format!("n{name}")),
             age: Age::Created { seconds: created, nanos: 0 },
             spec,
+            generation: None,
         }
     })
 }
@@ -405,4 +406,22 @@ fn node_selectors_decide_what_this_node_programs() {
     assert_eq!(index.set_node_labels(labels(&[("role", "lb")])), keys(&[a]));
     assert_eq!(origin(&index, a), "d/vs");
     assert_eq!(index.conflicts().len(), 1);
+}
+
+#[test]
+fn each_object_reports_what_became_of_it() {
+    let mut index = ObjectIndex::new();
+    index.apply(SourceObject { generation: Some(4), ..kube("d", "old", 1, A) });
+    index.apply(kube("d", "young", 2, A_OTHER_BACKENDS));
+    index.apply(kube("d", "bad", 3, BAD));
+    index.apply(kube("d", "elsewhere", 4, "address: 192.0.2.9\nport: 80\nnodeSelector: {matchLabels: {role: lb}}\n"));
+    let reports: BTreeMap<String, ObjectReport> = index.reports().into_iter().map(|r| (r.id.to_string(), r)).collect();
+    assert_eq!(reports["d/old"].state, ObjectState::Desired { key: tcp("192.0.2.1", 80), backends: 1 });
+    assert_eq!(reports["d/old"].generation, Some(4));
+    assert_eq!(
+        reports["d/young"].state,
+        ObjectState::Conflict { key: tcp("192.0.2.1", 80), winner: ObjectId::kubernetes("d", "old") }
+    );
+    assert!(matches!(&reports["d/bad"].state, ObjectState::Invalid { key: Some(_), errors } if errors.len() == 2));
+    assert_eq!(reports["d/elsewhere"].state, ObjectState::NotSelected);
 }
