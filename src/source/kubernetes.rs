@@ -30,11 +30,11 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 #[derive(Debug)]
 pub enum KubeEvent {
     /// A VirtualService event.
-    VirtualService(Event<VirtualService>),
+    VirtualService(Box<Event<VirtualService>>),
     /// An EndpointSlice event.
-    Slice(Event<EndpointSlice>),
+    Slice(Box<Event<EndpointSlice>>),
     /// An event of this node's Node.
-    Node(Event<Node>),
+    Node(Box<Event<Node>>),
 }
 
 /// Applies watcher events to the desired state.
@@ -65,9 +65,9 @@ impl KubeFeed {
     /// Applies one event.
     pub fn on_event(&mut self, event: KubeEvent) {
         match event {
-            KubeEvent::VirtualService(e) => self.on_virtual_service(e),
-            KubeEvent::Slice(e) => self.on_slice(e),
-            KubeEvent::Node(e) => self.on_node(e),
+            KubeEvent::VirtualService(e) => self.on_virtual_service(*e),
+            KubeEvent::Slice(e) => self.on_slice(*e),
+            KubeEvent::Node(e) => self.on_node(*e),
         }
         if self.listed.iter().all(|l| *l) && !self.state.is_ready() {
             info!("VirtualServices, EndpointSlices and the Node are listed: reconciling");
@@ -192,19 +192,19 @@ pub fn slice_of(slice: &EndpointSlice) -> Option<(ServiceRef, String, Slice)> {
 pub fn watch(client: Client, node_name: &str) -> impl Stream<Item = Result<KubeEvent, watcher::Error>> + Send {
     let objects = watcher::watcher(Api::<VirtualService>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .map(|e| e.map(KubeEvent::VirtualService));
+        .map(|e| e.map(|e| KubeEvent::VirtualService(Box::new(e))));
     let slices = watcher::watcher(
         Api::<EndpointSlice>::all(client.clone()),
         watcher::Config::default().labels(SERVICE_NAME_LABEL),
     )
     .default_backoff()
-    .map(|e| e.map(KubeEvent::Slice));
+    .map(|e| e.map(|e| KubeEvent::Slice(Box::new(e))));
     let node = watcher::watcher(
         Api::<Node>::all(client),
         watcher::Config::default().fields(&format!("metadata.name={node_name}")),
     )
     .default_backoff()
-    .map(|e| e.map(KubeEvent::Node));
+    .map(|e| e.map(|e| KubeEvent::Node(Box::new(e))));
     futures::stream::select_all([objects.boxed(), slices.boxed(), node.boxed()])
 }
 

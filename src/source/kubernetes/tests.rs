@@ -66,35 +66,35 @@ fn backends(state: &DesiredState) -> Vec<String> {
 
 /// Lists all three kinds: `objects`, `slices`, the node with `labels`.
 fn list(feed: &mut KubeFeed, objects: Vec<VirtualService>, slices: Vec<EndpointSlice>, labels: &[(&str, &str)]) {
-    feed.on_event(KubeEvent::VirtualService(Event::Init));
+    feed.on_event(KubeEvent::VirtualService(Box::new(Event::Init)));
     for o in objects {
-        feed.on_event(KubeEvent::VirtualService(Event::InitApply(o)));
+        feed.on_event(KubeEvent::VirtualService(Box::new(Event::InitApply(o))));
     }
-    feed.on_event(KubeEvent::VirtualService(Event::InitDone));
-    feed.on_event(KubeEvent::Slice(Event::Init));
+    feed.on_event(KubeEvent::VirtualService(Box::new(Event::InitDone)));
+    feed.on_event(KubeEvent::Slice(Box::new(Event::Init)));
     for s in slices {
-        feed.on_event(KubeEvent::Slice(Event::InitApply(s)));
+        feed.on_event(KubeEvent::Slice(Box::new(Event::InitApply(s))));
     }
-    feed.on_event(KubeEvent::Slice(Event::InitDone));
-    feed.on_event(KubeEvent::Node(Event::Init));
-    feed.on_event(KubeEvent::Node(Event::InitApply(node(labels))));
-    feed.on_event(KubeEvent::Node(Event::InitDone));
+    feed.on_event(KubeEvent::Slice(Box::new(Event::InitDone)));
+    feed.on_event(KubeEvent::Node(Box::new(Event::Init)));
+    feed.on_event(KubeEvent::Node(Box::new(Event::InitApply(node(labels)))));
+    feed.on_event(KubeEvent::Node(Box::new(Event::InitDone)));
 }
 
 #[test]
 fn the_state_is_ready_only_once_every_kind_is_listed() {
     let state = DesiredState::new();
     let mut feed = KubeFeed::new(state.clone(), "n1");
-    feed.on_event(KubeEvent::VirtualService(Event::Init));
-    feed.on_event(KubeEvent::VirtualService(Event::InitApply(vs("web", WEB))));
+    feed.on_event(KubeEvent::VirtualService(Box::new(Event::Init)));
+    feed.on_event(KubeEvent::VirtualService(Box::new(Event::InitApply(vs("web", WEB)))));
     assert_eq!(state.with_index(|i| i.len()), 0, "a list in progress is not applied");
-    feed.on_event(KubeEvent::VirtualService(Event::InitDone));
+    feed.on_event(KubeEvent::VirtualService(Box::new(Event::InitDone)));
     assert_eq!(state.with_index(|i| i.len()), 1);
-    feed.on_event(KubeEvent::Slice(Event::Init));
-    feed.on_event(KubeEvent::Slice(Event::InitDone));
+    feed.on_event(KubeEvent::Slice(Box::new(Event::Init)));
+    feed.on_event(KubeEvent::Slice(Box::new(Event::InitDone)));
     assert!(!state.is_ready(), "the Node is not listed yet");
-    feed.on_event(KubeEvent::Node(Event::Init));
-    feed.on_event(KubeEvent::Node(Event::InitDone));
+    feed.on_event(KubeEvent::Node(Box::new(Event::Init)));
+    feed.on_event(KubeEvent::Node(Box::new(Event::InitDone)));
     assert!(state.is_ready());
 }
 
@@ -118,14 +118,14 @@ fn objects_and_slices_make_the_desired_table() {
     let snapshot = state.take();
     assert_eq!(snapshot.table.services[&key()].origin.to_string(), "prod/web");
 
-    feed.on_event(KubeEvent::Slice(Event::Apply(endpoint_slice(
+    feed.on_event(KubeEvent::Slice(Box::new(Event::Apply(endpoint_slice(
         "web-abc",
         "web",
         vec![endpoint("10.0.0.9", None, None)],
-    ))));
+    )))));
     assert_eq!(backends(&state), vec!["10.0.0.9:8080"]);
     assert_eq!(state.take().changed.into_iter().collect::<Vec<_>>(), vec![key()]);
-    feed.on_event(KubeEvent::Slice(Event::Delete(endpoint_slice("web-abc", "web", Vec::new()))));
+    feed.on_event(KubeEvent::Slice(Box::new(Event::Delete(endpoint_slice("web-abc", "web", Vec::new())))));
     assert_eq!(backends(&state), Vec::<String>::new());
 }
 
@@ -135,12 +135,12 @@ fn a_relist_removes_what_was_deleted_while_the_watch_was_down() {
     let mut feed = KubeFeed::new(state.clone(), "n1");
     list(&mut feed, vec![vs("web", WEB), vs("api", "address: 192.0.2.2\nport: 80\n")], Vec::new(), &[]);
     assert_eq!(state.with_index(|i| i.len()), 2);
-    feed.on_event(KubeEvent::VirtualService(Event::Init));
-    feed.on_event(KubeEvent::VirtualService(Event::InitApply(vs("web", WEB))));
+    feed.on_event(KubeEvent::VirtualService(Box::new(Event::Init)));
+    feed.on_event(KubeEvent::VirtualService(Box::new(Event::InitApply(vs("web", WEB)))));
     assert_eq!(state.with_index(|i| i.len()), 2, "nothing goes before the re-list is complete");
-    feed.on_event(KubeEvent::VirtualService(Event::InitDone));
+    feed.on_event(KubeEvent::VirtualService(Box::new(Event::InitDone)));
     assert_eq!(state.with_index(|i| i.len()), 1);
-    feed.on_event(KubeEvent::VirtualService(Event::Delete(vs("web", WEB))));
+    feed.on_event(KubeEvent::VirtualService(Box::new(Event::Delete(vs("web", WEB)))));
     assert_eq!(state.with_index(|i| i.len()), 0);
 }
 
@@ -151,9 +151,9 @@ fn the_nodes_labels_drive_node_selectors() {
     let selective = "address: 192.0.2.1\nport: 80\nnodeSelector: {matchLabels: {role: lb}}\n";
     list(&mut feed, vec![vs("web", selective)], Vec::new(), &[("role", "web")]);
     assert!(state.take().table.services.is_empty());
-    feed.on_event(KubeEvent::Node(Event::Apply(node(&[("role", "lb")]))));
+    feed.on_event(KubeEvent::Node(Box::new(Event::Apply(node(&[("role", "lb")])))));
     assert_eq!(state.take().table.services.len(), 1);
-    feed.on_event(KubeEvent::Node(Event::Apply(node(&[]))));
+    feed.on_event(KubeEvent::Node(Box::new(Event::Apply(node(&[])))));
     let snapshot = state.take();
     assert!(snapshot.table.services.is_empty());
     assert_eq!(snapshot.changed.into_iter().collect::<Vec<_>>(), vec![key()], "the node removes it");
