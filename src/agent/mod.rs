@@ -13,6 +13,7 @@
 //! no source and prints nothing: each pass goes to an observer.
 
 mod run_loop;
+pub mod status;
 
 #[cfg(test)]
 mod tests;

@@ -27,6 +27,9 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Keep the kernel in line with a directory of manifests: reconcile on change, resync periodically.
     Run(RunArgs),
+    /// The Kubernetes agent of one node: VirtualServices that select this node, with backends from EndpointSlices,
+    /// programmed and reported in their status (run it as a DaemonSet; see deploy/).
+    Agent(AgentArgs),
     /// Check manifests offline (no kernel needed); exit 1 when any object is invalid.
     Validate(ValidateArgs),
     /// Print the VirtualService CustomResourceDefinition.
@@ -109,6 +112,27 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_mass_delete: bool,
     /// Quiet period after a file change before reconciling, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    pub quiet_ms: u64,
+    /// Full re-read and repair of drift every this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub resync_seconds: u64,
+}
+
+/// `agent` options.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// This node's name (the Downward API's spec.nodeName, as env NODE_NAME in the DaemonSet).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: String,
+    /// Which services this program owns, remembered across runs [default: /var/lib/ipvs-reconciler/state.json,
+    /// or state-NAME.json beside it with --netns NAME].
+    #[arg(long, env = "IPVS_RECONCILER_STATE")]
+    pub state: Option<PathBuf>,
+    /// Allow a pass that deletes more than half of the owned services (and more than 10).
+    #[arg(long)]
+    pub allow_mass_delete: bool,
+    /// Quiet period after a change before reconciling, in milliseconds.
     #[arg(long, default_value_t = 300)]
     pub quiet_ms: u64,
     /// Full re-read and repair of drift every this many seconds.

@@ -30,6 +30,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Plan(args) => plan(&netns, &cli.netns, &args).await,
         Command::Apply(args) => apply(&netns, &cli.netns, &args).await,
         Command::Run(args) => super::run::run(&netns, state_path(args.state.clone(), &cli.netns), &args).await,
+        Command::Agent(args) => super::agent::agent(&netns, state_path(args.state.clone(), &cli.netns), &args).await,
         Command::Crd => {
             print!("{}", api::crd_yaml());
             Ok(EXIT_OK)

@@ -1,6 +1,7 @@
 //! The command line: parses arguments, wires the engine to a source and the kernel, prints, and maps outcomes to exit
 //! codes. `anyhow` is used only here, at the edge.
 
+mod agent;
 mod args;
 mod commands;
 pub mod describe;
@@ -21,7 +22,7 @@ pub const EXIT_CHANGES: i32 = 2;
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    init_tracing(matches!(cli.command, args::Command::Run(_)));
+    init_tracing(matches!(cli.command, args::Command::Run(_) | args::Command::Agent(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -1,0 +1,143 @@
+//! This node's entry in each VirtualService's `status.nodes`: what became of the object here (pure), and the writer
+//! that sends only the entries that changed, by server-side apply with a field manager of this node's own (so that
+//! each node owns its entry of the list-map and never touches another's).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use tracing::warn;
+
+use crate::api::ObjectId;
+use crate::api::v1alpha1::{API_VERSION, KIND, NodeStatus, VirtualService};
+use crate::model::ServiceKey;
+use crate::source::{ObjectReport, ObjectState};
+
+/// `reason` of a service programmed with at least one backend.
+pub const PROGRAMMED: &str = "Programmed";
+/// `reason` of a service programmed without any backend (its EndpointSlices may not exist yet).
+pub const NO_BACKENDS: &str = "NoBackends";
+/// `reason` of an object that lost its service key to an older one.
+pub const CONFLICT: &str = "Conflict";
+/// `reason` of an invalid object (its service, if any, is left as it was).
+pub const INVALID: &str = "Invalid";
+/// `reason` of a service some operation of which the kernel refused.
+pub const KERNEL_REFUSED: &str = "KernelRefused";
+/// `reason` while the last pass could not run (the kernel could not be read).
+pub const PENDING: &str = "Pending";
+
+/// What the last pass found on the kernel side.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelOutcome {
+    /// Services with an operation the kernel refused, and why.
+    pub refused: BTreeMap<ServiceKey, String>,
+    /// Why the last pass did not run to its end, if it did not.
+    pub pass_failed: Option<String>,
+}
+
+/// The entry node `node` reports for `report`; `None` when it reports nothing (the object does not select it, or is
+/// not a Kubernetes object). `lastTransitionTime` is kept from `previous` unless `programmed` or `reason` change.
+pub fn entry(
+    report: &ObjectReport,
+    node: &str,
+    kernel: &KernelOutcome,
+    previous: Option<&NodeStatus>,
+    now: &Time,
+) -> Option<NodeStatus> {
+    if !matches!(report.id, ObjectId::Kubernetes { .. }) {
+        return None;
+    }
+    let (programmed, reason, message, backends) = match &report.state {
+        ObjectState::NotSelected | ObjectState::Unreadable { .. } => return None,
+        ObjectState::Invalid { errors, .. } => {
+            let problems: Vec<String> = errors.iter().map(|e| problem(e.field.as_str(), &e.message)).collect();
+            (false, INVALID, Some(problems.join("; ")), None)
+        }
+        ObjectState::Conflict { key, winner } => {
+            (false, CONFLICT, Some(format!("service {key} is claimed by {winner}, which is older")), None)
+        }
+        ObjectState::Desired { key, backends } => match (kernel.refused.get(key), &kernel.pass_failed) {
+            (Some(why), _) => (false, KERNEL_REFUSED, Some(why.clone()), None),
+            (None, Some(why)) => (false, PENDING, Some(why.clone()), None),
+            (None, None) if *backends == 0 => (true, NO_BACKENDS, None, Some(0)),
+            (None, None) => (true, PROGRAMMED, None, i64::try_from(*backends).ok()),
+        },
+    };
+    let unchanged = previous.is_some_and(|p| p.programmed == programmed && p.reason == reason);
+    let last_transition_time = match previous {
+        Some(p) if unchanged => p.last_transition_time.clone(),
+        _ => Some(now.clone()),
+    };
+    Some(NodeStatus {
+        node_name: node.to_owned(),
+        observed_generation: report.generation,
+        programmed,
+        reason: reason.to_owned(),
+        message,
+        backends,
+        last_transition_time,
+    })
+}
+
+fn problem(field: &str, message: &str) -> String {
+    if field.is_empty() { message.to_owned() } else { format!("{field}: {message}") }
+}
+
+/// Sends this node's entries, each only when it changed.
+pub struct StatusWriter {
+    client: Client,
+    node: String,
+    /// The entry last sent for each object (`None`: an empty list was sent, withdrawing ours).
+    sent: BTreeMap<ObjectId, Option<NodeStatus>>,
+}
+
+impl StatusWriter {
+    /// A writer for node `node`.
+    pub fn new(client: Client, node: impl Into<String>) -> Self {
+        StatusWriter { client, node: node.into(), sent: BTreeMap::new() }
+    }
+
+    /// The field manager of this node's agent: each node owns its own entry.
+    pub fn field_manager(&self) -> String {
+        format!("ipvs-reconciler/{}", self.node)
+    }
+
+    /// Brings every object's entry up to date. A failed write is tried again at the next call.
+    pub async fn write(&mut self, reports: &[ObjectReport], kernel: &KernelOutcome, now: &Time) {
+        let live: std::collections::BTreeSet<&ObjectId> = reports.iter().map(|r| &r.id).collect();
+        // Objects gone from the API have no status left to write.
+        self.sent.retain(|id, _| live.contains(id));
+        for report in reports {
+            let ObjectId::Kubernetes { namespace, name } = &report.id else { continue };
+            let previous = self.sent.get(&report.id).cloned().flatten();
+            let wanted = entry(report, &self.node, kernel, previous.as_ref(), now);
+            match self.sent.get(&report.id) {
+                Some(sent) if *sent == wanted => continue,
+                // Never reported here and nothing to report: no write at all.
+                None if wanted.is_none() => continue,
+                _ => {}
+            }
+            match self.patch(namespace, name, wanted.as_ref()).await {
+                Ok(()) => {
+                    self.sent.insert(report.id.clone(), wanted);
+                }
+                Err(e) => warn!(object = %report.id, "status write failed (tried again after the next pass): {e}"),
+            }
+        }
+    }
+
+    async fn patch(&self, namespace: &str, name: &str, entry: Option<&NodeStatus>) -> Result<(), kube::Error> {
+        let body = serde_json::json!({
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "status": { "nodes": entry.into_iter().collect::<Vec<_>>() },
+        });
+        let api: Api<VirtualService> = Api::namespaced(self.client.clone(), namespace);
+        let params = PatchParams::apply(&self.field_manager()).force();
+        api.patch_status(name, &params, &Patch::Apply(&body)).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests;

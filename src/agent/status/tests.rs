@@ -1,0 +1,128 @@
+//! Status entries (pure) and the writer against kube's tower-test mock of the API server.
+
+use std::time::Duration;
+
+use http::{Request, Response};
+use kube::client::Body;
+
+use super::*;
+use crate::api::ValidationError;
+
+fn report(state: ObjectState) -> ObjectReport {
+    ObjectReport { id: ObjectId::kubernetes("prod", "web"), generation: Some(7), state }
+}
+
+fn key() -> ServiceKey {
+    ServiceKey::tcp([192, 0, 2, 1].into(), 80)
+}
+
+fn at(seconds: i64) -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second(seconds).unwrap())
+}
+
+fn desired(backends: usize) -> ObjectReport {
+    report(ObjectState::Desired { key: key(), backends })
+}
+
+#[test]
+fn a_programmed_service_reports_its_backends() {
+    let e = entry(&desired(3), "n1", &KernelOutcome::default(), None, &at(10)).unwrap();
+    assert_eq!((e.node_name.as_str(), e.programmed, e.reason.as_str(), e.backends), ("n1", true, PROGRAMMED, Some(3)));
+    assert_eq!(e.observed_generation, Some(7));
+    assert_eq!(e.last_transition_time, Some(at(10)));
+    let none = entry(&desired(0), "n1", &KernelOutcome::default(), None, &at(10)).unwrap();
+    assert_eq!((none.programmed, none.reason.as_str(), none.backends), (true, NO_BACKENDS, Some(0)));
+}
+
+#[test]
+fn the_transition_time_moves_only_with_programmed_or_reason() {
+    let first = entry(&desired(3), "n1", &KernelOutcome::default(), None, &at(10)).unwrap();
+    let more = entry(&desired(4), "n1", &KernelOutcome::default(), Some(&first), &at(20)).unwrap();
+    assert_eq!(more.last_transition_time, Some(at(10)), "a backend count change is no transition");
+    let refused = KernelOutcome { refused: [(key(), "invalid argument".to_owned())].into(), pass_failed: None };
+    let failed = entry(&desired(4), "n1", &refused, Some(&more), &at(30)).unwrap();
+    assert_eq!((failed.programmed, failed.reason.as_str()), (false, KERNEL_REFUSED));
+    assert_eq!(failed.message.as_deref(), Some("invalid argument"));
+    assert_eq!(failed.last_transition_time, Some(at(30)));
+}
+
+#[test]
+fn problems_name_what_went_wrong() {
+    let invalid = report(ObjectState::Invalid {
+        key: Some(key()),
+        errors: vec![ValidationError::new(
+            ObjectId::kubernetes("prod", "web"),
+            "spec.scheduler",
+            "unknown scheduler `x`",
+        )],
+    });
+    let e = entry(&invalid, "n1", &KernelOutcome::default(), None, &at(1)).unwrap();
+    assert_eq!((e.programmed, e.reason.as_str()), (false, INVALID));
+    assert_eq!(e.message.as_deref(), Some("spec.scheduler: unknown scheduler `x`"));
+
+    let conflict = report(ObjectState::Conflict { key: key(), winner: ObjectId::kubernetes("prod", "older") });
+    let e = entry(&conflict, "n1", &KernelOutcome::default(), None, &at(1)).unwrap();
+    assert_eq!(e.reason, CONFLICT);
+    assert_eq!(e.message.as_deref(), Some("service TCP 192.0.2.1:80 is claimed by prod/older, which is older"));
+
+    let down = KernelOutcome { refused: Default::default(), pass_failed: Some("reading failed".to_owned()) };
+    assert_eq!(entry(&desired(1), "n1", &down, None, &at(1)).unwrap().reason, PENDING);
+    assert_eq!(entry(&report(ObjectState::NotSelected), "n1", &down, None, &at(1)), None);
+}
+
+/// One request the writer made: method, path and query, and the body.
+async fn next_request(
+    handle: &mut tower_test::mock::Handle<Request<Body>, Response<Body>>,
+) -> (String, String, serde_json::Value) {
+    let (request, send) =
+        tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await.expect("a request").expect("open");
+    let method = request.method().to_string();
+    let uri = request.uri().to_string();
+    let content_type =
+        request.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(content_type, "application/apply-patch+yaml", "server-side apply");
+    let body = request.into_body().collect_bytes().await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    // The API server answers with the object; the writer does not read it beyond success.
+    let answer = serde_json::json!({
+        "apiVersion": API_VERSION, "kind": KIND,
+        "metadata": {"name": "web", "namespace": "prod"},
+        "spec": {"address": "192.0.2.1", "port": 80},
+    });
+    send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&answer).unwrap())).unwrap());
+    (method, uri, json)
+}
+
+#[tokio::test]
+async fn the_writer_sends_this_nodes_entry_only_when_it_changes() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let mut writer = StatusWriter::new(client, "n1");
+    let ok = KernelOutcome::default();
+
+    let write = tokio::spawn(async move {
+        writer.write(&[desired(2)], &ok, &at(100)).await;
+        // The same again: nothing is sent.
+        writer.write(&[desired(2)], &ok, &at(200)).await;
+        // The node stops being selected: the entry is withdrawn (an empty list from this manager).
+        writer.write(&[report(ObjectState::NotSelected)], &ok, &at(300)).await;
+        writer.write(&[report(ObjectState::NotSelected)], &ok, &at(400)).await;
+        writer
+    });
+    let (method, uri, body) = next_request(&mut handle).await;
+    assert_eq!(method, "PATCH");
+    assert!(uri.starts_with("/apis/ipvs.dev/v1alpha1/namespaces/prod/virtualservices/web/status?"), "{uri}");
+    assert!(uri.contains("fieldManager=ipvs-reconciler%2Fn1") && uri.contains("force=true"), "{uri}");
+    assert_eq!(body["apiVersion"], API_VERSION);
+    assert_eq!(body["kind"], KIND);
+    assert_eq!(body["status"]["nodes"][0]["nodeName"], "n1");
+    assert_eq!(body["status"]["nodes"][0]["programmed"], true);
+    assert_eq!(body["status"]["nodes"][0]["backends"], 2);
+    assert!(body.get("metadata").is_none_or(|m| m.get("managedFields").is_none()));
+
+    let (_, _, body) = next_request(&mut handle).await;
+    assert_eq!(body["status"]["nodes"], serde_json::json!([]));
+    let writer = write.await.unwrap();
+    drop(writer);
+    assert!(handle.next_request().await.is_none(), "no write without a change");
+}

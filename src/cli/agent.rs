@@ -1,0 +1,99 @@
+//! `agent`: the Kubernetes agent of one node. Wires the Kubernetes source (watchers) and the status writer to the
+//! agent loop; the loop itself is the same as `run`'s.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tracing::info;
+
+use super::EXIT_OK;
+use super::args::AgentArgs;
+use super::commands::{connect, print_report};
+use crate::agent::status::{KernelOutcome, StatusWriter};
+use crate::agent::{Agent, AgentConfig, ConnectError, PassRecord};
+use crate::engine::Engine;
+use crate::ipvs::{IpvsError, NetnsSpec};
+use crate::model::ServiceKey;
+use crate::source::{DesiredState, kubernetes};
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Result<i32> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (KUBECONFIG, ~/.kube/config, or the in-cluster service account)")?;
+    let engine = Engine::new(connect(netns).await?, state)?;
+    let desired = DesiredState::new();
+    let node = args.node_name.clone();
+    let follow = tokio::spawn(kubernetes::follow(client.clone(), node.clone(), desired.clone()));
+
+    let (outcome_tx, outcome_rx) = watch::channel(KernelOutcome::default());
+    let status = tokio::spawn(write_status(StatusWriter::new(client, node.clone()), desired.clone(), outcome_rx));
+
+    let mut config = AgentConfig::new(Duration::from_millis(args.quiet_ms), Duration::from_secs(args.resync_seconds));
+    config.allow_mass_delete = args.allow_mass_delete;
+    let netns = netns.clone();
+    let connector = move || {
+        let netns = netns.clone();
+        async move { connect(&netns).await.map_err(ConnectError::from) }
+    };
+    let mut refused: BTreeMap<ServiceKey, String> = BTreeMap::new();
+    let observer = Box::new(move |record: &PassRecord<'_, IpvsError>| {
+        if let Ok(report) = record.result
+            && (!report.applied.is_empty() || !report.failures.is_empty() || !report.unanswered.is_empty())
+        {
+            print_report(report, record.desired);
+        }
+        outcome_tx.send_replace(outcome_of(record, &mut refused));
+    });
+    let agent = Agent::new(engine, connector, desired, config, observer);
+
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    info!(node = %node, "agent running; SIGTERM leaves the IPVS table as it is");
+    agent
+        .run(async move {
+            tokio::select! {
+                _ = sigterm.recv() => {}
+                _ = sigint.recv() => {}
+            }
+        })
+        .await;
+    follow.abort();
+    status.abort();
+    Ok(EXIT_OK)
+}
+
+/// What a pass tells the status: the refusals of the services it looked at (a full pass looked at all of them;
+/// the others keep what an earlier pass found), or why it could not run.
+fn outcome_of(record: &PassRecord<'_, IpvsError>, refused: &mut BTreeMap<ServiceKey, String>) -> KernelOutcome {
+    let report = match record.result {
+        Ok(report) => report,
+        Err(e) => return KernelOutcome { refused: refused.clone(), pass_failed: Some(e.to_string()) },
+    };
+    match record.scope {
+        None => refused.clear(),
+        Some(scope) => refused.retain(|key, _| !scope.contains(key)),
+    }
+    for failure in &report.failures {
+        refused.insert(*failure.op.service_key(), format!("{}: {}", failure.op, failure.error));
+    }
+    for op in &report.unanswered {
+        refused.insert(*op.service_key(), format!("{op}: no answer from the kernel (outcome unknown)"));
+    }
+    KernelOutcome { refused: refused.clone(), pass_failed: None }
+}
+
+/// Writes status after each pass, from the index's reports and what the pass found.
+async fn write_status(mut writer: StatusWriter, desired: DesiredState, mut outcomes: watch::Receiver<KernelOutcome>) {
+    while outcomes.changed().await.is_ok() {
+        let outcome = outcomes.borrow_and_update().clone();
+        let reports = desired.with_index(|index| index.reports());
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        writer.write(&reports, &outcome, &now).await;
+    }
+}
