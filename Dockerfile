@@ -1,4 +1,4 @@
-# Container image of ipvs-reconciler (standalone `run` mode today; the Kubernetes agent later).
+# Container image of ipvs-reconciler: the Kubernetes agent (deploy/kubernetes) or the standalone `run` mode.
 # It needs CAP_NET_ADMIN in the host network namespace to program IPVS (hostNetwork: true in a pod).
 FROM rust:1-bookworm AS build
 WORKDIR /src
@@ -13,4 +13,5 @@ RUN apt-get update && apt-get install -y --no-install-recommends ipvsadm && rm -
 COPY --from=build /src/target/release/ipvs-reconciler /usr/local/bin/ipvs-reconciler
 VOLUME /var/lib/ipvs-reconciler
 ENTRYPOINT ["/usr/local/bin/ipvs-reconciler"]
+# `agent` for the Kubernetes DaemonSet (deploy/kubernetes); `run --manifests DIR` for the standalone mode.
 CMD ["run", "--manifests", "/etc/ipvs-reconciler/manifests"]

@@ -1,0 +1,57 @@
+//! The Kubernetes manifests in deploy/kubernetes give the agent what it needs: the host's network namespace,
+//! CAP_NET_ADMIN, its node's name, and RBAC for exactly what it reads and writes.
+
+use std::path::Path;
+
+use serde_yaml::Value;
+
+fn documents(file: &str) -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect()
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    docs.iter().find(|d| d["kind"] == kind).unwrap_or_else(|| panic!("no {kind}"))
+}
+
+#[test]
+fn the_daemonset_runs_the_agent_in_the_host_network_with_net_admin() {
+    let docs = documents("daemonset.yaml");
+    let pod = &of_kind(&docs, "DaemonSet")["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true, "IPVS state is per network namespace: the host's");
+    assert_eq!(pod["serviceAccountName"], "ipvs-reconciler");
+    let agent = &pod["containers"][0];
+    assert_eq!(agent["args"][0], "agent");
+    let env = agent["env"].as_sequence().unwrap();
+    let node_name = env.iter().find(|e| e["name"] == "NODE_NAME").expect("NODE_NAME");
+    assert_eq!(node_name["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
+    let caps = agent["securityContext"]["capabilities"]["add"].as_sequence().unwrap();
+    assert!(caps.iter().any(|c| c == "NET_ADMIN"));
+    let mounts = agent["volumeMounts"].as_sequence().unwrap();
+    assert!(
+        mounts.iter().any(|m| m["mountPath"] == "/var/lib/ipvs-reconciler"),
+        "the ownership memory survives restarts"
+    );
+}
+
+#[test]
+fn rbac_covers_what_the_agent_watches_and_writes() {
+    let docs = documents("rbac.yaml");
+    let rules = of_kind(&docs, "ClusterRole")["rules"].as_sequence().unwrap().clone();
+    let allows = |group: &str, resource: &str, verb: &str| {
+        rules.iter().any(|r| {
+            let has = |field: &str, value: &str| r[field].as_sequence().is_some_and(|s| s.iter().any(|v| v == value));
+            has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+        })
+    };
+    for verb in ["list", "watch"] {
+        assert!(allows("ipvs.dev", "virtualservices", verb), "virtualservices {verb}");
+        assert!(allows("discovery.k8s.io", "endpointslices", verb), "endpointslices {verb}");
+        assert!(allows("", "nodes", verb), "nodes {verb}");
+    }
+    assert!(allows("ipvs.dev", "virtualservices/status", "patch"));
+    assert!(!allows("ipvs.dev", "virtualservices", "patch"), "the agent never writes specs");
+    let binding = of_kind(&docs, "ClusterRoleBinding");
+    assert_eq!(binding["subjects"][0]["name"], "ipvs-reconciler");
+}
