@@ -4,6 +4,7 @@
 
 #![cfg(feature = "vm-tests")]
 
+mod agent;
 mod client;
 mod client_matrix;
 mod engine;

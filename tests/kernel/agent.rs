@@ -1,0 +1,236 @@
+//! The Kubernetes agent process end to end: the real binary, the real kernel (a fresh network namespace), and a
+//! stateful stand-in for the API server that the test starts (`tests/kube-fake/apiserver.py`: list/watch of
+//! VirtualServices, EndpointSlices and Nodes, server-side apply of status with per-manager list-map entries).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{Netns, Workdir, eventually, path_str};
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The fake API server, stopped on drop (its standard input closes).
+struct FakeApi {
+    child: Child,
+    port: u16,
+}
+
+impl FakeApi {
+    fn start(work: &Workdir) -> FakeApi {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kube-fake/apiserver.py");
+        let port_file = work.path("apiserver.port");
+        let child = Command::new("python3")
+            .arg(&script)
+            .arg(&port_file)
+            .stdin(Stdio::piped())
+            .stderr(std::fs::File::create(work.path("apiserver.log")).unwrap())
+            .spawn()
+            .expect("python3 runs the fake API server");
+        let mut port = 0;
+        eventually(PATIENCE, "the fake API server listens", || {
+            port = std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok()).ok_or("no port yet")?;
+            Ok(())
+        });
+        FakeApi { child, port }
+    }
+
+    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (_, body) = response.split_once("\r\n\r\n").unwrap_or(("", "null"));
+        serde_json::from_str(body).unwrap_or(Value::Null)
+    }
+
+    fn put(&self, kind: &str, object: Value) {
+        self.request("PUT", &format!("/control/{kind}"), Some(&object));
+    }
+
+    fn delete(&self, kind: &str, namespace: &str, name: &str) {
+        self.request("DELETE", &format!("/control/{kind}/{namespace}/{name}"), None);
+    }
+
+    /// The last status entry list sent for `prod/<name>` by this node's manager, if any was sent.
+    fn last_status(&self, name: &str) -> Option<Value> {
+        let patches = self.request("GET", "/control/patches", None);
+        let mut mine = patches.as_array()?.iter().filter(|p| p["name"] == name && p["manager"] == "ipvs-reconciler/n1");
+        mine.next_back().map(|p| p["body"]["status"]["nodes"].clone())
+    }
+
+    fn kubeconfig(&self, work: &Workdir) -> PathBuf {
+        let path = work.path("kubeconfig");
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: 'http://127.0.0.1:{}'}}}}]\n\
+             users: [{{name: fake, user: {{}}}}]\ncontexts: [{{name: fake, context: {{cluster: fake, user: fake}}}}]\n\
+             current-context: fake\n",
+            self.port
+        );
+        std::fs::write(&path, config).unwrap();
+        path
+    }
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn virtual_service(name: &str, created: &str, spec: Value) -> Value {
+    json!({"metadata": {"name": name, "namespace": "prod", "creationTimestamp": created}, "spec": spec})
+}
+
+fn slice(ready: &[(&str, bool)]) -> Value {
+    let endpoints: Vec<Value> =
+        ready.iter().map(|(addr, r)| json!({"addresses": [addr], "conditions": {"ready": r}})).collect();
+    json!({
+        "metadata": {"name": "web-abc", "namespace": "prod", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": endpoints,
+    })
+}
+
+fn node(role: &str) -> Value {
+    json!({"metadata": {"name": "n1", "labels": {"role": role}}})
+}
+
+fn sorted(lines: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    v.sort();
+    v
+}
+
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn the_agent_programs_what_selects_its_node_follows_endpoints_and_reports_status() {
+    let ns = Netns::new("agent");
+    let work = Workdir::new();
+    let api = FakeApi::start(&work);
+    api.put("nodes", node("lb"));
+    api.put("endpointslices", slice(&[("10.0.1.1", true), ("10.0.1.2", false)]));
+    api.put(
+        "virtualservices",
+        virtual_service(
+            "web",
+            "2026-01-01T00:00:00Z",
+            json!({"address": "192.0.2.50", "port": 80, "scheduler": "rr", "drainTimeoutSeconds": 0,
+                   "backendsFrom": [{"service": "web", "port": "http"}]}),
+        ),
+    );
+    let selective = json!({"address": "192.0.2.51", "port": 80, "drainTimeoutSeconds": 0,
+        "nodeSelector": {"matchLabels": {"role": "lb"}}, "backends": [{"address": "10.0.0.5"}]});
+    api.put("virtualservices", virtual_service("static", "2026-01-01T00:00:01Z", selective));
+    let everywhere = json!({"address": "192.0.2.51", "port": 80, "drainTimeoutSeconds": 0,
+        "backends": [{"address": "10.0.0.6"}]});
+    api.put("virtualservices", virtual_service("young", "2026-01-02T00:00:00Z", everywhere));
+    let elsewhere = json!({"address": "192.0.2.52", "port": 80, "nodeSelector": {"matchLabels": {"role": "db"}}});
+    api.put("virtualservices", virtual_service("elsewhere", "2026-01-01T00:00:00Z", elsewhere));
+
+    let log = std::fs::File::create(work.path("agent.log")).unwrap();
+    let child = ns
+        .cli_command(&["agent", "--node-name", "n1", "--state", path_str(&work.state()), "--quiet-ms", "100"])
+        .arg("--resync-seconds")
+        .arg("5")
+        .env("KUBECONFIG", api.kubeconfig(&work))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut guard = KillOnDrop(Some(child));
+    let log_text = || std::fs::read_to_string(work.path("agent.log")).unwrap_or_default();
+    let table_is = |want: &[String]| {
+        let rules = ns.saved_rules();
+        if rules == want { Ok(()) } else { Err(format!("{}\n--- agent log\n{}", rules.join("\n"), log_text())) }
+    };
+
+    // Ready endpoints are backends; the older selective object wins 192.0.2.51 on this node; "elsewhere" is not
+    // for this node.
+    let first = sorted(&[
+        "-A -t 192.0.2.50:80 -s rr",
+        "-a -t 192.0.2.50:80 -r 10.0.1.1:8080 -m -w 1",
+        "-A -t 192.0.2.51:80 -s wlc",
+        "-a -t 192.0.2.51:80 -r 10.0.0.5:80 -m -w 1",
+    ]);
+    eventually(PATIENCE, "the agent programs the selected services", || table_is(&first));
+
+    let status_is = |name: &str, check: &dyn Fn(&Value) -> bool| match api.last_status(name) {
+        Some(nodes) if check(&nodes) => Ok(()),
+        other => Err(format!("{name}: {other:?}\n--- agent log\n{}", log_text())),
+    };
+    eventually(PATIENCE, "status: web programmed with one backend", || {
+        status_is("web", &|n| n[0]["programmed"] == true && n[0]["reason"] == "Programmed" && n[0]["backends"] == 1)
+    });
+    eventually(PATIENCE, "status: young lost to the older object", || {
+        status_is("young", &|n| n[0]["programmed"] == false && n[0]["reason"] == "Conflict")
+    });
+    assert_eq!(api.last_status("elsewhere"), None, "a node that is not selected reports nothing");
+    assert_eq!(api.last_status("web").unwrap()[0]["nodeName"], "n1");
+    assert_eq!(api.last_status("web").unwrap()[0]["observedGeneration"], 1);
+
+    // An endpoint becomes ready: it becomes a backend.
+    api.put("endpointslices", slice(&[("10.0.1.1", true), ("10.0.1.2", true)]));
+    let mut second = first.clone();
+    second.push("-a -t 192.0.2.50:80 -r 10.0.1.2:8080 -m -w 1".to_owned());
+    second.sort();
+    eventually(PATIENCE, "the agent follows the EndpointSlice", || table_is(&second));
+
+    // The node's label changes: "static" no longer selects it, so "young" (every node) takes 192.0.2.51 here, and
+    // this node withdraws its entry from "static".
+    api.put("nodes", node("web"));
+    let third = sorted(&[
+        "-A -t 192.0.2.50:80 -s rr",
+        "-a -t 192.0.2.50:80 -r 10.0.1.1:8080 -m -w 1",
+        "-a -t 192.0.2.50:80 -r 10.0.1.2:8080 -m -w 1",
+        "-A -t 192.0.2.51:80 -s wlc",
+        "-a -t 192.0.2.51:80 -r 10.0.0.6:80 -m -w 1",
+    ]);
+    eventually(PATIENCE, "the agent follows its node's labels", || table_is(&third));
+    eventually(PATIENCE, "status: static withdrawn, young programmed", || {
+        status_is("static", &|n| n.as_array().is_some_and(Vec::is_empty))?;
+        status_is("young", &|n| n[0]["programmed"] == true)
+    });
+
+    // A deleted VirtualService goes from the kernel.
+    api.delete("virtualservices", "prod", "web");
+    let fourth = sorted(&["-A -t 192.0.2.51:80 -s wlc", "-a -t 192.0.2.51:80 -r 10.0.0.6:80 -m -w 1"]);
+    eventually(PATIENCE, "the agent removes a deleted VirtualService", || table_is(&fourth));
+
+    // SIGTERM: exit 0, table left as it is.
+    let child = guard.0.as_mut().unwrap();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let mut code = None;
+    eventually(PATIENCE, "the agent exits on SIGTERM", || match child.try_wait().unwrap() {
+        Some(status) => {
+            code = status.code();
+            Ok(())
+        }
+        None => Err(log_text()),
+    });
+    assert_eq!(code, Some(0), "{}", log_text());
+    assert_eq!(ns.saved_rules(), fourth, "SIGTERM changed the table");
+}
