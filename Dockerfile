@@ -13,5 +13,5 @@ RUN apt-get update && apt-get install -y --no-install-recommends ipvsadm && rm -
 COPY --from=build /src/target/release/ipvs-reconciler /usr/local/bin/ipvs-reconciler
 VOLUME /var/lib/ipvs-reconciler
 ENTRYPOINT ["/usr/local/bin/ipvs-reconciler"]
-# `agent` for the Kubernetes DaemonSet (deploy/kubernetes); `run --manifests DIR` for the standalone mode.
-CMD ["run", "--manifests", "/etc/ipvs-reconciler/manifests"]
+# The Kubernetes agent by default (deploy/ sets NODE_NAME); `run --manifests DIR` for the standalone mode.
+CMD ["agent"]

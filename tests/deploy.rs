@@ -1,4 +1,4 @@
-//! The Kubernetes manifests in deploy/kubernetes give the agent what it needs: the host's network namespace,
+//! The Kubernetes manifests in deploy/ give the agent what it needs: the host's network namespace,
 //! CAP_NET_ADMIN, its node's name, and RBAC for exactly what it reads and writes.
 
 use std::path::Path;
@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_yaml::Value;
 
 fn documents(file: &str) -> Vec<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes").join(file);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_yaml::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect()
 }
@@ -27,7 +27,14 @@ fn the_daemonset_runs_the_agent_in_the_host_network_with_net_admin() {
     let node_name = env.iter().find(|e| e["name"] == "NODE_NAME").expect("NODE_NAME");
     assert_eq!(node_name["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
     let caps = agent["securityContext"]["capabilities"]["add"].as_sequence().unwrap();
+    assert_eq!(caps.len(), 1, "NET_ADMIN only");
     assert!(caps.iter().any(|c| c == "NET_ADMIN"));
+    let security = &agent["securityContext"];
+    assert_eq!(security["capabilities"]["drop"][0], "ALL");
+    assert_eq!(security["privileged"], false);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(pod["tolerations"][0]["operator"], "Exists", "every node, tainted ones too");
     let mounts = agent["volumeMounts"].as_sequence().unwrap();
     assert!(
         mounts.iter().any(|m| m["mountPath"] == "/var/lib/ipvs-reconciler"),
@@ -54,4 +61,25 @@ fn rbac_covers_what_the_agent_watches_and_writes() {
     assert!(!allows("ipvs.dev", "virtualservices", "patch"), "the agent never writes specs");
     let binding = of_kind(&docs, "ClusterRoleBinding");
     assert_eq!(binding["subjects"][0]["name"], "ipvs-reconciler");
+}
+
+#[test]
+fn the_cluster_examples_are_valid_virtual_services() {
+    use ipvs_reconciler::api::{ObjectId, VirtualService, validate};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let object: VirtualService = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let id =
+            ObjectId::kubernetes(object.metadata.namespace.clone().unwrap(), object.metadata.name.clone().unwrap());
+        if let Err(rejected) = validate(&id, &object.spec) {
+            panic!("{}: {:?}", path.display(), rejected.errors);
+        }
+        // The same rules the API server applies at `kubectl apply` time.
+        let json = serde_json::to_value(&object.spec).unwrap();
+        assert!(ipvs_reconciler::api::VirtualServiceSpec::validate_cel(&json, None).is_ok(), "{}", path.display());
+        seen += 1;
+    }
+    assert!(seen >= 2);
 }
