@@ -5,6 +5,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY src ./src
 COPY benches ./benches
+COPY tests ./tests
 RUN cargo build --release --locked --bin ipvs-reconciler
 
 FROM debian:bookworm-slim

@@ -78,11 +78,16 @@ impl DesiredState {
     }
 
     /// Changes the index with `change`, which returns the keys its changes reported (the index's methods return
-    /// them). Publishes if anything changed, or if the problems may have (any change at all).
+    /// them). Publishes only if the index really changed (a re-sent object, such as the watch event of a status
+    /// write or a Node heartbeat, wakes nobody).
     pub fn update<R>(&self, change: impl FnOnce(&mut ObjectIndex) -> (Changed, R)) -> R {
         let mut shared = self.lock();
+        let before = shared.index.revision();
         let (mut changed, result) = change(&mut shared.index);
         shared.changed.append(&mut changed);
+        if shared.index.revision() == before && changed.is_empty() {
+            return result;
+        }
         shared.generation += 1;
         let generation = shared.generation;
         // Sent under the lock, so that generations are published in order.
@@ -176,6 +181,20 @@ mod tests {
         state.update(|index| (index.apply(web(82)), ()));
         assert_eq!(state.peek().changed.len(), 2);
         assert_eq!(state.take().changed.len(), 2, "peek leaves the keys");
+    }
+
+    #[test]
+    fn an_object_sent_again_unchanged_wakes_nobody() {
+        let state = DesiredState::new();
+        state.update(|index| (index.apply(web(80)), ()));
+        let mut rx = state.subscribe();
+        rx.mark_unchanged();
+        // What the watch delivers after a status write: the same spec, the same generation.
+        state.update(|index| (index.apply(web(80)), ()));
+        state.update(|index| (index.set_node_labels(None), ()));
+        assert!(!rx.has_changed().unwrap());
+        state.update(|index| (index.set_node_labels(Some(Default::default())), ()));
+        assert!(rx.has_changed().unwrap(), "a real change publishes, even one that moves no service");
     }
 
     #[test]

@@ -180,6 +180,9 @@ pub struct ObjectIndex {
     users: BTreeMap<ServiceRef, BTreeSet<ObjectId>>,
     /// This node's labels, for node selectors; `None` until known (selectors then select nothing).
     node_labels: Option<BTreeMap<String, String>>,
+    /// Counts changes that had an effect (an object, slice or label set that differs from what was there); a
+    /// re-sent object (a status write, a Node heartbeat) does not move it.
+    revision: u64,
 }
 
 impl ObjectIndex {
@@ -209,12 +212,17 @@ impl ObjectIndex {
         if !changed {
             return Changed::new();
         }
+        self.revision += 1;
         let users: Vec<ObjectId> = self.users.get(&service).into_iter().flatten().cloned().collect();
         self.batch(|index| users.iter().for_each(|id| index.refresh(id)))
     }
 
     /// Replaces every EndpointSlice at once (a complete re-list).
     pub fn reset_slices(&mut self, slices: BTreeMap<ServiceRef, ServiceSlices>) -> Changed {
+        if self.slices == slices {
+            return Changed::new();
+        }
+        self.revision += 1;
         self.slices = slices;
         let users: BTreeSet<ObjectId> = self.users.values().flatten().cloned().collect();
         self.batch(|index| users.iter().for_each(|id| index.refresh(id)))
@@ -225,6 +233,7 @@ impl ObjectIndex {
         if self.node_labels == labels {
             return Changed::new();
         }
+        self.revision += 1;
         self.node_labels = labels;
         let selecting: Vec<ObjectId> =
             self.objects.iter().filter(|(_, e)| e.has_node_selector()).map(|(id, _)| id.clone()).collect();
@@ -265,6 +274,7 @@ impl ObjectIndex {
     /// Forgets an object.
     pub fn delete(&mut self, id: &ObjectId) -> Changed {
         let Some(old) = self.objects.remove(id) else { return Changed::new() };
+        self.revision += 1;
         self.keyless_problems.remove(id);
         self.forget_uses(id, &old);
         let mut changes = Changes::default();
@@ -329,6 +339,11 @@ impl ObjectIndex {
             }
         }
         changed
+    }
+
+    /// Counts effective changes (see the field); sources publish only when it moves.
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
 
     /// An index of `objects` (identities distinct; a later one replaces an earlier one of the same identity).
@@ -445,6 +460,7 @@ impl ObjectIndex {
         if self.objects.get(&id) == Some(&entry) {
             return Changed::new();
         }
+        self.revision += 1;
         let mut changes = Changes::default();
         let new_key = entry.key();
         if new_key.is_none() && (matches!(entry, Entry::Unreadable(_)) || !entry.errors().is_empty()) {

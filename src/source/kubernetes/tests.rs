@@ -173,3 +173,20 @@ fn slices_are_converted_at_the_border() {
     slice.metadata.labels = None;
     assert!(slice_of(&slice).is_none(), "a slice of no Service is not ours");
 }
+
+#[test]
+fn the_agents_own_status_writes_and_node_heartbeats_wake_nothing() {
+    let state = DesiredState::new();
+    let mut feed = KubeFeed::new(state.clone(), "n1");
+    list(&mut feed, vec![vs("web", WEB)], Vec::new(), &[("role", "lb")]);
+    let mut rx = state.subscribe();
+    rx.mark_unchanged();
+    let mut written = vs("web", WEB);
+    written.status = Some(crate::api::v1alpha1::VirtualServiceStatus::default());
+    written.metadata.resource_version = Some("99".to_owned());
+    feed.on_event(KubeEvent::VirtualService(Box::new(Event::Apply(written))));
+    let mut heartbeat = node(&[("role", "lb")]);
+    heartbeat.metadata.resource_version = Some("100".to_owned());
+    feed.on_event(KubeEvent::Node(Box::new(Event::Apply(heartbeat))));
+    assert!(!rx.has_changed().unwrap(), "a status write or a heartbeat must not start a pass");
+}
