@@ -12,6 +12,7 @@
 //! so tests run on paused time), a [`Connector`] for new kernel connections, and a shutdown future. It knows
 //! no source and prints nothing: each pass goes to an observer.
 
+pub mod metrics;
 mod run_loop;
 pub mod status;
 
@@ -122,6 +123,10 @@ pub struct PassRecord<'a, E: std::error::Error + 'static> {
     pub desired: &'a Snapshot,
     /// What happened.
     pub result: &'a Result<PassReport<E>, PassError<E>>,
+    /// How long it took.
+    pub duration: Duration,
+    /// Services owned after it.
+    pub owned: usize,
 }
 
 /// Why a pass did not run to its end.

@@ -143,6 +143,7 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
             PassKind::Drain => Some(self.engine.state().drains.keys().map(|(service, _)| *service).collect()),
             _ => Some(self.desired.changed.clone()),
         };
+        let started = Instant::now();
         let result = if scope.as_ref().is_some_and(BTreeSet::is_empty) {
             // Nothing to re-read or plan (a change that moved no service, e.g. a new conflicting object); the
             // observer still hears of it (status follows every change).
@@ -151,7 +152,15 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
             self.run_engine(scope.as_ref()).await
         };
         self.after(&result, full, timers);
-        let record = PassRecord { kind, full, scope: scope.as_ref(), desired: &self.desired, result: &result };
+        let record = PassRecord {
+            kind,
+            full,
+            scope: scope.as_ref(),
+            desired: &self.desired,
+            result: &result,
+            duration: started.elapsed(),
+            owned: self.engine.state().owned.len(),
+        };
         log_pass(&record);
         (self.observer)(&record);
     }

@@ -103,8 +103,10 @@ impl StatusWriter {
         format!("ipvs-reconciler/{}", self.node)
     }
 
-    /// Brings every object's entry up to date. A failed write is tried again at the next call.
-    pub async fn write(&mut self, reports: &[ObjectReport], kernel: &KernelOutcome, now: &Time) {
+    /// Brings every object's entry up to date; returns the writes made and failed. A failed write is tried again at
+    /// the next call.
+    pub async fn write(&mut self, reports: &[ObjectReport], kernel: &KernelOutcome, now: &Time) -> (usize, usize) {
+        let (mut written, mut failed) = (0, 0);
         let live: std::collections::BTreeSet<&ObjectId> = reports.iter().map(|r| &r.id).collect();
         // Objects gone from the API have no status left to write.
         self.sent.retain(|id, _| live.contains(id));
@@ -120,11 +122,16 @@ impl StatusWriter {
             }
             match self.patch(namespace, name, wanted.as_ref()).await {
                 Ok(()) => {
+                    written += 1;
                     self.sent.insert(report.id.clone(), wanted);
                 }
-                Err(e) => warn!(object = %report.id, "status write failed (tried again after the next pass): {e}"),
+                Err(e) => {
+                    failed += 1;
+                    warn!(object = %report.id, "status write failed (tried again after the next pass): {e}");
+                }
             }
         }
+        (written, failed)
     }
 
     async fn patch(&self, namespace: &str, name: &str, entry: Option<&NodeStatus>) -> Result<(), kube::Error> {

@@ -2,7 +2,9 @@
 //! agent loop; the loop itself is the same as `run`'s.
 
 use std::collections::BTreeMap;
+use std::future::IntoFuture;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -14,6 +16,7 @@ use tracing::info;
 use super::EXIT_OK;
 use super::args::AgentArgs;
 use super::commands::{connect, print_report};
+use crate::agent::metrics::{Metrics, router};
 use crate::agent::status::{KernelOutcome, StatusWriter};
 use crate::agent::{Agent, AgentConfig, ConnectError, PassRecord};
 use crate::engine::Engine;
@@ -29,10 +32,21 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
     let engine = Engine::new(connect(netns).await?, state)?;
     let desired = DesiredState::new();
     let node = args.node_name.clone();
-    let follow = tokio::spawn(kubernetes::follow(client.clone(), node.clone(), desired.clone()));
+    let metrics = Metrics::new(Duration::from_secs(args.resync_seconds));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {} (--listen)", args.listen))?;
+    let http = tokio::spawn(axum::serve(listener, router(Arc::clone(&metrics))).into_future());
+    let api_metrics = Arc::clone(&metrics);
+    let follow =
+        tokio::spawn(kubernetes::follow(client.clone(), node.clone(), desired.clone(), move |event| match event {
+            Ok(()) => api_metrics.api_event(),
+            Err(resource) => api_metrics.watch_error(resource),
+        }));
 
     let (outcome_tx, outcome_rx) = watch::channel(KernelOutcome::default());
-    let status = tokio::spawn(write_status(StatusWriter::new(client, node.clone()), desired.clone(), outcome_rx));
+    let writer = StatusWriter::new(client, node.clone());
+    let status = tokio::spawn(write_status(writer, desired.clone(), outcome_rx, Arc::clone(&metrics)));
 
     let mut config = AgentConfig::new(Duration::from_millis(args.quiet_ms), Duration::from_secs(args.resync_seconds));
     config.allow_mass_delete = args.allow_mass_delete;
@@ -42,7 +56,10 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
         async move { connect(&netns).await.map_err(ConnectError::from) }
     };
     let mut refused: BTreeMap<ServiceKey, String> = BTreeMap::new();
+    let pass_metrics = Arc::clone(&metrics);
     let observer = Box::new(move |record: &PassRecord<'_, IpvsError>| {
+        pass_metrics.sources_ready();
+        pass_metrics.pass(record, record.duration, record.owned);
         if let Ok(report) = record.result
             && (!report.applied.is_empty() || !report.failures.is_empty() || !report.unanswered.is_empty())
         {
@@ -54,7 +71,7 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
 
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    info!(node = %node, "agent running; SIGTERM leaves the IPVS table as it is");
+    info!(node = %node, listen = %args.listen, "agent running; SIGTERM leaves the IPVS table as it is");
     agent
         .run(async move {
             tokio::select! {
@@ -65,6 +82,7 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
         .await;
     follow.abort();
     status.abort();
+    http.abort();
     Ok(EXIT_OK)
 }
 
@@ -89,11 +107,18 @@ fn outcome_of(record: &PassRecord<'_, IpvsError>, refused: &mut BTreeMap<Service
 }
 
 /// Writes status after each pass, from the index's reports and what the pass found.
-async fn write_status(mut writer: StatusWriter, desired: DesiredState, mut outcomes: watch::Receiver<KernelOutcome>) {
+async fn write_status(
+    mut writer: StatusWriter,
+    desired: DesiredState,
+    mut outcomes: watch::Receiver<KernelOutcome>,
+    metrics: Arc<Metrics>,
+) {
     while outcomes.changed().await.is_ok() {
         let outcome = outcomes.borrow_and_update().clone();
         let reports = desired.with_index(|index| index.reports());
         let now = Time(k8s_openapi::jiff::Timestamp::now());
-        writer.write(&reports, &outcome, &now).await;
+        let (written, failed) = writer.write(&reports, &outcome, &now).await;
+        (0..written).for_each(|_| metrics.status_write(true));
+        (0..failed).for_each(|_| metrics.status_write(false));
     }
 }

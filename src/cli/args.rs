@@ -138,6 +138,9 @@ pub struct AgentArgs {
     /// Full re-read and repair of drift every this many seconds.
     #[arg(long, default_value_t = 60)]
     pub resync_seconds: u64,
+    /// HTTP address for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = crate::agent::metrics::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
 }
 
 /// `validate` options.

@@ -188,34 +188,50 @@ pub fn slice_of(slice: &EndpointSlice) -> Option<(ServiceRef, String, Slice)> {
     Some(((namespace, service), name, Slice { family, ports, endpoints }))
 }
 
+/// A failed list or watch, and of which resource.
+pub type WatchError = (&'static str, watcher::Error);
+
 /// The three watchers, merged. Each retries with backoff on its own; errors are yielded for logging.
-pub fn watch(client: Client, node_name: &str) -> impl Stream<Item = Result<KubeEvent, watcher::Error>> + Send {
+pub fn watch(client: Client, node_name: &str) -> impl Stream<Item = Result<KubeEvent, WatchError>> + Send {
     let objects = watcher::watcher(Api::<VirtualService>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .map(|e| e.map(|e| KubeEvent::VirtualService(Box::new(e))));
+        .map(|e| e.map(|e| KubeEvent::VirtualService(Box::new(e))).map_err(|e| ("virtualservices", e)));
     let slices = watcher::watcher(
         Api::<EndpointSlice>::all(client.clone()),
         watcher::Config::default().labels(SERVICE_NAME_LABEL),
     )
     .default_backoff()
-    .map(|e| e.map(|e| KubeEvent::Slice(Box::new(e))));
+    .map(|e| e.map(|e| KubeEvent::Slice(Box::new(e))).map_err(|e| ("endpointslices", e)));
     let node = watcher::watcher(
         Api::<Node>::all(client),
         watcher::Config::default().fields(&format!("metadata.name={node_name}")),
     )
     .default_backoff()
-    .map(|e| e.map(|e| KubeEvent::Node(Box::new(e))));
+    .map(|e| e.map(|e| KubeEvent::Node(Box::new(e))).map_err(|e| ("nodes", e)));
     futures::stream::select_all([objects.boxed(), slices.boxed(), node.boxed()])
 }
 
-/// Follows the cluster until the streams end (they do not, short of a panic in kube).
-pub async fn follow(client: Client, node_name: String, state: DesiredState) {
+/// Follows the cluster until the streams end (they do not, short of a panic in kube). `api` hears of every event:
+/// `Ok` for a good one, the resource for a failed list or watch (nothing is changed then: the table stays as it is
+/// until the watcher has a consistent view again).
+pub async fn follow(
+    client: Client,
+    node_name: String,
+    state: DesiredState,
+    api: impl Fn(Result<(), &'static str>) + Send,
+) {
     let mut feed = KubeFeed::new(state, node_name.clone());
     let mut events = std::pin::pin!(watch(client, &node_name));
     while let Some(event) = events.next().await {
         match event {
-            Ok(event) => feed.on_event(event),
-            Err(e) => warn!("watch failed (retried with backoff): {e}"),
+            Ok(event) => {
+                api(Ok(()));
+                feed.on_event(event);
+            }
+            Err((resource, e)) => {
+                api(Err(resource));
+                warn!(resource, "list or watch failed (retried with backoff; nothing is deleted): {e}");
+            }
         }
     }
 }

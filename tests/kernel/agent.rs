@@ -90,6 +90,15 @@ impl Drop for FakeApi {
     }
 }
 
+/// A plain HTTP GET on 127.0.0.1:`port`: the status line, headers and body.
+fn http_get(port: u16, path: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return "not listening".to_owned() };
+    let _ = write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
 fn virtual_service(name: &str, created: &str, spec: Value) -> Value {
     json!({"metadata": {"name": name, "namespace": "prod", "creationTimestamp": created}, "spec": spec})
 }
@@ -154,8 +163,7 @@ fn the_agent_programs_what_selects_its_node_follows_endpoints_and_reports_status
     let log = std::fs::File::create(work.path("agent.log")).unwrap();
     let child = ns
         .cli_command(&["agent", "--node-name", "n1", "--state", path_str(&work.state()), "--quiet-ms", "100"])
-        .arg("--resync-seconds")
-        .arg("5")
+        .args(["--resync-seconds", "5", "--listen", "127.0.0.1:19469"])
         .env("KUBECONFIG", api.kubeconfig(&work))
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -177,6 +185,13 @@ fn the_agent_programs_what_selects_its_node_follows_endpoints_and_reports_status
         "-a -t 192.0.2.51:80 -r 10.0.0.5:80 -m -w 1",
     ]);
     eventually(PATIENCE, "the agent programs the selected services", || table_is(&first));
+    eventually(PATIENCE, "the agent is ready", || {
+        let ready = http_get(19469, "/readyz");
+        if ready.starts_with("HTTP/1.1 200") { Ok(()) } else { Err(ready) }
+    });
+    let metrics = http_get(19469, "/metrics");
+    assert!(metrics.contains("ipvs_reconciler_passes_total{trigger=\"resync\",result=\"ok\"}"), "{metrics}");
+    assert!(metrics.contains("ipvs_reconciler_owned_services 2"), "{metrics}");
 
     let status_is = |name: &str, check: &dyn Fn(&Value) -> bool| match api.last_status(name) {
         Some(nodes) if check(&nodes) => Ok(()),

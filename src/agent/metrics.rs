@@ -1,0 +1,256 @@
+//! What the agent tells operators over HTTP (`--listen`): Prometheus metrics, liveness and readiness.
+//!
+//! - `/metrics`: passes by trigger and result, pass duration, netlink operations by verb and result, owned and
+//!   desired services and destinations, status writes, watch errors, the time of the last successful pass, readiness.
+//! - `/healthz`: the loop is alive (a pass ran within a few resync periods).
+//! - `/readyz`: the sources delivered a complete view and one kernel pass succeeded. It stays ready during a later
+//!   API outage (the data plane does not depend on the API), and says so in its body and in a metric.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::PassRecord;
+use crate::engine::KernelFailure;
+
+/// The default `--listen` port: 9469 collides with no common node agent (node-exporter 9100, kube-proxy 10249 and
+/// 10256, kubelet 10250).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9469";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PassLabels {
+    trigger: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabels {
+    trigger: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    verb: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabels {
+    resource: &'static str,
+}
+
+/// The agent's metrics and health, shared by the loop, the sources and the HTTP server.
+pub struct Metrics {
+    registry: Registry,
+    passes: Family<PassLabels, Counter>,
+    pass_seconds: Family<TriggerLabels, Histogram>,
+    operations: Family<OpLabels, Counter>,
+    owned_services: Gauge,
+    desired_services: Gauge,
+    desired_destinations: Gauge,
+    status_writes: Family<ResultLabels, Counter>,
+    watch_errors: Family<ResourceLabels, Counter>,
+    last_success: Gauge<f64, AtomicU64>,
+    ready_gauge: Gauge,
+    api_ok_gauge: Gauge,
+    /// A kernel pass has succeeded since the start.
+    passed: AtomicBool,
+    /// The sources delivered a complete view.
+    sources_ready: AtomicBool,
+    /// The API answers (no watch error since the last good event).
+    api_ok: AtomicBool,
+    /// Unix seconds of the last pass, for liveness.
+    last_pass: AtomicU64,
+    /// A pass this long ago means the loop is stuck.
+    stale_after: Duration,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+impl Metrics {
+    /// Metrics for an agent that resyncs every `resync`.
+    pub fn new(resync: Duration) -> Arc<Self> {
+        let mut registry = Registry::with_prefix("ipvs_reconciler");
+        let metrics = Metrics {
+            passes: Family::default(),
+            pass_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 4.0, 10))),
+            operations: Family::default(),
+            owned_services: Gauge::default(),
+            desired_services: Gauge::default(),
+            desired_destinations: Gauge::default(),
+            status_writes: Family::default(),
+            watch_errors: Family::default(),
+            last_success: Gauge::default(),
+            ready_gauge: Gauge::default(),
+            api_ok_gauge: Gauge::default(),
+            passed: AtomicBool::new(false),
+            sources_ready: AtomicBool::new(false),
+            api_ok: AtomicBool::new(true),
+            last_pass: AtomicU64::new(unix_now() as u64),
+            stale_after: resync * 3 + Duration::from_secs(60),
+            registry: Registry::default(),
+        };
+        registry.register("passes", "Reconciliation passes by trigger and result", metrics.passes.clone());
+        registry.register("pass_duration_seconds", "Duration of passes", metrics.pass_seconds.clone());
+        registry.register("operations", "Netlink operations by verb and result", metrics.operations.clone());
+        registry.register("owned_services", "IPVS services this program owns", metrics.owned_services.clone());
+        registry.register("desired_services", "Services the sources ask for here", metrics.desired_services.clone());
+        registry.register(
+            "desired_destinations",
+            "Destinations the sources ask for here",
+            metrics.desired_destinations.clone(),
+        );
+        registry.register("status_writes", "Status entries written, by result", metrics.status_writes.clone());
+        registry.register("watch_errors", "Failed lists and watches, by resource", metrics.watch_errors.clone());
+        registry.register(
+            "last_successful_pass_timestamp_seconds",
+            "When the last pass succeeded",
+            metrics.last_success.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 once the sources are complete and a kernel pass succeeded",
+            metrics.ready_gauge.clone(),
+        );
+        registry.register("api_available", "0 while lists or watches of the API fail", metrics.api_ok_gauge.clone());
+        metrics.api_ok_gauge.set(1);
+        Arc::new(Metrics { registry, ..metrics })
+    }
+
+    /// Records a pass.
+    pub fn pass<E: KernelFailure>(&self, record: &PassRecord<'_, E>, duration: Duration, owned: usize) {
+        let trigger = record.kind.label();
+        let result = match record.result {
+            Ok(report) if report.is_success() => "ok",
+            Ok(_) => "refused",
+            Err(e) => e.metric_label(),
+        };
+        self.passes.get_or_create(&PassLabels { trigger, result }).inc();
+        self.pass_seconds.get_or_create(&TriggerLabels { trigger }).observe(duration.as_secs_f64());
+        if let Ok(report) = record.result {
+            for op in &report.applied {
+                self.operations.get_or_create(&OpLabels { verb: op.verb(), result: "ok" }).inc();
+            }
+            for failure in &report.failures {
+                let result = failure.error.metric_label();
+                self.operations.get_or_create(&OpLabels { verb: failure.op.verb(), result }).inc();
+            }
+            for op in &report.unanswered {
+                self.operations.get_or_create(&OpLabels { verb: op.verb(), result: "unanswered" }).inc();
+            }
+            if report.is_success() {
+                self.passed.store(true, Ordering::SeqCst);
+                self.last_success.set(unix_now());
+            }
+        }
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.owned_services.set(gauge(owned));
+        self.desired_services.set(gauge(record.desired.table.services.len()));
+        self.desired_destinations.set(gauge(record.desired.table.services.values().map(|s| s.dests.len()).sum()));
+        self.last_pass.store(unix_now() as u64, Ordering::SeqCst);
+        self.update_ready();
+    }
+
+    /// Records that the sources delivered a complete view.
+    pub fn sources_ready(&self) {
+        self.sources_ready.store(true, Ordering::SeqCst);
+        self.update_ready();
+    }
+
+    /// Records a status write.
+    pub fn status_write(&self, ok: bool) {
+        self.status_writes.get_or_create(&ResultLabels { result: if ok { "ok" } else { "error" } }).inc();
+    }
+
+    /// Records a failed list or watch of `resource`; the API counts as unavailable until [`Metrics::api_event`].
+    pub fn watch_error(&self, resource: &'static str) {
+        self.watch_errors.get_or_create(&ResourceLabels { resource }).inc();
+        self.api_ok.store(false, Ordering::SeqCst);
+        self.api_ok_gauge.set(0);
+    }
+
+    /// Records a good event from the API.
+    pub fn api_event(&self) {
+        if !self.api_ok.swap(true, Ordering::SeqCst) {
+            self.api_ok_gauge.set(1);
+        }
+    }
+
+    fn update_ready(&self) {
+        self.ready_gauge.set(i64::from(self.is_ready()));
+    }
+
+    /// Ready: complete sources and one successful pass (not withdrawn by a later API outage).
+    pub fn is_ready(&self) -> bool {
+        self.sources_ready.load(Ordering::SeqCst) && self.passed.load(Ordering::SeqCst)
+    }
+
+    /// Alive: a pass ran recently enough.
+    pub fn is_alive(&self) -> bool {
+        let last = self.last_pass.load(Ordering::SeqCst);
+        (unix_now() as u64).saturating_sub(last) < self.stale_after.as_secs()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    fn readiness(&self) -> (StatusCode, String) {
+        let api = if self.api_ok.load(Ordering::SeqCst) { "" } else { " (the API is unavailable; the table is kept)" };
+        match (self.sources_ready.load(Ordering::SeqCst), self.passed.load(Ordering::SeqCst)) {
+            (true, true) => (StatusCode::OK, format!("ready{api}\n")),
+            (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "waiting for a complete view of the sources\n".to_owned()),
+            (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "waiting for a successful kernel pass\n".to_owned()),
+        }
+    }
+}
+
+/// The HTTP routes.
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(m): State<Arc<Metrics>>| async move {
+                ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render())
+            }),
+        )
+        .route(
+            "/healthz",
+            get(|State(m): State<Arc<Metrics>>| async move {
+                if m.is_alive() {
+                    (StatusCode::OK, "ok\n").into_response()
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "no pass for too long\n").into_response()
+                }
+            }),
+        )
+        .route("/readyz", get(|State(m): State<Arc<Metrics>>| async move { m.readiness() }))
+        .with_state(metrics)
+}
+
+#[cfg(test)]
+mod tests;

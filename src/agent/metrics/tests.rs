@@ -1,0 +1,81 @@
+//! The HTTP endpoints, through the router (no socket).
+
+use axum::body::Body;
+use axum::http::Request;
+use tower::ServiceExt;
+
+use super::*;
+use crate::agent::{PassError, PassKind};
+use crate::engine::{FakeError, PassReport};
+use crate::source::Snapshot;
+
+async fn get(metrics: &Arc<Metrics>, path: &str) -> (StatusCode, String) {
+    let response = router(Arc::clone(metrics)).oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+fn record<'a>(
+    desired: &'a Snapshot,
+    result: &'a Result<PassReport<FakeError>, PassError<FakeError>>,
+) -> PassRecord<'a, FakeError> {
+    PassRecord {
+        kind: PassKind::Resync,
+        full: true,
+        scope: None,
+        desired,
+        result,
+        duration: Duration::from_millis(3),
+        owned: 2,
+    }
+}
+
+#[tokio::test]
+async fn ready_after_complete_sources_and_a_successful_pass_and_it_stays_so_during_an_api_outage() {
+    let metrics = Metrics::new(Duration::from_secs(60));
+    assert_eq!(get(&metrics, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(get(&metrics, "/healthz").await.0, StatusCode::OK);
+    metrics.sources_ready();
+    let (code, body) = get(&metrics, "/readyz").await;
+    assert_eq!((code, body.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "waiting for a successful kernel pass\n"));
+
+    let desired = Snapshot::default();
+    let failed: Result<PassReport<FakeError>, PassError<FakeError>> =
+        Err(PassError::Engine(crate::engine::EngineError::Read(FakeError::ReadFailed)));
+    metrics.pass(&record(&desired, &failed), Duration::from_millis(3), 2);
+    assert_eq!(get(&metrics, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    let ok: Result<PassReport<FakeError>, PassError<FakeError>> = Ok(PassReport::default());
+    metrics.pass(&record(&desired, &ok), Duration::from_millis(3), 2);
+    assert_eq!(get(&metrics, "/readyz").await, (StatusCode::OK, "ready\n".to_owned()));
+
+    metrics.watch_error("virtualservices");
+    let (code, body) = get(&metrics, "/readyz").await;
+    assert_eq!(code, StatusCode::OK, "the data plane does not depend on the API");
+    assert!(body.contains("the API is unavailable"), "{body}");
+    metrics.api_event();
+    assert_eq!(get(&metrics, "/readyz").await.1, "ready\n");
+}
+
+#[tokio::test]
+async fn metrics_count_passes_operations_and_state() {
+    let metrics = Metrics::new(Duration::from_secs(60));
+    let desired = Snapshot::default();
+    let ok: Result<PassReport<FakeError>, PassError<FakeError>> = Ok(PassReport::default());
+    metrics.pass(&record(&desired, &ok), Duration::from_millis(3), 2);
+    metrics.status_write(true);
+    metrics.watch_error("endpointslices");
+    let (code, text) = get(&metrics, "/metrics").await;
+    assert_eq!(code, StatusCode::OK);
+    for line in [
+        "ipvs_reconciler_passes_total{trigger=\"resync\",result=\"ok\"} 1",
+        "ipvs_reconciler_owned_services 2",
+        "ipvs_reconciler_status_writes_total{result=\"ok\"} 1",
+        "ipvs_reconciler_watch_errors_total{resource=\"endpointslices\"} 1",
+        "ipvs_reconciler_api_available 0",
+        "ipvs_reconciler_ready 0",
+        "ipvs_reconciler_pass_duration_seconds_count{trigger=\"resync\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+}
