@@ -66,6 +66,14 @@ pub struct AgentConfig {
     pub retry: Duration,
     /// Let a pass delete more than half of the owned services.
     pub allow_mass_delete: bool,
+    /// Seconds since the epoch, for drain deadlines (drains survive restarts, so wall-clock time; tests give a
+    /// clock that follows tokio's paused time).
+    pub wall_clock: fn() -> u64,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// A burst of changes never delays a pass by more than this many quiet periods.
@@ -81,6 +89,7 @@ impl AgentConfig {
             drain_poll: Duration::from_secs(5),
             retry: Duration::from_secs(1),
             allow_mass_delete: false,
+            wall_clock: unix_now,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::time::{Instant, sleep_until};
 use tracing::{info, warn};
@@ -176,7 +176,7 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
             self.disconnected = false;
         }
         let opts = pass_options(&self.desired, self.config.allow_mass_delete);
-        let now = unix_now();
+        let now = (self.config.wall_clock)();
         let result = match scope {
             None => self.engine.reconcile_full(&self.desired.table, now, &opts).await,
             Some(keys) => self.engine.reconcile_touched(&self.desired.table, keys, now, &opts).await,
@@ -237,9 +237,4 @@ fn log_pass<E: KernelFailure>(record: &PassRecord<'_, E>) {
 
 fn at(instant: Option<Instant>) -> Instant {
     instant.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365))
-}
-
-/// Seconds since the epoch, for drain bookkeeping (drains survive restarts, so wall-clock time).
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -148,8 +148,15 @@ async fn wait(d: Duration) {
     sleep(d).await;
 }
 
+/// Wall-clock seconds that follow tokio's (paused) time, so that drain deadlines pass in tests.
+fn paused_wall_clock() -> u64 {
+    static START: std::sync::OnceLock<(Instant, u64)> = std::sync::OnceLock::new();
+    let (start, base) = START.get_or_init(|| (Instant::now(), 1_700_000_000));
+    base + (Instant::now() - *start).as_secs()
+}
+
 fn config() -> AgentConfig {
-    AgentConfig::new(QUIET, RESYNC)
+    AgentConfig { wall_clock: paused_wall_clock, ..AgentConfig::new(QUIET, RESYNC) }
 }
 
 #[tokio::test(start_paused = true)]
@@ -399,4 +406,94 @@ async fn shutdown_ends_the_loop_and_leaves_the_table() {
     let kernel = Arc::clone(&f.kernel);
     f.stop().await;
     assert_eq!(kernel.snapshot().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_polls_look_at_the_draining_services_not_the_last_change() {
+    let f = Fixture::start(config());
+    f.apply(web(1, &[(1, 1), (2, 1)]));
+    f.apply(web(2, &[(1, 1)]));
+    f.state.mark_ready();
+    wait(TICK).await;
+    if let Some(entry) = f.kernel.table.lock().unwrap().services.get_mut(&vip(1)) {
+        entry.dests.get_mut(&backend(2)).unwrap().conns = ConnCounts { active: 1, inactive: 0, persistent: 0 };
+    }
+    f.apply(web(1, &[(1, 1)]));
+    wait(QUIET + TICK).await;
+    // The last change is to another service; the drain poll must still look at web1.
+    f.apply(web(2, &[(1, 3)]));
+    wait(QUIET + TICK).await;
+    f.take_seen();
+    wait(config().drain_poll).await;
+    let seen = f.take_seen();
+    assert!(matches!(seen.as_slice(), [s] if s.kind == PassKind::Drain && s.scope == vec![vip(1)]), "{seen:?}");
+    f.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_ends_at_its_deadline_even_with_connections() {
+    let f = Fixture::start(config());
+    f.apply(web(1, &[(1, 1), (2, 1)]));
+    f.state.mark_ready();
+    wait(TICK).await;
+    if let Some(entry) = f.kernel.table.lock().unwrap().services.get_mut(&vip(1)) {
+        entry.dests.get_mut(&backend(2)).unwrap().conns = ConnCounts { active: 1, inactive: 0, persistent: 0 };
+    }
+    f.apply(web(1, &[(1, 1)]));
+    wait(QUIET + TICK).await;
+    assert_eq!(f.weight(1, 2), Some(0));
+    // drainTimeoutSeconds is 600 in these objects.
+    wait(Duration::from_secs(590)).await;
+    assert_eq!(f.weight(1, 2), Some(0), "kept before its deadline");
+    wait(Duration::from_secs(20)).await;
+    assert_eq!(f.weight(1, 2), None, "deleted at its deadline although still connected");
+    f.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_connection_is_replaced_even_when_only_its_errors_tell() {
+    let f = Fixture::start(config());
+    f.apply(web(1, &[(1, 1)]));
+    f.state.mark_ready();
+    wait(TICK).await;
+    f.kernel.hide_closed.store(true, Ordering::SeqCst);
+    f.kernel.close_on_next_apply.store(true, Ordering::SeqCst);
+    f.apply(web(1, &[(1, 2)]));
+    wait(QUIET + TICK).await;
+    wait(config().retry).await;
+    assert_eq!(f.connects.load(Ordering::SeqCst), 1, "{:?}", f.seen());
+    assert_eq!(f.weight(1, 1), Some(2));
+    f.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_operations_are_tried_again_without_waiting_for_the_resync() {
+    let f = Fixture::start(config());
+    f.kernel.refuse_services.lock().unwrap().insert(vip(1));
+    f.apply(web(1, &[(1, 1)]));
+    f.state.mark_ready();
+    wait(TICK).await;
+    assert!(f.kernel.snapshot().is_empty());
+    // The kernel would take it now (a module loaded, say).
+    f.kernel.refuse_services.lock().unwrap().clear();
+    wait(config().retry + TICK).await;
+    assert_eq!(f.weight(1, 1), Some(1), "{:?}", f.seen());
+    f.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn changes_do_not_postpone_the_resync() {
+    let f = Fixture::start(config());
+    f.apply(web(1, &[(1, 1)]));
+    f.state.mark_ready();
+    wait(TICK).await;
+    f.take_seen();
+    // A change half way through the resync period.
+    wait(RESYNC / 2).await;
+    f.apply(web(1, &[(1, 2)]));
+    wait(RESYNC / 2).await;
+    let seen = f.take_seen();
+    let kinds: Vec<PassKind> = seen.iter().map(|s| s.kind).collect();
+    assert_eq!(kinds, vec![PassKind::Change, PassKind::Resync], "drift is repaired on schedule: {seen:?}");
+    f.stop().await;
 }

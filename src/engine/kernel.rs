@@ -114,6 +114,8 @@ pub struct FakeKernel {
     /// When set, the connection is closed: reads fail, and writes are carried out but answered with
     /// `ConnectionClosed` (the worst case: done, and not known to be done).
     pub closed: std::sync::atomic::AtomicBool,
+    /// When set, `is_connected` says yes even while closed (a connection whose loss only its errors tell).
+    pub hide_closed: std::sync::atomic::AtomicBool,
     /// When set, the next `apply` closes the connection as it starts (the ops are still carried out).
     pub close_on_next_apply: std::sync::atomic::AtomicBool,
     /// `apply` answers only this many operations (the rest get no result at all), when set.
@@ -202,7 +204,8 @@ impl Kernel for FakeKernel {
     }
 
     fn is_connected(&self) -> bool {
-        !self.closed.load(std::sync::atomic::Ordering::SeqCst)
+        self.hide_closed.load(std::sync::atomic::Ordering::SeqCst)
+            || !self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

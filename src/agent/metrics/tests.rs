@@ -63,18 +63,21 @@ async fn metrics_count_passes_operations_and_state() {
     let desired = Snapshot::default();
     let ok: Result<PassReport<FakeError>, PassError<FakeError>> = Ok(PassReport::default());
     metrics.pass(&record(&desired, &ok), Duration::from_millis(3), 2);
+    let failed: Result<PassReport<FakeError>, PassError<FakeError>> = Err(PassError::Connect("no netlink".into()));
+    metrics.pass(&record(&desired, &failed), Duration::from_millis(3), 2);
     metrics.status_write(true);
     metrics.watch_error("endpointslices");
     let (code, text) = get(&metrics, "/metrics").await;
     assert_eq!(code, StatusCode::OK);
     for line in [
         "ipvs_reconciler_passes_total{trigger=\"resync\",result=\"ok\"} 1",
+        "ipvs_reconciler_passes_total{trigger=\"resync\",result=\"connect\"} 1",
         "ipvs_reconciler_owned_services 2",
         "ipvs_reconciler_status_writes_total{result=\"ok\"} 1",
         "ipvs_reconciler_watch_errors_total{resource=\"endpointslices\"} 1",
         "ipvs_reconciler_api_available 0",
         "ipvs_reconciler_ready 0",
-        "ipvs_reconciler_pass_duration_seconds_count{trigger=\"resync\"} 1",
+        "ipvs_reconciler_pass_duration_seconds_count{trigger=\"resync\"} 2",
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
