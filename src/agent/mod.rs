@@ -52,7 +52,7 @@ where
 }
 
 /// When passes run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AgentConfig {
     /// After a change, wait until no other change came for this long (a burst of edits is one pass).
     pub quiet: Duration,
