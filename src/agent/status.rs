@@ -27,6 +27,18 @@ pub const KERNEL_REFUSED: &str = "KernelRefused";
 /// `reason` while the last pass could not run (the kernel could not be read).
 pub const PENDING: &str = "Pending";
 
+/// Which entries a node keeps in `status.nodes` (`--status-report`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum StatusReport {
+    /// An entry for every VirtualService that selects the node.
+    #[default]
+    All,
+    /// An entry only while the service is not programmed on the node (a healthy fleet writes nothing).
+    Failures,
+    /// No entries: this node's are withdrawn and none are written.
+    None,
+}
+
 /// What the last pass found on the kernel side.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelOutcome {
@@ -84,18 +96,35 @@ fn problem(field: &str, message: &str) -> String {
     if field.is_empty() { message.to_owned() } else { format!("{field}: {message}") }
 }
 
+/// The entry `mode` keeps of `entry`.
+pub fn kept(mode: StatusReport, entry: Option<NodeStatus>) -> Option<NodeStatus> {
+    match mode {
+        StatusReport::All => entry,
+        StatusReport::Failures => entry.filter(|e| !e.programmed),
+        StatusReport::None => None,
+    }
+}
+
+/// Objects whose status holds an entry of this node, as the watch shows them (the source fills it): entries left by
+/// an earlier run (in another `--status-report` mode, or before the object stopped selecting the node while the
+/// agent was down) are withdrawn even though this run never wrote them.
+pub use crate::source::kubernetes::Reported;
+
 /// Sends this node's entries, each only when it changed.
 pub struct StatusWriter {
     client: Client,
     node: String,
+    mode: StatusReport,
+    reported: Reported,
     /// The entry last sent for each object (`None`: an empty list was sent, withdrawing ours).
     sent: BTreeMap<ObjectId, Option<NodeStatus>>,
 }
 
 impl StatusWriter {
-    /// A writer for node `node`.
-    pub fn new(client: Client, node: impl Into<String>) -> Self {
-        StatusWriter { client, node: node.into(), sent: BTreeMap::new() }
+    /// A writer for node `node`, keeping the entries `mode` says; `reported` tells which objects hold an entry of
+    /// this node already.
+    pub fn new(client: Client, node: impl Into<String>, mode: StatusReport, reported: Reported) -> Self {
+        StatusWriter { client, node: node.into(), mode, reported, sent: BTreeMap::new() }
     }
 
     /// The field manager of this node's agent: each node owns its own entry.
@@ -113,11 +142,12 @@ impl StatusWriter {
         for report in reports {
             let ObjectId::Kubernetes { namespace, name } = &report.id else { continue };
             let previous = self.sent.get(&report.id).cloned().flatten();
-            let wanted = entry(report, &self.node, kernel, previous.as_ref(), now);
+            let wanted = kept(self.mode, entry(report, &self.node, kernel, previous.as_ref(), now));
+            let listed = || self.reported.lock().map(|r| r.contains(&report.id)).unwrap_or(false);
             match self.sent.get(&report.id) {
                 Some(sent) if *sent == wanted => continue,
-                // Never reported here and nothing to report: no write at all.
-                None if wanted.is_none() => continue,
+                // Nothing to report, and no entry of ours to withdraw: no write at all.
+                None if wanted.is_none() && !listed() => continue,
                 _ => {}
             }
             match self.patch(namespace, name, wanted.as_ref()).await {

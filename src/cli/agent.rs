@@ -17,7 +17,7 @@ use super::EXIT_OK;
 use super::args::AgentArgs;
 use super::commands::{connect, print_report};
 use crate::agent::metrics::{Metrics, router};
-use crate::agent::status::{KernelOutcome, StatusWriter};
+use crate::agent::status::{KernelOutcome, Reported, StatusWriter};
 use crate::agent::{Agent, AgentConfig, ConnectError, PassRecord};
 use crate::engine::Engine;
 use crate::ipvs::{IpvsError, NetnsSpec};
@@ -38,14 +38,16 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
         .with_context(|| format!("listening on {} (--listen)", args.listen))?;
     let http = tokio::spawn(axum::serve(listener, router(Arc::clone(&metrics))).into_future());
     let api_metrics = Arc::clone(&metrics);
+    let reported = Reported::default();
+    let on_api = move |event: Result<(), &'static str>| match event {
+        Ok(()) => api_metrics.api_event(),
+        Err(resource) => api_metrics.watch_error(resource),
+    };
     let follow =
-        tokio::spawn(kubernetes::follow(client.clone(), node.clone(), desired.clone(), move |event| match event {
-            Ok(()) => api_metrics.api_event(),
-            Err(resource) => api_metrics.watch_error(resource),
-        }));
+        tokio::spawn(kubernetes::follow(client.clone(), node.clone(), desired.clone(), Arc::clone(&reported), on_api));
 
     let (outcome_tx, outcome_rx) = watch::channel(KernelOutcome::default());
-    let writer = StatusWriter::new(client, node.clone());
+    let writer = StatusWriter::new(client, node.clone(), args.status_report, reported);
     let status = tokio::spawn(write_status(writer, desired.clone(), outcome_rx, Arc::clone(&metrics)));
 
     let mut config = AgentConfig::new(Duration::from_millis(args.quiet_ms), Duration::from_secs(args.resync_seconds));

@@ -138,6 +138,10 @@ pub struct AgentArgs {
     /// Full re-read and repair of drift every this many seconds.
     #[arg(long, default_value_t = 60)]
     pub resync_seconds: u64,
+    /// Which entries this node keeps in each VirtualService's status.nodes: all, failures (only while not
+    /// programmed: a healthy fleet writes nothing), none (this node's entries are withdrawn).
+    #[arg(long, value_enum, default_value_t = crate::agent::status::StatusReport::All)]
+    pub status_report: crate::agent::status::StatusReport,
     /// HTTP address for /metrics, /healthz and /readyz.
     #[arg(long, default_value = crate::agent::metrics::DEFAULT_LISTEN)]
     pub listen: std::net::SocketAddr,

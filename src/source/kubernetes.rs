@@ -47,7 +47,12 @@ pub struct KubeFeed {
     listing_node: Option<Option<BTreeMap<String, String>>>,
     /// Which kinds have been listed at least once: objects, slices, node.
     listed: [bool; 3],
+    /// Objects whose status holds an entry of this node (for the status writer).
+    reported: Reported,
 }
+
+/// Objects whose status holds an entry of this node.
+pub type Reported = std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<crate::api::ObjectId>>>;
 
 impl KubeFeed {
     /// A feed into `state` for node `node_name`.
@@ -59,6 +64,25 @@ impl KubeFeed {
             listing_slices: None,
             listing_node: None,
             listed: [false; 3],
+            reported: Reported::default(),
+        }
+    }
+
+    /// The set of objects whose status holds an entry of this node, kept up to date by this feed.
+    pub fn reported(&self) -> Reported {
+        std::sync::Arc::clone(&self.reported)
+    }
+
+    fn note_status(&self, object: &VirtualService, deleted: bool) {
+        let mine =
+            !deleted && object.status.as_ref().is_some_and(|s| s.nodes.iter().any(|n| n.node_name == self.node_name));
+        let id = object_of(object).id;
+        if let Ok(mut reported) = self.reported.lock() {
+            if mine {
+                reported.insert(id);
+            } else {
+                reported.remove(&id);
+            }
         }
     }
 
@@ -78,17 +102,22 @@ impl KubeFeed {
     fn on_virtual_service(&mut self, event: Event<VirtualService>) {
         match event {
             Event::Init => self.listing_objects = Some(Vec::new()),
-            Event::InitApply(object) => self.listing_objects.get_or_insert_with(Vec::new).push(object_of(&object)),
+            Event::InitApply(object) => {
+                self.note_status(&object, false);
+                self.listing_objects.get_or_insert_with(Vec::new).push(object_of(&object));
+            }
             Event::InitDone => {
                 let objects = self.listing_objects.take().unwrap_or_default();
                 self.state.update(|index| (index.reset(objects, Vec::new()), ()));
                 self.listed[0] = true;
             }
             Event::Apply(object) => {
+                self.note_status(&object, false);
                 let object = object_of(&object);
                 self.state.update(|index| (index.apply(object), ()));
             }
             Event::Delete(object) => {
+                self.note_status(&object, true);
                 let id = object_of(&object).id;
                 self.state.update(|index| (index.delete(&id), ()));
             }
@@ -218,9 +247,11 @@ pub async fn follow(
     client: Client,
     node_name: String,
     state: DesiredState,
+    reported: Reported,
     api: impl Fn(Result<(), &'static str>) + Send,
 ) {
     let mut feed = KubeFeed::new(state, node_name.clone());
+    feed.reported = reported;
     let mut events = std::pin::pin!(watch(client, &node_name));
     while let Some(event) = events.next().await {
         match event {

@@ -5,6 +5,8 @@ use std::time::Duration;
 use http::{Request, Response};
 use kube::client::Body;
 
+use std::sync::Arc;
+
 use super::*;
 use crate::api::ValidationError;
 
@@ -97,7 +99,7 @@ async fn next_request(
 async fn the_writer_sends_this_nodes_entry_only_when_it_changes() {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
-    let mut writer = StatusWriter::new(client, "n1");
+    let mut writer = StatusWriter::new(client, "n1", StatusReport::All, Reported::default());
     let ok = KernelOutcome::default();
 
     let write = tokio::spawn(async move {
@@ -125,4 +127,37 @@ async fn the_writer_sends_this_nodes_entry_only_when_it_changes() {
     let writer = write.await.unwrap();
     drop(writer);
     assert!(handle.next_request().await.is_none(), "no write without a change");
+}
+
+#[test]
+fn failures_mode_keeps_only_entries_that_are_not_programmed() {
+    let ok = entry(&desired(2), "n1", &KernelOutcome::default(), None, &at(1));
+    assert_eq!(kept(StatusReport::Failures, ok.clone()), None);
+    assert_eq!(kept(StatusReport::All, ok.clone()), ok);
+    let conflict = report(ObjectState::Conflict { key: key(), winner: ObjectId::kubernetes("prod", "older") });
+    let failing = entry(&conflict, "n1", &KernelOutcome::default(), None, &at(1));
+    assert_eq!(kept(StatusReport::Failures, failing.clone()), failing);
+    assert_eq!(kept(StatusReport::None, failing), None);
+}
+
+#[tokio::test]
+async fn an_entry_left_by_an_earlier_run_is_withdrawn_and_a_healthy_fleet_writes_nothing() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    // The watch showed an entry of this node in prod/web's status (written by a run in mode all).
+    let reported = Reported::default();
+    reported.lock().unwrap().insert(ObjectId::kubernetes("prod", "web"));
+    let mut writer = StatusWriter::new(client, "n1", StatusReport::Failures, Arc::clone(&reported));
+    let other = ObjectReport { id: ObjectId::kubernetes("prod", "api"), ..desired(1) };
+    let write = tokio::spawn(async move {
+        let ok = KernelOutcome::default();
+        // Both programmed: web's old entry is withdrawn, api (never reported) gets no write.
+        writer.write(&[desired(2), other.clone()], &ok, &at(100)).await;
+        writer.write(&[desired(2), other], &ok, &at(200)).await;
+    });
+    let (_, uri, body) = next_request(&mut handle).await;
+    assert!(uri.contains("/virtualservices/web/status"), "{uri}");
+    assert_eq!(body["status"]["nodes"], serde_json::json!([]));
+    write.await.unwrap();
+    assert!(handle.next_request().await.is_none(), "a healthy fleet writes nothing in failures mode");
 }

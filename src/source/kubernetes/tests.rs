@@ -190,3 +190,25 @@ fn the_agents_own_status_writes_and_node_heartbeats_wake_nothing() {
     feed.on_event(KubeEvent::Node(Box::new(Event::Apply(heartbeat))));
     assert!(!rx.has_changed().unwrap(), "a status write or a heartbeat must not start a pass");
 }
+
+#[test]
+fn the_feed_tracks_which_objects_hold_an_entry_of_this_node() {
+    use crate::api::v1alpha1::{NodeStatus, VirtualServiceStatus};
+    let state = DesiredState::new();
+    let mut feed = KubeFeed::new(state, "n1");
+    let reported = feed.reported();
+    let with_entry = |node: &str| {
+        let mut object = vs("web", WEB);
+        let entry = NodeStatus { node_name: node.to_owned(), reason: "Programmed".to_owned(), ..NodeStatus::default() };
+        object.status = Some(VirtualServiceStatus { nodes: vec![entry] });
+        object
+    };
+    list(&mut feed, vec![with_entry("n1")], Vec::new(), &[]);
+    let id = crate::api::ObjectId::kubernetes("prod", "web");
+    assert!(reported.lock().unwrap().contains(&id));
+    feed.on_event(KubeEvent::VirtualService(Box::new(Event::Apply(with_entry("n2")))));
+    assert!(!reported.lock().unwrap().contains(&id), "another node's entry is not ours");
+    feed.on_event(KubeEvent::VirtualService(Box::new(Event::Apply(with_entry("n1")))));
+    feed.on_event(KubeEvent::VirtualService(Box::new(Event::Delete(with_entry("n1")))));
+    assert!(reported.lock().unwrap().is_empty());
+}
