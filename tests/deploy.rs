@@ -58,6 +58,7 @@ fn rbac_covers_what_the_agent_watches_and_writes() {
         assert!(allows("", "nodes", verb), "nodes {verb}");
     }
     assert!(allows("ipvs.dev", "virtualservices/status", "patch"));
+    assert!(allows("events.k8s.io", "events", "create") && allows("events.k8s.io", "events", "patch"));
     assert!(!allows("ipvs.dev", "virtualservices", "patch"), "the agent never writes specs");
     let binding = of_kind(&docs, "ClusterRoleBinding");
     assert_eq!(binding["subjects"][0]["name"], "ipvs-reconciler");

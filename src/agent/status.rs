@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 use tracing::warn;
 
@@ -110,9 +112,43 @@ pub fn kept(mode: StatusReport, entry: Option<NodeStatus>) -> Option<NodeStatus>
 /// agent was down) are withdrawn even though this run never wrote them.
 pub use crate::source::kubernetes::Reported;
 
+/// Whether `reason` is a failure an Event is emitted for.
+fn is_failure(reason: &str) -> bool {
+    matches!(reason, CONFLICT | INVALID | KERNEL_REFUSED)
+}
+
+/// The Event for a change of this node's entry from `previous` to `next` reasons, if it is a transition into a
+/// failure (or from one failure to another) or out of one; `None` otherwise (Events are for people: never one per
+/// pass).
+pub fn transition_event(previous: Option<&str>, next: &NodeStatus) -> Option<Event> {
+    if is_failure(&next.reason) && previous != Some(next.reason.as_str()) {
+        let note = format!("on node {}: {}", next.node_name, next.message.as_deref().unwrap_or(&next.reason));
+        return Some(Event {
+            type_: EventType::Warning,
+            reason: next.reason.clone(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Program".to_owned(),
+            secondary: None,
+        });
+    }
+    if previous.is_some_and(is_failure) && next.programmed {
+        return Some(Event {
+            type_: EventType::Normal,
+            reason: next.reason.clone(),
+            note: Some(format!("programmed on node {} again", next.node_name)),
+            action: "Program".to_owned(),
+            secondary: None,
+        });
+    }
+    None
+}
+
 /// Sends this node's entries, each only when it changed.
 pub struct StatusWriter {
     client: Client,
+    recorder: Recorder,
+    /// The reason of each object's entry as last computed (before `--status-report` filtering), for Events.
+    reasons: BTreeMap<ObjectId, String>,
     node: String,
     mode: StatusReport,
     reported: Reported,
@@ -124,7 +160,10 @@ impl StatusWriter {
     /// A writer for node `node`, keeping the entries `mode` says; `reported` tells which objects hold an entry of
     /// this node already.
     pub fn new(client: Client, node: impl Into<String>, mode: StatusReport, reported: Reported) -> Self {
-        StatusWriter { client, node: node.into(), mode, reported, sent: BTreeMap::new() }
+        let node = node.into();
+        let reporter = Reporter { controller: "ipvs-reconciler".to_owned(), instance: Some(node.clone()) };
+        let recorder = Recorder::new(client.clone(), reporter);
+        StatusWriter { client, recorder, reasons: BTreeMap::new(), node, mode, reported, sent: BTreeMap::new() }
     }
 
     /// The field manager of this node's agent: each node owns its own entry.
@@ -139,10 +178,13 @@ impl StatusWriter {
         let live: std::collections::BTreeSet<&ObjectId> = reports.iter().map(|r| &r.id).collect();
         // Objects gone from the API have no status left to write.
         self.sent.retain(|id, _| live.contains(id));
+        self.reasons.retain(|id, _| live.contains(id));
         for report in reports {
             let ObjectId::Kubernetes { namespace, name } = &report.id else { continue };
             let previous = self.sent.get(&report.id).cloned().flatten();
-            let wanted = kept(self.mode, entry(report, &self.node, kernel, previous.as_ref(), now));
+            let full = entry(report, &self.node, kernel, previous.as_ref(), now);
+            self.emit(report, namespace, name, full.as_ref()).await;
+            let wanted = kept(self.mode, full);
             let listed = || self.reported.lock().map(|r| r.contains(&report.id)).unwrap_or(false);
             match self.sent.get(&report.id) {
                 Some(sent) if *sent == wanted => continue,
@@ -162,6 +204,26 @@ impl StatusWriter {
             }
         }
         (written, failed)
+    }
+
+    /// Emits the Event of a transition of this object's entry, if any.
+    async fn emit(&mut self, report: &ObjectReport, namespace: &str, name: &str, entry: Option<&NodeStatus>) {
+        let Some(entry) = entry else {
+            self.reasons.remove(&report.id);
+            return;
+        };
+        let previous = self.reasons.insert(report.id.clone(), entry.reason.clone());
+        let Some(event) = transition_event(previous.as_deref(), entry) else { return };
+        let reference = ObjectReference {
+            api_version: Some(API_VERSION.to_owned()),
+            kind: Some(KIND.to_owned()),
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            ..ObjectReference::default()
+        };
+        if let Err(e) = self.recorder.publish(&event, &reference).await {
+            warn!(object = %report.id, "Event not recorded: {e}");
+        }
     }
 
     async fn patch(&self, namespace: &str, name: &str, entry: Option<&NodeStatus>) -> Result<(), kube::Error> {

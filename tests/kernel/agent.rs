@@ -204,6 +204,14 @@ fn the_agent_programs_what_selects_its_node_follows_endpoints_and_reports_status
         status_is("young", &|n| n[0]["programmed"] == false && n[0]["reason"] == "Conflict")
     });
     assert_eq!(api.last_status("elsewhere"), None, "a node that is not selected reports nothing");
+    let events = api.request("GET", "/control/events", None);
+    let conflicts: Vec<&Value> = events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["regarding"]["name"] == "young" && e["reason"] == "Conflict")
+        .collect();
+    assert_eq!(conflicts.len(), 1, "one Event for the conflict: {events}");
     assert_eq!(api.last_status("web").unwrap()[0]["nodeName"], "n1");
     assert_eq!(api.last_status("web").unwrap()[0]["observedGeneration"], 1);
 

@@ -34,6 +34,7 @@ lock = threading.Condition()
 objects = {kind: {} for kind in KINDS}  # kind -> (namespace, name) -> object
 events = []  # (resourceVersion, kind, type, object)
 patches = []  # every status apply received: {"manager", "namespace", "name", "body"}
+recorded_events = []  # every Event created
 owners = {}  # (namespace, name) -> {manager: [entries]}
 version = [1]
 
@@ -88,6 +89,9 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/control/patches":
             with lock:
                 return self.reply(200, patches)
+        if url.path == "/control/events":
+            with lock:
+                return self.reply(200, recorded_events)
         kind = PATHS.get(url.path)
         if kind is None:
             return self.reply(404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404})
@@ -153,6 +157,17 @@ class Handler(BaseHTTPRequestHandler):
             if obj is not None:
                 bump(kind, "DELETED", obj)
         self.reply(200 if obj else 404, obj or {"kind": "Status", "code": 404})
+
+    def do_POST(self):
+        # /apis/events.k8s.io/v1/namespaces/<ns>/events: Events are recorded, nothing else.
+        parts = urllib.parse.urlparse(self.path).path.split("/")
+        if len(parts) != 7 or parts[1:4] != ["apis", "events.k8s.io", "v1"] or parts[6] != "events":
+            return self.reply(404, {"kind": "Status", "code": 404})
+        event = self.body()
+        with lock:
+            recorded_events.append(event)
+            event.setdefault("metadata", {}).setdefault("name", f"event-{len(recorded_events)}")
+        self.reply(201, event)
 
     def do_PATCH(self):
         url = urllib.parse.urlparse(self.path)

@@ -72,6 +72,64 @@ fn problems_name_what_went_wrong() {
     assert_eq!(entry(&report(ObjectState::NotSelected), "n1", &down, None, &at(1)), None);
 }
 
+/// Answers the next request with `answer`: its method, path and query, content type and body.
+async fn answer_next(
+    handle: &mut tower_test::mock::Handle<Request<Body>, Response<Body>>,
+    answer: serde_json::Value,
+) -> (String, String, String, serde_json::Value) {
+    let (request, send) =
+        tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await.expect("a request").expect("open");
+    let method = request.method().to_string();
+    let uri = request.uri().to_string();
+    let content_type =
+        request.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let body = request.into_body().collect_bytes().await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&answer).unwrap())).unwrap());
+    (method, uri, content_type, json)
+}
+
+#[test]
+fn events_mark_transitions_into_and_out_of_failure_only() {
+    let conflict = report(ObjectState::Conflict { key: key(), winner: ObjectId::kubernetes("prod", "older") });
+    let failing = entry(&conflict, "n1", &KernelOutcome::default(), None, &at(1)).unwrap();
+    let event = transition_event(None, &failing).expect("into failure");
+    assert_eq!((event.type_, event.reason.as_str()), (EventType::Warning, CONFLICT));
+    assert!(event.note.unwrap().contains("on node n1: service TCP 192.0.2.1:80 is claimed by prod/older"));
+    assert!(transition_event(Some(CONFLICT), &failing).is_none(), "no Event per pass");
+    let ok = entry(&desired(2), "n1", &KernelOutcome::default(), None, &at(1)).unwrap();
+    let back = transition_event(Some(CONFLICT), &ok).expect("out of failure");
+    assert_eq!(back.type_, EventType::Normal);
+    assert!(transition_event(None, &ok).is_none());
+    assert!(transition_event(Some(PROGRAMMED), &ok).is_none());
+}
+
+#[tokio::test]
+async fn a_conflict_is_reported_in_status_and_once_as_an_event() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let mut writer = StatusWriter::new(client, "n1", StatusReport::All, Reported::default());
+    let conflict = report(ObjectState::Conflict { key: key(), winner: ObjectId::kubernetes("prod", "older") });
+    let write = tokio::spawn(async move {
+        writer.write(std::slice::from_ref(&conflict), &KernelOutcome::default(), &at(1)).await;
+        writer.write(&[conflict], &KernelOutcome::default(), &at(2)).await;
+    });
+    let event_answer = serde_json::json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "web.1", "namespace": "prod"}, "eventTime": "2026-01-01T00:00:00.000000Z"});
+    let (method, uri, _, body) = answer_next(&mut handle, event_answer).await;
+    assert_eq!(method, "POST");
+    assert!(uri.starts_with("/apis/events.k8s.io/v1/namespaces/prod/events"), "{uri}");
+    assert_eq!(body["reason"], CONFLICT);
+    assert_eq!(body["type"], "Warning");
+    assert_eq!(body["regarding"]["name"], "web");
+    assert_eq!(body["reportingInstance"], "n1");
+    let (_, uri, body) = next_request(&mut handle).await;
+    assert!(uri.contains("/virtualservices/web/status"), "{uri}");
+    assert_eq!(body["status"]["nodes"][0]["reason"], CONFLICT);
+    write.await.unwrap();
+    assert!(handle.next_request().await.is_none(), "the same conflict again: no status write, no Event");
+}
+
 /// One request the writer made: method, path and query, and the body.
 async fn next_request(
     handle: &mut tower_test::mock::Handle<Request<Body>, Response<Body>>,
