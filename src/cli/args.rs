@@ -11,9 +11,21 @@ pub struct Cli {
     /// Network namespace to act in: a name under /run/netns or a path such as /proc/PID/ns/net.
     #[arg(long, global = true, env = "IPVS_RECONCILER_NETNS")]
     pub netns: Option<String>,
+    /// Log lines as text (for people) or JSON (one object per line, for log pipelines). Logs go to stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "IPVS_RECONCILER_LOG_FORMAT")]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Subcommands.

@@ -22,7 +22,7 @@ pub const EXIT_CHANGES: i32 = 2;
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    init_tracing(matches!(cli.command, args::Command::Run(_) | args::Command::Agent(_)));
+    init_tracing(matches!(cli.command, args::Command::Run(_) | args::Command::Agent(_)), cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -60,12 +60,15 @@ fn error_line(error: &anyhow::Error) -> String {
 
 /// Logs go to stderr, so that stdout carries only the command's output. `run` logs at info by default, one-shot
 /// commands only warnings; `RUST_LOG` overrides both.
-fn init_tracing(long_running: bool) {
+fn init_tracing(long_running: bool, format: args::LogFormat) {
     let default = if long_running { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let _ = match format {
+        args::LogFormat::Text => logs.try_init(),
+        args::LogFormat::Json => logs.json().try_init(),
+    };
 }
 
 #[cfg(test)]
