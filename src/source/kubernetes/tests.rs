@@ -212,3 +212,118 @@ fn the_feed_tracks_which_objects_hold_an_entry_of_this_node() {
     feed.on_event(KubeEvent::VirtualService(Box::new(Event::Delete(with_entry("n1")))));
     assert!(reported.lock().unwrap().is_empty());
 }
+
+/// The real watchers (kube-runtime) against kube's tower-test mock: what the agent does when the API fails.
+mod against_a_mock_api {
+    use std::time::Duration;
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    fn list(kind: &str, items: Vec<Value>, rv: u32) -> Value {
+        json!({"apiVersion": "v1", "kind": format!("{kind}List"), "metadata": {"resourceVersion": rv.to_string()}, "items": items})
+    }
+
+    fn vs_json(name: &str) -> Value {
+        json!({"apiVersion": "ipvs.dev/v1alpha1", "kind": "VirtualService",
+               "metadata": {"name": name, "namespace": "prod", "resourceVersion": "1", "generation": 1,
+                            "creationTimestamp": "2026-01-01T00:00:00Z"},
+               "spec": {"address": "192.0.2.1", "port": if name == "web" { 80 } else { 81 }}})
+    }
+
+    fn node_json() -> Value {
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "resourceVersion": "1", "labels": {}}})
+    }
+
+    fn status(code: u16, reason: &str) -> Value {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code, "message": reason})
+    }
+
+    /// Serves requests: `answer(kind, is_watch, n)` (n counts requests of that kind and mode) gives the status
+    /// code and body, or `None` to leave the request hanging (an idle watch).
+    fn serve(mut handle: Handle, answer: impl Fn(&str, bool, usize) -> Option<(u16, String)> + Send + 'static) {
+        tokio::spawn(async move {
+            let mut counts = std::collections::HashMap::new();
+            let mut hanging = Vec::new();
+            while let Some((request, send)) = handle.next_request().await {
+                let uri = request.uri().to_string();
+                let kind =
+                    ["virtualservices", "endpointslices", "nodes"].into_iter().find(|k| uri.contains(k)).unwrap_or("?");
+                let watch = uri.contains("watch=true");
+                let n = counts.entry((kind, watch)).or_insert(0usize);
+                *n += 1;
+                match answer(kind, watch, *n) {
+                    Some((code, body)) => send
+                        .send_response(Response::builder().status(code).body(Body::from(body.into_bytes())).unwrap()),
+                    None => hanging.push(send),
+                }
+            }
+        });
+    }
+
+    async fn until(what: &str, mut check: impl FnMut() -> bool) {
+        for _ in 0..600 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{what}: not reached");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_list_changes_nothing_and_the_agent_converges_once_it_answers() {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        serve(handle, |kind, watch, n| match (kind, watch) {
+            (_, true) => None,
+            ("virtualservices", false) if n == 1 => Some((500, status(500, "InternalError").to_string())),
+            ("virtualservices", false) if n == 2 => Some((403, status(403, "Forbidden").to_string())),
+            ("virtualservices", false) => Some((200, list("VirtualService", vec![vs_json("web")], 5).to_string())),
+            ("endpointslices", false) => Some((200, list("EndpointSlice", Vec::new(), 5).to_string())),
+            _ => Some((200, list("Node", vec![node_json()], 5).to_string())),
+        });
+        let state = DesiredState::new();
+        let errors = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&errors);
+        let client = Client::new(service, "default");
+        tokio::spawn(follow(client, "n1".to_owned(), state.clone(), Reported::default(), move |event| {
+            if event.is_err() {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }));
+        until("two failed lists", || errors.load(std::sync::atomic::Ordering::SeqCst) >= 2).await;
+        assert!(!state.is_ready(), "a failed list is no view: the agent must not pass");
+        until("ready after the list answers", || state.is_ready()).await;
+        assert_eq!(state.with_index(|i| i.table().services.len()), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_answering_410_gone_relists_and_only_then_drops_what_went() {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        serve(handle, |kind, watch, n| match (kind, watch) {
+            ("virtualservices", false) if n == 1 => {
+                Some((200, list("VirtualService", vec![vs_json("web"), vs_json("api")], 5).to_string()))
+            }
+            ("virtualservices", false) => Some((200, list("VirtualService", vec![vs_json("web")], 9).to_string())),
+            // The first watch: the resourceVersion is too old.
+            ("virtualservices", true) if n == 1 => {
+                Some((200, json!({"type": "ERROR", "object": status(410, "Expired")}).to_string() + "\n"))
+            }
+            (_, true) => None,
+            ("endpointslices", false) => Some((200, list("EndpointSlice", Vec::new(), 5).to_string())),
+            _ => Some((200, list("Node", vec![node_json()], 5).to_string())),
+        });
+        let state = DesiredState::new();
+        let client = Client::new(service, "default");
+        tokio::spawn(follow(client, "n1".to_owned(), state.clone(), Reported::default(), |_| {}));
+        until("ready", || state.is_ready()).await;
+        until("the relist drops the object deleted meanwhile", || state.with_index(|i| i.len()) == 1).await;
+        let kept = state.with_index(|i| i.reports().into_iter().map(|r| r.id.to_string()).collect::<Vec<_>>());
+        assert_eq!(kept, vec!["prod/web"]);
+    }
+}
