@@ -7,6 +7,8 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use ipvs_reconciler::model::{
     ConnCounts, DestConfig, DestKey, Destination, Service, ServiceConfig, ServiceEntry, ServiceKey, Stats, Table,
@@ -52,7 +54,8 @@ fn live_entry(want: &DesiredService) -> ServiceEntry {
 
 /// Live and desired tables of `SERVICES` services that are equal.
 fn equal_tables() -> (Table, DesiredTable) {
-    let desired = DesiredTable { services: (0..SERVICES).map(|i| (service_key(i), desired_service(i))).collect() };
+    let desired =
+        DesiredTable { services: (0..SERVICES).map(|i| (service_key(i), Arc::new(desired_service(i)))).collect() };
     let live = Table { services: desired.services.iter().map(|(k, want)| (*k, live_entry(want))).collect() };
     (live, desired)
 }
@@ -63,18 +66,20 @@ fn differ_by_one_percent(desired: &mut DesiredTable) {
         let key = service_key(i);
         match (i / 100) % 5 {
             0 => {
-                if let Some(dest) = desired.services.get_mut(&key).and_then(|s| s.dests.get_mut(&dest_key(i, 0))) {
+                if let Some(dest) =
+                    desired.services.get_mut(&key).map(Arc::make_mut).and_then(|s| s.dests.get_mut(&dest_key(i, 0)))
+                {
                     dest.config.weight = 5;
                 }
             }
             1 => {
-                if let Some(service) = desired.services.get_mut(&key) {
+                if let Some(service) = desired.services.get_mut(&key).map(Arc::make_mut) {
                     service.dests.remove(&dest_key(i, 1));
                     service.dests.insert(dest_key(i, 15), Destination::new(dest_key(i, 15), DestConfig::masquerade(1)));
                 }
             }
             2 => {
-                if let Some(service) = desired.services.get_mut(&key) {
+                if let Some(service) = desired.services.get_mut(&key).map(Arc::make_mut) {
                     service.service.config.scheduler = "rr".to_owned();
                 }
             }
@@ -83,7 +88,7 @@ fn differ_by_one_percent(desired: &mut DesiredTable) {
             }
             _ => {
                 let new = SERVICES + i;
-                desired.services.insert(service_key(new), desired_service(new));
+                desired.services.insert(service_key(new), Arc::new(desired_service(new)));
             }
         }
     }

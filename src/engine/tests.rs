@@ -196,7 +196,7 @@ fn incremental_passes_plan_only_the_touched_services() {
     *engine.kernel().table.lock().unwrap().services.get_mut(&svc(1)).unwrap().dests.get_mut(&dest(1)).unwrap() =
         crate::model::Destination::new(dest(1), DestConfig::masquerade(9));
     let mut next = many(3);
-    if let Some(s) = next.services.get_mut(&svc(2)) {
+    if let Some(s) = next.services.get_mut(&svc(2)).map(std::sync::Arc::make_mut) {
         s.service.config.scheduler = "sh".into();
     }
     let touched: BTreeSet<ServiceKey> = [svc(2)].into();
@@ -213,7 +213,7 @@ fn incremental_passes_do_not_read_the_whole_table() {
     run(engine.reconcile_full(&many(20), 0, &PassOptions::default())).unwrap();
     let reads = engine.kernel().full_reads.load(Ordering::SeqCst);
     let mut changed = many(20);
-    if let Some(s) = changed.services.get_mut(&svc(3)) {
+    if let Some(s) = changed.services.get_mut(&svc(3)).map(std::sync::Arc::make_mut) {
         s.service.config.scheduler = "sh".into();
     }
     let touched: BTreeSet<ServiceKey> = [svc(3)].into();
@@ -231,7 +231,7 @@ fn frozen_services_are_left_exactly_as_they_are() {
     // svc(2)'s object turned invalid: it is missing from desired, and another service changes.
     let mut next = many(3);
     next.services.remove(&svc(2));
-    if let Some(s) = next.services.get_mut(&svc(3)) {
+    if let Some(s) = next.services.get_mut(&svc(3)).map(std::sync::Arc::make_mut) {
         s.service.config.scheduler = "wrr".into();
     }
     let frozen = PassOptions { frozen: [svc(2)].into(), ..Default::default() };
@@ -307,7 +307,7 @@ fn a_report_holds_the_touched_services_as_they_were_before() {
     let mut engine = engine(Table::default(), &dir);
     run(engine.reconcile_full(&many(3), 0, &PassOptions::default())).unwrap();
     let mut next = many(3);
-    if let Some(s) = next.services.get_mut(&svc(2)) {
+    if let Some(s) = next.services.get_mut(&svc(2)).map(std::sync::Arc::make_mut) {
         s.service.config.scheduler = "sh".into();
     }
     let report = run(engine.reconcile_full(&next, 0, &PassOptions::default())).unwrap();

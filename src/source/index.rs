@@ -11,6 +11,7 @@
 //! The result depends only on the set of objects, never on the order in which they arrived.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use kube::core::SelectorExt;
 
@@ -37,7 +38,7 @@ enum Resolution {
     /// Its node selector does not select this node: it asks for nothing here.
     NotSelected,
     /// The service with every backend.
-    Desired(Box<DesiredService>),
+    Desired(Arc<DesiredService>),
     /// Its backends cannot be made (a port that cannot be chosen, a backend from two origins).
     Invalid(Vec<ValidationError>),
     /// The declaration itself is invalid.
@@ -89,7 +90,7 @@ impl Entry {
 /// What one service key resolves to: the winner's service, or the invalid winner holding it.
 #[derive(Debug, Clone, PartialEq)]
 enum Resolved {
-    Desired(Box<DesiredService>),
+    Desired(Arc<DesiredService>),
     Held(ObjectId),
 }
 
@@ -250,7 +251,7 @@ impl ObjectIndex {
             }
         }
         match resolve(id, declared, &self.slices) {
-            Ok(service) => Resolution::Desired(Box::new(service)),
+            Ok(service) => Resolution::Desired(Arc::new(service)),
             Err(errors) => Resolution::Invalid(errors),
         }
     }
@@ -516,7 +517,7 @@ impl ObjectIndex {
         let entry = winner.and_then(|id| self.objects.get(id).map(|e| (id, e)));
         match entry {
             Some((_, Entry::Validated { resolution: Resolution::Desired(desired), .. })) => {
-                self.table.services.insert(key, DesiredService::clone(desired));
+                self.table.services.insert(key, Arc::clone(desired));
                 self.held.remove(&key);
             }
             Some((id, _)) => {
@@ -545,7 +546,7 @@ impl ObjectIndex {
 
     fn resolved(&self, key: &ServiceKey) -> Option<Resolved> {
         if let Some(desired) = self.table.services.get(key) {
-            return Some(Resolved::Desired(Box::new(desired.clone())));
+            return Some(Resolved::Desired(Arc::clone(desired)));
         }
         self.held.get(key).map(|id| Resolved::Held(id.clone()))
     }

@@ -1,6 +1,7 @@
 //! The desired IPVS table, as computed from declarative sources.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::model::{DestKey, Destination, ObjectId, Service, ServiceKey};
 
@@ -21,9 +22,10 @@ pub struct DesiredService {
     pub origin: ObjectId,
 }
 
-/// Every service the sources ask for, by kernel key.
+/// Every service the sources ask for, by kernel key. Entries are shared (`Arc`): a copy of the table, which the
+/// agent takes for every pass, costs a pointer per service, not the services.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DesiredTable {
     /// Services by key.
-    pub services: BTreeMap<ServiceKey, DesiredService>,
+    pub services: BTreeMap<ServiceKey, Arc<DesiredService>>,
 }

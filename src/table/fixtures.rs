@@ -50,5 +50,5 @@ pub fn live(entries: impl IntoIterator<Item = ServiceEntry>) -> Table {
 
 /// A desired table from services.
 pub fn desired(services: impl IntoIterator<Item = DesiredService>) -> DesiredTable {
-    DesiredTable { services: services.into_iter().map(|s| (s.service.key, s)).collect() }
+    DesiredTable { services: services.into_iter().map(|s| (s.service.key, std::sync::Arc::new(s))).collect() }
 }

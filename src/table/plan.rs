@@ -397,7 +397,7 @@ mod tests {
     fn the_map_key_wins_over_a_mismatched_key_inside_the_service() {
         let mut service = desired_service(svc(1), "rr", &[], 0);
         service.service.key = svc(2);
-        let desired = DesiredTable { services: [(svc(1), service)].into() };
+        let desired = DesiredTable { services: [(svc(1), std::sync::Arc::new(service))].into() };
         let plan = run(&Table::default(), &desired, &[], &Drains::new(), 0);
         assert_eq!(plan.ops.iter().map(|op| *op.service_key()).collect::<Vec<_>>(), vec![svc(1)]);
     }

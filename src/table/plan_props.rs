@@ -129,12 +129,12 @@ fn desired_table() -> impl Strategy<Value = DesiredTable> {
                     let service = Service::new(key, parts.build(key.family()));
                     (
                         key,
-                        DesiredService {
+                        std::sync::Arc::new(DesiredService {
                             service,
                             dests,
                             drain_timeout_secs,
                             origin: crate::model::ObjectId::kubernetes("prop", key.to_string()),
-                        },
+                        }),
                     )
                 })
                 .collect();
@@ -149,7 +149,7 @@ fn owned_set() -> impl Strategy<Value = BTreeSet<ServiceKey>> {
 
 fn with_drain_timeout(mut desired: DesiredTable, secs: u64) -> DesiredTable {
     for service in desired.services.values_mut() {
-        service.drain_timeout_secs = secs;
+        std::sync::Arc::make_mut(service).drain_timeout_secs = secs;
     }
     desired
 }

@@ -23,7 +23,7 @@ fn reapply(export: &TableExport) -> Table {
     assert!(outcome.is_clean(), "{:#?}\n{:#?}\n{text}", outcome.errors, outcome.conflicts);
     let mut table = Table::default();
     for (key, desired) in outcome.table.services {
-        table.services.insert(key, ServiceEntry { service: desired.service, dests: desired.dests });
+        table.services.insert(key, ServiceEntry { service: desired.service.clone(), dests: desired.dests.clone() });
     }
     table
 }
