@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -27,19 +28,31 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
     let desired = DesiredState::new();
 
     let (tx, events) = mpsc::channel::<()>(1);
+    let changes: Arc<Mutex<Changes>> = Arc::default();
+    let noted = Arc::clone(&changes);
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok_and(|event| wakes(&event.kind)) {
-            // A full channel already holds a wake-up: coalescing is the point.
-            let _ = tx.try_send(());
+        let Ok(mut pending) = noted.lock() else { return };
+        match res {
+            Ok(event) if wakes(&event.kind) => {
+                // Overflowed queues and events without paths say "something changed": list everything.
+                if event.need_rescan() || event.paths.is_empty() {
+                    pending.everything = true;
+                }
+                pending.paths.extend(event.paths);
+            }
+            Ok(_) => return,
+            Err(_) => pending.everything = true,
         }
+        // A full channel already holds a wake-up: coalescing is the point.
+        let _ = tx.try_send(());
     })
     .context("starting the file watcher")?;
     watcher
         .watch(&args.manifests, RecursiveMode::Recursive)
         .with_context(|| format!("watching {}", args.manifests.display()))?;
     let rescan = Duration::from_secs(args.resync_seconds.max(1));
-    let files =
-        tokio::spawn(follow_files(FileSource::new(vec![args.manifests.clone()]), desired.clone(), events, rescan));
+    let source = FileSource::new(vec![args.manifests.clone()]);
+    let files = tokio::spawn(follow_files(source, desired.clone(), events, changes, rescan));
 
     let mut config = AgentConfig::new(Duration::from_millis(args.quiet_ms), Duration::from_secs(args.resync_seconds));
     config.allow_mass_delete = args.allow_mass_delete;
@@ -73,16 +86,47 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
     Ok(EXIT_OK)
 }
 
-/// Feeds the desired state from the manifests: at the start, on every file event, and every `rescan` (inotify can
-/// overflow and miss events). Only changed files are read. The state is marked ready after the first good load; a
-/// load that fails (unreadable directory) changes nothing, so nothing is deleted because of it.
-async fn follow_files(mut source: FileSource, desired: DesiredState, mut events: mpsc::Receiver<()>, rescan: Duration) {
+/// What the file watcher saw since the last reload.
+#[derive(Debug, Default)]
+struct Changes {
+    /// Paths of the events.
+    paths: BTreeSet<PathBuf>,
+    /// Something changed that the paths do not tell (an overflow): list everything again.
+    everything: bool,
+}
+
+/// Feeds the desired state from the manifests: at the start, on every file event (reading only the files the
+/// events name, when they are known files), and every `rescan` (listing everything: inotify can overflow and miss
+/// events). The state is marked ready after the first good load; a load that fails (unreadable directory) changes
+/// nothing, so nothing is deleted because of it.
+async fn follow_files(
+    mut source: FileSource,
+    desired: DesiredState,
+    mut events: mpsc::Receiver<()>,
+    changes: Arc<Mutex<Changes>>,
+    rescan: Duration,
+) {
     let mut reported = BTreeSet::new();
+    let mut everything = true;
     loop {
-        let reload = desired.update(|index| match source.reload_into(index) {
-            Ok(reload) => (reload.changed.clone(), Ok(reload)),
-            Err(e) => (Changed::new(), Err(e)),
+        let paths = match changes.lock() {
+            Ok(mut pending) => {
+                everything |= std::mem::take(&mut pending.everything);
+                std::mem::take(&mut pending.paths)
+            }
+            Err(_) => {
+                everything = true;
+                BTreeSet::new()
+            }
+        };
+        let reload = desired.update(|index| {
+            let reload = if everything { source.reload_into(index) } else { source.reload_paths_into(index, &paths) };
+            match reload {
+                Ok(reload) => (reload.changed.clone(), Ok(reload)),
+                Err(e) => (Changed::new(), Err(e)),
+            }
         });
+        everything = false;
         match reload {
             Ok(reload) => {
                 for w in &reload.warnings {
@@ -91,11 +135,15 @@ async fn follow_files(mut source: FileSource, desired: DesiredState, mut events:
                 report_new_problems(&desired, &mut reported);
                 desired.mark_ready();
             }
-            Err(e) => error!("cannot read the manifests; nothing is changed until they can be read: {e}"),
+            Err(e) => {
+                // Try everything again next time: what failed must not be forgotten.
+                everything = true;
+                error!("cannot read the manifests; nothing is changed until they can be read: {e}");
+            }
         }
         tokio::select! {
             event = events.recv() => if event.is_none() { return },
-            () = tokio::time::sleep(rescan) => {}
+            () = tokio::time::sleep(rescan) => everything = true,
         }
     }
 }

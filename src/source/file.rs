@@ -283,6 +283,8 @@ pub struct Reload {
     pub files_read: usize,
     /// Files the paths stand for now.
     pub files: usize,
+    /// Whether the paths were listed again (every file stat'ed), rather than only the files named by the caller.
+    pub listed: bool,
 }
 
 impl FileSource {
@@ -309,7 +311,7 @@ impl FileSource {
             read.push((path, stamp, position, load));
         }
 
-        let mut report = Reload { files: read.len(), ..Reload::default() };
+        let mut report = Reload { files: read.len(), listed: true, ..Reload::default() };
         let mut previous = std::mem::take(&mut self.files);
         report.changed = index.batch(|index| {
             for (path, stamp, position, load) in read {
@@ -342,6 +344,62 @@ impl FileSource {
             }
         });
         Ok(report)
+    }
+}
+
+impl FileSource {
+    /// Brings `index` up to date with what changed at `paths` only (what inotify reported), when that is the
+    /// common case: files already known, edited in place or replaced by a rename. Anything that may change which
+    /// files there are — a new or removed file, a directory or a symbolic link (a mounted ConfigMap swaps its
+    /// `..data` link) — lists the paths again, as [`FileSource::reload_into`]. Editor leftovers (hidden names, other
+    /// extensions, gone again) are ignored. A change of one file in a directory of 10,000 thus costs that file.
+    pub fn reload_paths_into(
+        &mut self,
+        index: &mut ObjectIndex,
+        paths: &BTreeSet<PathBuf>,
+    ) -> Result<Reload, LoadError> {
+        if self.files.is_empty() {
+            return self.reload_into(index);
+        }
+        let mut read = Vec::new();
+        for path in paths {
+            let Some(record) = self.files.get(path) else {
+                if self.may_change_the_listing(path) {
+                    return self.reload_into(index);
+                }
+                continue;
+            };
+            let meta = match fs::metadata(path) {
+                Ok(meta) if meta.is_file() => meta,
+                // Gone (or no longer a file): the listing changes.
+                _ => return self.reload_into(index),
+            };
+            let stamp = Stamp::of(&meta);
+            if stamp != record.stamp {
+                read.push((path.clone(), stamp, record.position, load_file(path, record.position)?));
+            }
+        }
+        let mut report = Reload { files: self.files.len(), ..Reload::default() };
+        report.changed = index.batch(|index| {
+            for (path, stamp, position, load) in read {
+                report.files_read += 1;
+                report.warnings.extend(load.warnings.iter().cloned());
+                let old = self.files.remove(&path).map(|r| r.ids).unwrap_or_default();
+                let ids = feed(index, load, old);
+                self.files.insert(path, FileRecord { stamp, position, ids });
+            }
+        });
+        Ok(report)
+    }
+
+    /// Whether an event at `path`, a file this source does not know, may change which files there are.
+    fn may_change_the_listing(&self, path: &Path) -> bool {
+        let name = path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default();
+        let listable =
+            !name.starts_with(b".") && path.extension().is_some_and(|ext| EXTENSIONS.iter().any(|e| ext == *e));
+        // A name a listing would take, a directory, a link: list again. A plain file with another name, or
+        // one already gone, is an editor's leftover.
+        listable || fs::symlink_metadata(path).is_ok_and(|m| !m.is_file())
     }
 }
 

@@ -1,3 +1,4 @@
+use std::collections::BTreeSet;
 use std::fs;
 
 use tempfile::TempDir;
@@ -363,4 +364,49 @@ fn incremental_reload_fails_whole_on_an_unreadable_path() {
     let dir = dir_with(&[("a.yaml", &vs("a", 1, 1))]);
     let mut source = FileSource::new(vec![dir.path().join("missing")]);
     assert!(source.reload_into(&mut ObjectIndex::new()).is_err());
+}
+
+#[test]
+fn an_edit_reported_by_path_reads_that_file_only() {
+    let dir = dir_with(&[("a.yaml", &vs("a", 1, 1)), ("b.yaml", &vs("b", 2, 1)), ("c.yaml", &vs("c", 3, 1))]);
+    let mut source = FileSource::new(vec![dir.path().to_owned()]);
+    let mut index = ObjectIndex::new();
+    source.reload_into(&mut index).unwrap();
+    let paths = |names: &[&str]| names.iter().map(|n| dir.path().join(n)).collect::<BTreeSet<_>>();
+
+    fs::write(dir.path().join("b.yaml"), vs("b", 2, 9)).unwrap();
+    // An editor's swap file and a backup, gone or not: nothing to list again.
+    fs::write(dir.path().join(".b.yaml.swp"), "x").unwrap();
+    let reload = source.reload_paths_into(&mut index, &paths(&["b.yaml", ".b.yaml.swp", "4913", "b.yaml~"])).unwrap();
+    assert_eq!((reload.listed, reload.files_read, reload.changed.len()), (false, 1, 1));
+    assert_eq!(index.outcome(), desired_of(load(&[dir.path()]).unwrap()));
+
+    // Replaced by a rename (a new inode): still one file.
+    fs::write(dir.path().join("tmp"), vs("c", 3, 4)).unwrap();
+    fs::rename(dir.path().join("tmp"), dir.path().join("c.yaml")).unwrap();
+    let reload = source.reload_paths_into(&mut index, &paths(&["tmp", "c.yaml"])).unwrap();
+    assert_eq!((reload.listed, reload.files_read), (false, 1));
+    assert_eq!(index.outcome(), desired_of(load(&[dir.path()]).unwrap()));
+}
+
+#[test]
+fn new_removed_and_linked_files_list_the_directory_again() {
+    let dir = dir_with(&[("a.yaml", &vs("a", 1, 1)), ("b.yaml", &vs("b", 2, 1))]);
+    let mut source = FileSource::new(vec![dir.path().to_owned()]);
+    let mut index = ObjectIndex::new();
+    source.reload_into(&mut index).unwrap();
+    let one = |name: &str| BTreeSet::from([dir.path().join(name)]);
+
+    fs::write(dir.path().join("0.yaml"), vs("first", 1, 5)).unwrap();
+    let reload = source.reload_paths_into(&mut index, &one("0.yaml")).unwrap();
+    assert!(reload.listed, "a new file takes its place in the load order");
+    assert_eq!(index.outcome(), desired_of(load(&[dir.path()]).unwrap()));
+
+    fs::remove_file(dir.path().join("b.yaml")).unwrap();
+    assert!(source.reload_paths_into(&mut index, &one("b.yaml")).unwrap().listed);
+    assert_eq!(index.outcome(), desired_of(load(&[dir.path()]).unwrap()));
+
+    // A ConfigMap volume swaps its hidden `..data` link: hidden, but a link, so the listing may change.
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("..data")).unwrap();
+    assert!(source.reload_paths_into(&mut index, &one("..data")).unwrap().listed);
 }
