@@ -302,16 +302,27 @@ impl<K: Kernel> Engine<K> {
         }
 
         let mut report = PassReport { plan: plan.clone(), held, ..Default::default() };
+        // Remember before touching the kernel: a crash after the kernel changed must not leave services we created
+        // but do not know we own. What is new to remember: the declared services this pass creates or edits, and
+        // those it found already there (adopted). Nothing new, nothing written: a pass costs the size of its change,
+        // not of the state file.
+        let new_owned: Vec<ServiceKey> = plan
+            .ops
+            .iter()
+            .map(|op| *op.service_key())
+            .chain(plan.adopted.iter().copied())
+            .filter(|key| desired.services.contains_key(key) && !self.state.owned.contains(key))
+            .collect();
+        let drains_changed = self.state.drains != plan.drains;
+        self.state.owned.extend(new_owned.iter().copied());
+        self.state.drains = plan.drains.clone();
+        if !new_owned.is_empty() || (drains_changed && !plan.ops.is_empty()) {
+            self.state.save(&self.state_path)?;
+        }
         if plan.ops.is_empty() {
-            self.state.drains = plan.drains.clone();
             return Ok(report);
         }
-
-        // Remember before touching the kernel: a crash after the kernel changed must not leave services we created
-        // but do not know we own.
-        self.state.owned.extend(desired.services.keys().copied());
-        self.state.drains = plan.drains.clone();
-        self.state.save(&self.state_path)?;
+        let saved = (self.state.owned.len(), self.state.drains.clone());
 
         let mut ops = plan.ops;
         let mut deleted = 0;
@@ -376,7 +387,10 @@ impl<K: Kernel> Engine<K> {
             }
         }
 
-        self.state.save(&self.state_path)?;
+        // Deletions and ended drains change the memory during the pass.
+        if (self.state.owned.len(), &self.state.drains) != (saved.0, &saved.1) {
+            self.state.save(&self.state_path)?;
+        }
         Ok(report)
     }
 

@@ -390,3 +390,36 @@ fn an_unreadable_state_file_stops_the_engine_instead_of_forgetting_ownership() {
     let err = Engine::new(FakeKernel::default(), state_path(&dir)).err().expect("refused");
     assert!(matches!(err, EngineError::State(_)), "{err}");
 }
+
+#[test]
+fn the_state_file_is_written_only_when_what_it_remembers_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
+    let written = || std::fs::metadata(state_path(&dir)).unwrap().modified().unwrap();
+    let first = written();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // An edit of an owned service: nothing new to remember.
+    let report = run(engine.reconcile_full(&web(4), 0, &PassOptions::default())).unwrap();
+    assert_eq!(report.applied.len(), 1);
+    assert_eq!(written(), first, "the state file was rewritten for an edit");
+    // A new service is remembered before it is created (see ownership_is_saved_before_the_kernel_changes).
+    let mut more = web(4);
+    more.services.extend(many(3).services.into_iter().filter(|(k, _)| *k != svc(1)));
+    run(engine.reconcile_full(&more, 0, &PassOptions::default())).unwrap();
+    assert_ne!(written(), first);
+    assert_eq!(State::load(&state_path(&dir)).unwrap().owned.len(), 3);
+}
+
+#[test]
+fn a_declared_service_found_already_there_is_owned_even_without_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let existing = live([live_entry(svc(1), "wlc", &[(dest(1), 1, 0, 0), (dest(2), 1, 0, 0)])]);
+    let mut engine = engine(existing, &dir);
+    let report = run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
+    assert_eq!(report.plan.adopted, vec![svc(1)]);
+    assert!(report.applied.is_empty());
+    assert_eq!(State::load(&state_path(&dir)).unwrap().owned, [svc(1)].into(), "adopted once, remembered");
+    let again = run(engine.plan_only(&web(1), 0, &PassOptions::default())).unwrap();
+    assert!(again.adopted.is_empty(), "not adopted twice");
+}
