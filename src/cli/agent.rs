@@ -9,16 +9,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::info;
 
 use super::EXIT_OK;
 use super::args::AgentArgs;
-use super::commands::{connect, print_report};
+use super::commands::{connect, connector, print_report, shutdown_signal};
 use crate::agent::metrics::{Metrics, router};
 use crate::agent::status::{KernelOutcome, Reported, StatusWriter};
-use crate::agent::{Agent, AgentConfig, ConnectError, PassRecord};
+use crate::agent::{Agent, PassRecord};
 use crate::engine::Engine;
 use crate::ipvs::{IpvsError, NetnsSpec};
 use crate::model::ServiceKey;
@@ -32,7 +31,7 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
     let engine = Engine::new(connect(netns).await?, state)?;
     let desired = DesiredState::new();
     let node = args.node_name.clone();
-    let metrics = Metrics::new(Duration::from_secs(args.resync_seconds));
+    let metrics = Metrics::new(Duration::from_secs(args.common.resync_seconds));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {} (--listen)", args.listen))?;
@@ -50,13 +49,8 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
     let writer = StatusWriter::new(client, node.clone(), args.status_report, reported);
     let status = tokio::spawn(write_status(writer, desired.clone(), outcome_rx, Arc::clone(&metrics)));
 
-    let mut config = AgentConfig::new(Duration::from_millis(args.quiet_ms), Duration::from_secs(args.resync_seconds));
-    config.allow_mass_delete = args.allow_mass_delete;
-    let netns = netns.clone();
-    let connector = move || {
-        let netns = netns.clone();
-        async move { connect(&netns).await.map_err(ConnectError::from) }
-    };
+    let config = args.common.config();
+    let connector = connector(netns);
     let mut refused: BTreeMap<ServiceKey, String> = BTreeMap::new();
     let pass_metrics = Arc::clone(&metrics);
     let observer = Box::new(move |record: &PassRecord<'_, IpvsError>| {
@@ -71,17 +65,9 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
     });
     let agent = Agent::new(engine, connector, desired, config, observer);
 
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let shutdown = shutdown_signal()?;
     info!(node = %node, listen = %args.listen, "agent running; SIGTERM leaves the IPVS table as it is");
-    agent
-        .run(async move {
-            tokio::select! {
-                _ = sigterm.recv() => {}
-                _ = sigint.recv() => {}
-            }
-        })
-        .await;
+    agent.run(shutdown).await;
     follow.abort();
     status.abort();
     http.abort();

@@ -110,33 +110,9 @@ pub struct ApplyArgs {
     pub allow_mass_delete: bool,
 }
 
-/// `run` options.
+/// The flags of the long-running modes (`run`, `agent`).
 #[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Directory of manifests to watch.
-    #[arg(long)]
-    pub manifests: PathBuf,
-    /// Which services this program owns, remembered across runs [default: /var/lib/ipvs-reconciler/state.json,
-    /// or state-NAME.json beside it with --netns NAME].
-    #[arg(long, env = "IPVS_RECONCILER_STATE")]
-    pub state: Option<PathBuf>,
-    /// Allow a pass that deletes more than half of the owned services (and more than 10).
-    #[arg(long)]
-    pub allow_mass_delete: bool,
-    /// Quiet period after a file change before reconciling, in milliseconds.
-    #[arg(long, default_value_t = 300)]
-    pub quiet_ms: u64,
-    /// Full re-read and repair of drift every this many seconds.
-    #[arg(long, default_value_t = 60)]
-    pub resync_seconds: u64,
-}
-
-/// `agent` options.
-#[derive(Debug, Args)]
-pub struct AgentArgs {
-    /// This node's name (the Downward API's spec.nodeName, as env NODE_NAME in the DaemonSet).
-    #[arg(long, env = "NODE_NAME")]
-    pub node_name: String,
+pub struct LoopArgs {
     /// Which services this program owns, remembered across runs [default: /var/lib/ipvs-reconciler/state.json,
     /// or state-NAME.json beside it with --netns NAME].
     #[arg(long, env = "IPVS_RECONCILER_STATE")]
@@ -150,6 +126,40 @@ pub struct AgentArgs {
     /// Full re-read and repair of drift every this many seconds.
     #[arg(long, default_value_t = 60)]
     pub resync_seconds: u64,
+}
+
+impl LoopArgs {
+    /// The agent loop's configuration these flags give.
+    pub fn config(&self) -> crate::agent::AgentConfig {
+        let mut config = crate::agent::AgentConfig::new(
+            std::time::Duration::from_millis(self.quiet_ms),
+            std::time::Duration::from_secs(self.resync_seconds),
+        );
+        config.allow_mass_delete = self.allow_mass_delete;
+        config
+    }
+}
+
+/// `run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Directory of manifests to watch.
+    #[arg(long)]
+    pub manifests: PathBuf,
+    /// Loop flags.
+    #[command(flatten)]
+    pub common: LoopArgs,
+}
+
+/// `agent` options.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// This node's name (the Downward API's spec.nodeName, as env NODE_NAME in the DaemonSet).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: String,
+    /// Loop flags.
+    #[command(flatten)]
+    pub common: LoopArgs,
     /// Which entries this node keeps in each VirtualService's status.nodes: all, failures (only while not
     /// programmed: a healthy fleet writes nothing), none (this node's entries are withdrawn).
     #[arg(long, value_enum, default_value_t = crate::agent::status::StatusReport::All)]

@@ -29,8 +29,10 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Validate(args) => validate(&args),
         Command::Plan(args) => plan(&netns, &cli.netns, &args).await,
         Command::Apply(args) => apply(&netns, &cli.netns, &args).await,
-        Command::Run(args) => super::run::run(&netns, state_path(args.state.clone(), &cli.netns), &args).await,
-        Command::Agent(args) => super::agent::agent(&netns, state_path(args.state.clone(), &cli.netns), &args).await,
+        Command::Run(args) => super::run::run(&netns, state_path(args.common.state.clone(), &cli.netns), &args).await,
+        Command::Agent(args) => {
+            super::agent::agent(&netns, state_path(args.common.state.clone(), &cli.netns), &args).await
+        }
         Command::Crd => {
             print!("{}", api::crd_yaml());
             Ok(EXIT_OK)
@@ -62,6 +64,28 @@ pub fn state_path(given: Option<PathBuf>, netns: &Option<String>) -> PathBuf {
         }
         None => default.to_owned(),
     }
+}
+
+/// A connector for the agent: a new client in the same namespace.
+pub fn connector(netns: &NetnsSpec) -> impl crate::agent::Connector<Ipvs> + use<> {
+    let netns = netns.clone();
+    move || {
+        let netns = netns.clone();
+        async move { connect(&netns).await.map_err(crate::agent::ConnectError::from) }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (installed now, so that a signal during start-up is not lost).
+pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = sigterm.recv() => {}
+            _ = sigint.recv() => {}
+        }
+    })
 }
 
 /// Seconds since the epoch, for drain bookkeeping.

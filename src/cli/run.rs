@@ -10,14 +10,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use super::EXIT_OK;
 use super::args::RunArgs;
-use super::commands::{connect, print_report};
-use crate::agent::{Agent, AgentConfig, ConnectError, PassRecord};
+use super::commands::{connect, connector, print_report, shutdown_signal};
+use crate::agent::{Agent, PassRecord};
 use crate::engine::Engine;
 use crate::ipvs::{IpvsError, NetnsSpec};
 use crate::source::{Changed, DesiredState, FileSource};
@@ -50,17 +49,12 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
     watcher
         .watch(&args.manifests, RecursiveMode::Recursive)
         .with_context(|| format!("watching {}", args.manifests.display()))?;
-    let rescan = Duration::from_secs(args.resync_seconds.max(1));
+    let rescan = Duration::from_secs(args.common.resync_seconds.max(1));
     let source = FileSource::new(vec![args.manifests.clone()]);
     let files = tokio::spawn(follow_files(source, desired.clone(), events, changes, rescan));
 
-    let mut config = AgentConfig::new(Duration::from_millis(args.quiet_ms), Duration::from_secs(args.resync_seconds));
-    config.allow_mass_delete = args.allow_mass_delete;
-    let netns = netns.clone();
-    let connector = move || {
-        let netns = netns.clone();
-        async move { connect(&netns).await.map_err(ConnectError::from) }
-    };
+    let config = args.common.config();
+    let connector = connector(netns);
     let observer = Box::new(|record: &PassRecord<'_, IpvsError>| {
         if let Ok(report) = record.result
             && (!report.applied.is_empty() || !report.failures.is_empty() || !report.unanswered.is_empty())
@@ -70,17 +64,9 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
     });
     let agent = Agent::new(engine, connector, desired, config, observer);
 
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let shutdown = shutdown_signal()?;
     info!(manifests = %args.manifests.display(), "running; SIGTERM leaves the IPVS table as it is");
-    agent
-        .run(async move {
-            tokio::select! {
-                _ = sigterm.recv() => {}
-                _ = sigint.recv() => {}
-            }
-        })
-        .await;
+    agent.run(shutdown).await;
     files.abort();
     drop(watcher);
     Ok(EXIT_OK)

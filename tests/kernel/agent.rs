@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Netns, Workdir, eventually, path_str};
+use crate::support::{KillOnDrop, Netns, Workdir, eventually, path_str, sorted};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -116,23 +116,6 @@ fn slice(ready: &[(&str, bool)]) -> Value {
 
 fn node(role: &str) -> Value {
     json!({"metadata": {"name": "n1", "labels": {"role": role}}})
-}
-
-fn sorted(lines: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
-    v.sort();
-    v
-}
-
-struct KillOnDrop(Option<Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 #[test]

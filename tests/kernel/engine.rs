@@ -4,11 +4,11 @@
 //! never leaks or forgets a service, `run` repairs drift, bad input never deletes, and `dump -o yaml` imports a table.
 
 use std::fs;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::support::{Netns, Workdir, binary, eventually, examples_dir, path_str, require_vm, rt};
+use crate::support::{KillOnDrop, Netns, Workdir, binary, eventually, examples_dir, path_str, require_vm, rt, sorted};
 
 /// How long an asynchronous effect (a `run` pass, a process exit) may take before the test fails. Generous: the VM
 /// emulates its CPU; the bound only turns a hang into a failure, it measures nothing.
@@ -19,13 +19,6 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// The `-Sn` lines of `ns` that mention `needle`.
 fn rules_with(ns: &Netns, needle: &str) -> Vec<String> {
     ns.saved_rules().into_iter().filter(|l| l.contains(needle)).collect()
-}
-
-/// Sorted owned lines.
-fn sorted(lines: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
-    v.sort();
-    v
 }
 
 /// Lines of a text with trailing blanks removed (ipvsadm pads its columns).
@@ -109,18 +102,6 @@ fn change(ns: &Netns, work: &Workdir, file: &str, yaml: &str, expected: &[&str])
 #[track_caller]
 fn assert_no_delete(lines: &[&str]) {
     assert!(lines.iter().all(|l| !l.starts_with('-')), "an edit planned a delete: {lines:?}");
-}
-
-/// A child process killed (SIGKILL) and reaped when the test ends, so that a failing test leaves no `run` behind.
-struct KillOnDrop(Option<Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 // ------------------------------------------------------------------------------------------------------ tests

@@ -262,3 +262,22 @@ pub fn eventually(limit: std::time::Duration, what: &str, mut check: impl FnMut(
 pub fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
+
+/// Lines sorted, as owned strings (tables compare as sorted `ipvsadm -Sn` rules).
+pub fn sorted(lines: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    v.sort();
+    v
+}
+
+/// A child process killed (and reaped) when the test ends, passed or failed.
+pub struct KillOnDrop(pub Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
