@@ -159,11 +159,6 @@ impl<K: Kernel> Engine<K> {
         self.observed = None;
     }
 
-    /// Forgets the observed table, so that the next pass reads the whole table first.
-    pub fn forget_observed(&mut self) {
-        self.observed = None;
-    }
-
     /// What the engine remembers.
     pub fn state(&self) -> &State {
         &self.state

@@ -60,6 +60,7 @@ fn a_failed_read_changes_nothing() {
     engine.kernel().fail_reads.store(true, Ordering::SeqCst);
     let err = run(engine.reconcile_full(&DesiredTable::default(), 0, &PassOptions::default())).unwrap_err();
     assert!(matches!(err, EngineError::Read(_)), "{err}");
+    assert_eq!(err.metric_label(), "read");
     let touched: BTreeSet<ServiceKey> = [svc(1)].into();
     let err =
         run(engine.reconcile_touched(&DesiredTable::default(), &touched, 0, &PassOptions::default())).unwrap_err();
@@ -343,6 +344,7 @@ fn the_mass_delete_guard_starts_just_above_its_limits() {
     // 11 of 21: both.
     let err = pass(21, 10).unwrap_err();
     assert!(matches!(err, EngineError::MassDelete { deletes: 11, owned: 21 }), "{err}");
+    assert_eq!(err.metric_label(), "mass_delete");
 }
 
 #[test]
@@ -389,6 +391,7 @@ fn an_unreadable_state_file_stops_the_engine_instead_of_forgetting_ownership() {
     std::fs::create_dir(state_path(&dir)).unwrap();
     let err = Engine::new(FakeKernel::default(), state_path(&dir)).err().expect("refused");
     assert!(matches!(err, EngineError::State(_)), "{err}");
+    assert_eq!(err.metric_label(), "state");
 }
 
 #[test]
@@ -422,4 +425,26 @@ fn a_declared_service_found_already_there_is_owned_even_without_changes() {
     assert_eq!(State::load(&state_path(&dir)).unwrap().owned, [svc(1)].into(), "adopted once, remembered");
     let again = run(engine.plan_only(&web(1), 0, &PassOptions::default())).unwrap();
     assert!(again.adopted.is_empty(), "not adopted twice");
+}
+
+#[test]
+fn deleting_a_service_drops_its_drains_only() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two services, each with a connected backend that is being removed: both drain.
+    let busy = live([
+        live_entry(svc(1), "rr", &[(dest(1), 1, 0, 0), (dest(2), 1, 4, 0)]),
+        live_entry(svc(2), "rr", &[(dest(1), 1, 0, 0), (dest(2), 1, 4, 0)]),
+    ]);
+    let mut engine = engine(busy, &dir);
+    let both = desired([
+        desired_service(svc(1), "rr", &[(dest(1), 1)], 600),
+        desired_service(svc(2), "rr", &[(dest(1), 1)], 600),
+    ]);
+    run(engine.reconcile_full(&both, 0, &PassOptions::default())).unwrap();
+    assert_eq!(engine.state().drains.len(), 2);
+    // svc(1) goes: its drain goes with it, svc(2)'s stays.
+    let one = desired([desired_service(svc(2), "rr", &[(dest(1), 1)], 600)]);
+    run(engine.reconcile_full(&one, 1, &PassOptions::default())).unwrap();
+    let left: Vec<_> = engine.state().drains.keys().copied().collect();
+    assert_eq!(left, vec![(svc(2), dest(2))]);
 }

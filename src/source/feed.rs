@@ -177,6 +177,8 @@ mod tests {
         assert_eq!(keys, vec!["TCP 192.0.2.1:80", "TCP 192.0.2.1:81"]);
         assert_eq!(taken.table.services.len(), 1);
         assert_eq!(taken.generation, 2);
+        let key = *taken.table.services.keys().next().unwrap();
+        assert_eq!(taken.origin(&key), Some(&ObjectId::kubernetes("d", "web")), "the CLI names who declared it");
         assert!(state.take().changed.is_empty(), "taken keys are forgotten");
         state.update(|index| (index.apply(web(82)), ()));
         assert_eq!(state.peek().changed.len(), 2);

@@ -654,3 +654,13 @@ fn kubernetes_only_fields_are_refused_in_files() {
     // The key is still known: the service is held, not deleted.
     assert!(rejected.key.is_some());
 }
+
+#[test]
+fn service_names_are_dns_labels() {
+    for good in ["web", "web-1", "a", "w0", &"a".repeat(63)] {
+        assert!(is_dns_label(good), "{good}");
+    }
+    for bad in ["", "-web", "web-", "1web", "Web", "web_1", "web.1", &"a".repeat(64)] {
+        assert!(!is_dns_label(bad), "{bad}");
+    }
+}
