@@ -73,15 +73,14 @@ impl KubeFeed {
         std::sync::Arc::clone(&self.reported)
     }
 
-    fn note_status(&self, object: &VirtualService, deleted: bool) {
+    fn note_status(&self, object: &VirtualService, id: &crate::api::ObjectId, deleted: bool) {
         let mine =
             !deleted && object.status.as_ref().is_some_and(|s| s.nodes.iter().any(|n| n.node_name == self.node_name));
-        let id = object_of(object).id;
         if let Ok(mut reported) = self.reported.lock() {
             if mine {
-                reported.insert(id);
+                reported.insert(id.clone());
             } else {
-                reported.remove(&id);
+                reported.remove(id);
             }
         }
     }
@@ -103,8 +102,9 @@ impl KubeFeed {
         match event {
             Event::Init => self.listing_objects = Some(Vec::new()),
             Event::InitApply(object) => {
-                self.note_status(&object, false);
-                self.listing_objects.get_or_insert_with(Vec::new).push(object_of(&object));
+                let converted = object_of(&object);
+                self.note_status(&object, &converted.id, false);
+                self.listing_objects.get_or_insert_with(Vec::new).push(converted);
             }
             Event::InitDone => {
                 let objects = self.listing_objects.take().unwrap_or_default();
@@ -112,13 +112,14 @@ impl KubeFeed {
                 self.listed[0] = true;
             }
             Event::Apply(object) => {
-                self.note_status(&object, false);
-                let object = object_of(&object);
+                let converted = object_of(&object);
+                self.note_status(&object, &converted.id, false);
+                let object = converted;
                 self.state.update(|index| (index.apply(object), ()));
             }
             Event::Delete(object) => {
-                self.note_status(&object, true);
                 let id = object_of(&object).id;
+                self.note_status(&object, &id, true);
                 self.state.update(|index| (index.delete(&id), ()));
             }
         }
