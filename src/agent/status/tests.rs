@@ -134,22 +134,15 @@ async fn a_conflict_is_reported_in_status_and_once_as_an_event() {
 async fn next_request(
     handle: &mut tower_test::mock::Handle<Request<Body>, Response<Body>>,
 ) -> (String, String, serde_json::Value) {
-    let (request, send) =
-        tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await.expect("a request").expect("open");
-    let method = request.method().to_string();
-    let uri = request.uri().to_string();
-    let content_type =
-        request.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    assert_eq!(content_type, "application/apply-patch+yaml", "server-side apply");
-    let body = request.into_body().collect_bytes().await.unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     // The API server answers with the object; the writer does not read it beyond success.
     let answer = serde_json::json!({
         "apiVersion": API_VERSION, "kind": KIND,
         "metadata": {"name": "web", "namespace": "prod"},
         "spec": {"address": "192.0.2.1", "port": 80},
     });
-    send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&answer).unwrap())).unwrap());
+    let (method, uri, content_type, json) = answer_next(handle, answer).await;
+    assert_eq!(content_type, "application/apply-patch+yaml", "server-side apply");
+    assert!(json.is_object(), "the apply body is a JSON object: {json}");
     (method, uri, json)
 }
 
