@@ -16,6 +16,41 @@ use ipvs_reconciler::source::kubernetes::{KubeEvent, KubeFeed, SERVICE_NAME_LABE
 
 const N: usize = 10_000;
 
+/// Counts live heap bytes and blocks, to say what each phase keeps (resident memory adds the allocator's overhead).
+struct Counting;
+
+static LIVE_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static LIVE_BLOCKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        LIVE_BLOCKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's layout contract is passed on.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        LIVE_BLOCKS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live(phase: &str) {
+    let bytes = LIVE_BYTES.load(std::sync::atomic::Ordering::Relaxed);
+    let blocks = LIVE_BLOCKS.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "{phase}: {:.1} MiB live in {blocks} blocks; VmRSS {} MiB",
+        bytes as f64 / 1048576.0,
+        status_kib("VmRSS:") / 1024
+    );
+}
+
 fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -70,16 +105,19 @@ fn main() {
         feed.on_event(KubeEvent::VirtualService(Box::new(Event::InitApply(virtual_service(i)))));
     }
     feed.on_event(KubeEvent::VirtualService(Box::new(Event::InitDone)));
+    live("VirtualServices listed");
     feed.on_event(KubeEvent::Slice(Box::new(Event::Init)));
     for i in 0..N {
         feed.on_event(KubeEvent::Slice(Box::new(Event::InitApply(slice(i)))));
     }
     feed.on_event(KubeEvent::Slice(Box::new(Event::InitDone)));
+    live("EndpointSlices listed");
     feed.on_event(KubeEvent::Node(Box::new(Event::Init)));
     feed.on_event(KubeEvent::Node(Box::new(Event::InitApply(Node::default()))));
     feed.on_event(KubeEvent::Node(Box::new(Event::InitDone)));
     let listed = started.elapsed();
     let snapshot = state.take();
+    live("snapshot taken");
     let backends: usize = snapshot.table.services.values().map(|s| s.dests.len()).sum();
     assert!(state.is_ready());
     assert_eq!((snapshot.table.services.len(), backends), (N, N * 10));

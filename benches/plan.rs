@@ -41,12 +41,12 @@ fn desired_service(i: u32) -> DesiredService {
 /// The live view of a desired service, with the counters a kernel dump carries.
 fn live_entry(want: &DesiredService) -> ServiceEntry {
     let mut service = want.service.clone();
-    service.stats = Some(Stats { conns: 1234, in_packets: 99_999, ..Stats::default() });
+    service.stats = Some(Box::new(Stats { conns: 1234, in_packets: 99_999, ..Stats::default() }));
     let mut entry = ServiceEntry::new(service);
     for (key, dest) in &want.dests {
         let mut dest = dest.clone();
         dest.conns = ConnCounts { active: 3, inactive: 5, persistent: 0 };
-        dest.stats = Some(Stats { conns: 77, ..Stats::default() });
+        dest.stats = Some(Box::new(Stats { conns: 77, ..Stats::default() }));
         entry.dests.insert(*key, dest);
     }
     entry

@@ -143,7 +143,7 @@ fn title(columns: Columns) -> String {
 fn list_entry(out: &mut String, entry: &ServiceEntry, opts: &ListOptions) {
     let service = &entry.service;
     let name = list_name(&service.key);
-    let stats = service.stats.unwrap_or_default();
+    let stats = service.stats.as_deref().copied().unwrap_or_default();
     match opts.columns {
         Columns::Stats => {
             let _ = write!(out, "{name:<33}");
@@ -188,7 +188,7 @@ fn list_dest(out: &mut String, dest: &Destination, opts: &ListOptions) {
     // ipvsadm prints the kernel's int.
     let weight = config.weight as i32;
     let (active, inactive) = (dest.conns.active, dest.conns.inactive);
-    let stats = dest.stats.unwrap_or_default();
+    let stats = dest.stats.as_deref().copied().unwrap_or_default();
     let _ = match opts.columns {
         Columns::Stats => {
             let _ = write!(out, "  -> {name:<28}");
@@ -572,17 +572,17 @@ mod tests {
         let mut table = Table::default();
         let key = ServiceKey::tcp(vip(1), 80);
         let mut service = Service::new(key, ServiceConfig::new(Family::V4, "rr"));
-        service.stats = Some(Stats {
+        service.stats = Some(Box::new(Stats {
             conns: 99_999_999,
             in_packets: 100_000_000,
             out_packets: 99_999_999_999,
             in_bytes: 123_456_789_012,
             out_bytes: 500_000_000_000_000,
             ..Stats::default()
-        });
+        }));
         let entry = table.insert_service(service);
         let mut dest = Destination::new(DestKey::new(v4(1), 80), DestConfig::masquerade(1));
-        dest.stats = Some(Stats { cps: 123_456_789, in_bps: 2_000_000_000, ..Stats::default() });
+        dest.stats = Some(Box::new(Stats { cps: 123_456_789, in_bps: 2_000_000_000, ..Stats::default() }));
         dest.conns = ConnCounts { active: 12, inactive: 3, persistent: 7 };
         entry.dests.insert(dest.key, dest);
         table

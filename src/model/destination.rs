@@ -214,9 +214,10 @@ pub struct Destination {
     /// Connection counts (zero on destinations not read from the kernel).
     #[serde(default)]
     pub conns: ConnCounts,
-    /// Counters, present only on destinations read from the kernel.
+    /// Counters, present only on destinations read from the kernel (boxed: a desired table of 100,000 backends
+    /// never carries counters, and an inline `Option<Stats>` would cost it 88 bytes each).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stats: Option<Stats>,
+    pub stats: Option<Box<Stats>>,
 }
 
 impl Destination {

@@ -134,9 +134,10 @@ pub struct Service {
     pub key: ServiceKey,
     /// Editable configuration.
     pub config: ServiceConfig,
-    /// Counters, present only on services read from the kernel.
+    /// Counters, present only on services read from the kernel (boxed: desired tables hold many entries and never
+    /// carry counters, so they pay a pointer rather than 88 bytes per entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stats: Option<Stats>,
+    pub stats: Option<Box<Stats>>,
 }
 
 impl Service {

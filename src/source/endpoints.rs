@@ -26,8 +26,9 @@ pub struct Slice {
     pub endpoints: Vec<(IpAddr, bool)>,
 }
 
-/// The slices of one Service, by slice name.
-pub type ServiceSlices = BTreeMap<String, Slice>;
+/// The slices of one Service, by slice name: a sorted vector (a Service has one slice, or a few), since a
+/// `BTreeMap` allocates a node of eleven slots for its first entry.
+pub type ServiceSlices = litemap::LiteMap<String, Slice>;
 
 /// `(namespace, service name)`.
 pub type ServiceRef = (String, String);

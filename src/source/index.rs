@@ -23,6 +23,11 @@ use crate::table::{DesiredService, DesiredTable};
 /// Service keys whose desired entry or held state changed.
 pub type Changed = BTreeSet<ServiceKey>;
 
+/// A set that almost always holds one element (the claimants of a key, the objects using a Service): a sorted
+/// vector, since a `BTreeSet` allocates a whole node (eleven slots) for its first element, which at 10,000 objects
+/// was most of the index's memory.
+type SmallSet<T> = litemap::LiteMap<T, ()>;
+
 /// What an object turned out to be.
 #[derive(Debug, Clone, PartialEq)]
 enum Entry {
@@ -166,7 +171,7 @@ impl DesiredOutcome {
 pub struct ObjectIndex {
     objects: BTreeMap<ObjectId, Entry>,
     /// Every claimant of each key, oldest first.
-    claims: BTreeMap<ServiceKey, BTreeSet<(Age, ObjectId)>>,
+    claims: BTreeMap<ServiceKey, SmallSet<(Age, ObjectId)>>,
     /// The winners' services.
     table: DesiredTable,
     /// Keys whose oldest claimant is invalid, by that claimant.
@@ -178,7 +183,7 @@ pub struct ObjectIndex {
     /// EndpointSlices by Service.
     slices: BTreeMap<ServiceRef, ServiceSlices>,
     /// Which objects take backends from each Service.
-    users: BTreeMap<ServiceRef, BTreeSet<ObjectId>>,
+    users: BTreeMap<ServiceRef, SmallSet<ObjectId>>,
     /// This node's labels, for node selectors; `None` until known (selectors then select nothing).
     node_labels: Option<BTreeMap<String, String>>,
     /// Counts changes that had an effect (an object, slice or label set that differs from what was there); a
@@ -214,7 +219,7 @@ impl ObjectIndex {
             return Changed::new();
         }
         self.revision += 1;
-        let users: Vec<ObjectId> = self.users.get(&service).into_iter().flatten().cloned().collect();
+        let users: Vec<ObjectId> = self.users.get(&service).into_iter().flat_map(|u| u.keys()).cloned().collect();
         self.batch(|index| users.iter().for_each(|id| index.refresh(id)))
     }
 
@@ -225,7 +230,7 @@ impl ObjectIndex {
         }
         self.revision += 1;
         self.slices = slices;
-        let users: BTreeSet<ObjectId> = self.users.values().flatten().cloned().collect();
+        let users: BTreeSet<ObjectId> = self.users.values().flat_map(|u| u.keys()).cloned().collect();
         self.batch(|index| users.iter().for_each(|id| index.refresh(id)))
     }
 
@@ -403,7 +408,7 @@ impl ObjectIndex {
     pub fn conflicts(&self) -> Vec<Conflict> {
         let mut out = Vec::new();
         for (key, claimants) in &self.claims {
-            let mut claimants = claimants.iter();
+            let mut claimants = claimants.keys();
             let Some((_, winner)) = claimants.next() else { continue };
             for (_, loser) in claimants {
                 out.push(Conflict { key: *key, object: loser.clone(), claimed_by: winner.clone() });
@@ -422,7 +427,7 @@ impl ObjectIndex {
             Entry::Unreadable(errors) => (None, ObjectState::Unreadable { errors: errors.clone() }),
             Entry::Validated { generation, resolution, .. } => {
                 let key = entry.key();
-                let winner = key.and_then(|k| self.claims.get(&k)).and_then(|c| c.first()).map(|(_, w)| w);
+                let winner = key.and_then(|k| self.claims.get(&k)).and_then(|c| c.first()).map(|((_, w), ())| w);
                 let state = match (resolution, key) {
                     (Resolution::NotSelected, _) => ObjectState::NotSelected,
                     (Resolution::Rejected | Resolution::Invalid(_), key) => {
@@ -477,11 +482,11 @@ impl ObjectIndex {
             }
         }
         for service in entry.uses(&id) {
-            self.users.entry(service).or_default().insert(id.clone());
+            self.users.entry(service).or_default().insert(id.clone(), ());
         }
         if let (Some(key), Some(age)) = (new_key, entry.age()) {
             self.note(&mut changes, key);
-            self.claims.entry(key).or_default().insert((age, id.clone()));
+            self.claims.entry(key).or_default().insert((age, id.clone()), ());
         }
         self.objects.insert(id, entry);
         if let Some(key) = new_key {
@@ -513,7 +518,7 @@ impl ObjectIndex {
 
     /// Recomputes what `key` resolves to from its claimants.
     fn settle(&mut self, key: ServiceKey) {
-        let winner = self.claims.get(&key).and_then(|c| c.first()).map(|(_, id)| id);
+        let winner = self.claims.get(&key).and_then(|c| c.first()).map(|((_, id), ())| id);
         let entry = winner.and_then(|id| self.objects.get(id).map(|e| (id, e)));
         match entry {
             Some((_, Entry::Validated { resolution: Resolution::Desired(desired), .. })) => {

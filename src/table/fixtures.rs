@@ -22,12 +22,12 @@ pub fn dest(last: u8) -> DestKey {
 /// A live service: `dests` are (key, weight, active, inactive); counters are set so that they differ from desired.
 pub fn live_entry(key: ServiceKey, scheduler: &str, dests: &[(DestKey, u32, u32, u32)]) -> ServiceEntry {
     let mut service = Service::new(key, ServiceConfig::new(key.family(), scheduler));
-    service.stats = Some(Stats { conns: 42, in_packets: 1000, ..Stats::default() });
+    service.stats = Some(Box::new(Stats { conns: 42, in_packets: 1000, ..Stats::default() }));
     let mut entry = ServiceEntry::new(service);
     for &(dest_key, weight, active, inactive) in dests {
         let mut dest = Destination::new(dest_key, DestConfig::masquerade(weight));
         dest.conns = ConnCounts { active, inactive, persistent: 0 };
-        dest.stats = Some(Stats { conns: u64::from(active), ..Stats::default() });
+        dest.stats = Some(Box::new(Stats { conns: u64::from(active), ..Stats::default() }));
         entry.dests.insert(dest_key, dest);
     }
     entry

@@ -106,10 +106,12 @@ fn live_table(min_active: u32) -> impl Strategy<Value = Table> {
         let services = services
             .into_iter()
             .map(|(key, (parts, stats, dests))| {
-                let service = Service { key, config: parts.build(key.family()), stats };
+                let service = Service { key, config: parts.build(key.family()), stats: stats.map(Box::new) };
                 let dests = dests
                     .into_iter()
-                    .map(|(dk, (config, conns, stats))| (dk, Destination { key: dk, config, conns, stats }))
+                    .map(|(dk, (config, conns, stats))| {
+                        (dk, Destination { key: dk, config, conns, stats: stats.map(Box::new) })
+                    })
                     .collect();
                 (key, ServiceEntry { service, dests })
             })
@@ -256,10 +258,10 @@ proptest! {
         let mut live = Table::default();
         for (key, want) in &desired.services {
             let mut service = want.service.clone();
-            service.stats = counters;
+            service.stats = counters.map(Box::new);
             let entry = live.insert_service(service);
             for (dk, dest) in &want.dests {
-                entry.dests.insert(*dk, Destination { conns: connections, stats: counters, ..dest.clone() });
+                entry.dests.insert(*dk, Destination { conns: connections, stats: counters.map(Box::new), ..dest.clone() });
             }
             prop_assert_eq!(&entry.service.key, key);
         }

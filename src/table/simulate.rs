@@ -119,7 +119,7 @@ mod tests {
     fn table_with_one_dest() -> Table {
         let mut table = Table::default();
         let mut service = Service::new(key(), ServiceConfig::new(Family::V4, "rr"));
-        service.stats = Some(Stats { conns: 7, ..Stats::default() });
+        service.stats = Some(Box::new(Stats { conns: 7, ..Stats::default() }));
         let entry = table.insert_service(service);
         let mut dest = Destination::new(dest_key(1), DestConfig::masquerade(1));
         dest.conns = ConnCounts { active: 3, inactive: 1, persistent: 0 };
@@ -145,7 +145,7 @@ mod tests {
         apply_ops(&mut table, &ops).unwrap();
         let entry = &table.services[&key()];
         assert_eq!(entry.service.config.scheduler, "wlc");
-        assert_eq!(entry.service.stats.map(|s| s.conns), Some(7));
+        assert_eq!(entry.service.stats.as_ref().map(|s| s.conns), Some(7));
         let dest = &entry.dests[&dest_key(1)];
         assert_eq!(dest.config.weight, 5);
         assert_eq!(dest.conns.active, 3);

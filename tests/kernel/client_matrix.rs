@@ -922,11 +922,11 @@ async fn wait_for_counters(ipvs: &Ipvs, what: &str, done: impl Fn(&Table) -> boo
 }
 
 fn service_stats(table: &Table, key: &ServiceKey) -> Stats {
-    table.services[key].service.stats.unwrap()
+    *table.services[key].service.stats.clone().unwrap()
 }
 
 fn dest_stats(table: &Table, key: &ServiceKey) -> Vec<Stats> {
-    table.services[key].dests.values().map(|d| d.stats.unwrap()).collect()
+    table.services[key].dests.values().map(|d| *d.stats.clone().unwrap()).collect()
 }
 
 /// `ZERO` of one service resets its counters and its destinations' and nothing else; `ZERO` of everything resets

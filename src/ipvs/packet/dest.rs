@@ -238,5 +238,5 @@ pub fn decode_destination(attrs: &[DestAttr], service_family: Family) -> Result<
         lower_threshold: required(lower, NEST, "IPVS_DEST_ATTR_L_THRESH")?,
         tunnel,
     };
-    Ok(Destination { key, config, conns, stats: stats64.or(stats) })
+    Ok(Destination { key, config, conns, stats: stats64.or(stats).map(Box::new) })
 }

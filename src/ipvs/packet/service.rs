@@ -242,5 +242,5 @@ pub fn decode_service(attrs: &[ServiceAttr]) -> Result<Service, DecodeError> {
         netmask,
         pe_name: pe,
     };
-    Ok(Service { key, config, stats: stats64.or(stats) })
+    Ok(Service { key, config, stats: stats64.or(stats).map(Box::new) })
 }

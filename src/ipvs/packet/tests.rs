@@ -102,7 +102,7 @@ fn service() -> impl Strategy<Value = Service> {
             .prop_map(move |(scheduler, flags, timeout, netmask, pe_name, stats)| Service {
                 key,
                 config: ServiceConfig { scheduler, flags: ServiceFlags::from_kernel(flags), timeout, netmask, pe_name },
-                stats,
+                stats: stats.map(Box::new),
             })
     })
 }
@@ -129,7 +129,7 @@ fn destination() -> impl Strategy<Value = Destination> {
             key: DestKey::new(addr, port),
             config,
             conns: ConnCounts { active: c[0], inactive: c[1], persistent: c[2] },
-            stats,
+            stats: stats.map(Box::new),
         },
     )
 }
@@ -374,7 +374,7 @@ fn stats64_is_preferred_over_stats() {
     // Order must not matter: the 64-bit set wins wherever it is.
     attrs.insert(0, DestAttr::Stats64(stats::encode_stats64(&new)));
     attrs.push(DestAttr::Stats(stats::encode_stats(&old)));
-    assert_eq!(dest::decode_destination(&attrs, Family::V4).unwrap().stats, Some(new));
+    assert_eq!(dest::decode_destination(&attrs, Family::V4).unwrap().stats, Some(Box::new(new)));
 }
 
 #[test]
