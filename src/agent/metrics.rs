@@ -68,6 +68,7 @@ pub struct Metrics {
     desired_destinations: Gauge,
     status_writes: Family<ResultLabels, Counter>,
     watch_errors: Family<ResourceLabels, Counter>,
+    watch_restarts: Family<ResourceLabels, Counter>,
     last_success: Gauge<f64, AtomicU64>,
     ready_gauge: Gauge,
     api_ok_gauge: Gauge,
@@ -100,6 +101,7 @@ impl Metrics {
             desired_destinations: Gauge::default(),
             status_writes: Family::default(),
             watch_errors: Family::default(),
+            watch_restarts: Family::default(),
             last_success: Gauge::default(),
             ready_gauge: Gauge::default(),
             api_ok_gauge: Gauge::default(),
@@ -122,6 +124,11 @@ impl Metrics {
         );
         registry.register("status_writes", "Status entries written, by result", metrics.status_writes.clone());
         registry.register("watch_errors", "Failed lists and watches, by resource", metrics.watch_errors.clone());
+        registry.register(
+            "watch_restarts",
+            "Lists started again after the first (expired or restarted watches), by resource",
+            metrics.watch_restarts.clone(),
+        );
         registry.register(
             "last_successful_pass_timestamp_seconds",
             "When the last pass succeeded",
@@ -187,6 +194,11 @@ impl Metrics {
         self.watch_errors.get_or_create(&ResourceLabels { resource }).inc();
         self.api_ok.store(false, Ordering::SeqCst);
         self.api_ok_gauge.set(0);
+    }
+
+    /// Records that the watcher of `resource` lists again.
+    pub fn watch_restart(&self, resource: &'static str) {
+        self.watch_restarts.get_or_create(&ResourceLabels { resource }).inc();
     }
 
     /// Records a good event from the API.

@@ -21,7 +21,8 @@ use crate::agent::{Agent, PassRecord};
 use crate::engine::Engine;
 use crate::ipvs::{IpvsError, NetnsSpec};
 use crate::model::ServiceKey;
-use crate::source::{DesiredState, kubernetes};
+use crate::source::DesiredState;
+use crate::source::kubernetes::{self, ApiSignal};
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Result<i32> {
@@ -38,9 +39,10 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
     let http = tokio::spawn(axum::serve(listener, router(Arc::clone(&metrics))).into_future());
     let api_metrics = Arc::clone(&metrics);
     let reported = Reported::default();
-    let on_api = move |event: Result<(), &'static str>| match event {
-        Ok(()) => api_metrics.api_event(),
-        Err(resource) => api_metrics.watch_error(resource),
+    let on_api = move |signal: ApiSignal| match signal {
+        ApiSignal::Event => api_metrics.api_event(),
+        ApiSignal::Relisted(resource) => api_metrics.watch_restart(resource),
+        ApiSignal::Failed(resource) => api_metrics.watch_error(resource),
     };
     let follow =
         tokio::spawn(kubernetes::follow(client.clone(), node.clone(), desired.clone(), Arc::clone(&reported), on_api));

@@ -221,6 +221,30 @@ pub fn slice_of(slice: &EndpointSlice) -> Option<(ServiceRef, String, Slice)> {
 /// A failed list or watch, and of which resource.
 pub type WatchError = (&'static str, watcher::Error);
 
+/// What [`follow`] tells its observer about the API side, for metrics and readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiSignal {
+    /// A good event (the API answers).
+    Event,
+    /// A watcher of `resource` started listing again after its first list (a watch that expired with 410 Gone, or
+    /// one that failed and was restarted): its objects are replaced whole once the new list is in.
+    Relisted(&'static str),
+    /// A list or watch of `resource` failed (retried with backoff; nothing is changed meanwhile).
+    Failed(&'static str),
+}
+
+impl KubeEvent {
+    /// The resource whose (re-)list this event starts, if it starts one.
+    fn list_started(&self) -> Option<&'static str> {
+        match self {
+            KubeEvent::VirtualService(e) if matches!(**e, Event::Init) => Some("virtualservices"),
+            KubeEvent::Slice(e) if matches!(**e, Event::Init) => Some("endpointslices"),
+            KubeEvent::Node(e) if matches!(**e, Event::Init) => Some("nodes"),
+            _ => None,
+        }
+    }
+}
+
 /// The three watchers, merged. Each retries with backoff on its own; errors are yielded for logging.
 pub fn watch(client: Client, node_name: &str) -> impl Stream<Item = Result<KubeEvent, WatchError>> + Send {
     let objects = watcher::watcher(Api::<VirtualService>::all(client.clone()), watcher::Config::default())
@@ -241,27 +265,36 @@ pub fn watch(client: Client, node_name: &str) -> impl Stream<Item = Result<KubeE
     futures::stream::select_all([objects.boxed(), slices.boxed(), node.boxed()])
 }
 
-/// Follows the cluster until the streams end (they do not, short of a panic in kube). `api` hears of every event:
-/// `Ok` for a good one, the resource for a failed list or watch (nothing is changed then: the table stays as it is
-/// until the watcher has a consistent view again).
+/// Follows the cluster until the streams end (they do not, short of a panic in kube). `api` hears of every event
+/// (see [`ApiSignal`]); after a failed list or watch nothing is changed: the table stays as it is until the watcher
+/// has a consistent view again.
 pub async fn follow(
     client: Client,
     node_name: String,
     state: DesiredState,
     reported: Reported,
-    api: impl Fn(Result<(), &'static str>) + Send,
+    api: impl Fn(ApiSignal) + Send,
 ) {
     let mut feed = KubeFeed::new(state, node_name.clone());
     feed.reported = reported;
+    let mut listed: Vec<&'static str> = Vec::new();
     let mut events = std::pin::pin!(watch(client, &node_name));
     while let Some(event) = events.next().await {
         match event {
             Ok(event) => {
-                api(Ok(()));
+                api(ApiSignal::Event);
+                if let Some(resource) = event.list_started() {
+                    if listed.contains(&resource) {
+                        info!(resource, "listing again (the watch expired or was restarted)");
+                        api(ApiSignal::Relisted(resource));
+                    } else {
+                        listed.push(resource);
+                    }
+                }
                 feed.on_event(event);
             }
             Err((resource, e)) => {
-                api(Err(resource));
+                api(ApiSignal::Failed(resource));
                 warn!(resource, "list or watch failed (retried with backoff; nothing is deleted): {e}");
             }
         }

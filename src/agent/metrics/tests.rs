@@ -67,6 +67,7 @@ async fn metrics_count_passes_operations_and_state() {
     metrics.pass(&record(&desired, &failed), Duration::from_millis(3), 2);
     metrics.status_write(true);
     metrics.watch_error("endpointslices");
+    metrics.watch_restart("virtualservices");
     let (code, text) = get(&metrics, "/metrics").await;
     assert_eq!(code, StatusCode::OK);
     for line in [
@@ -75,6 +76,7 @@ async fn metrics_count_passes_operations_and_state() {
         "ipvs_reconciler_owned_services 2",
         "ipvs_reconciler_status_writes_total{result=\"ok\"} 1",
         "ipvs_reconciler_watch_errors_total{resource=\"endpointslices\"} 1",
+        "ipvs_reconciler_watch_restarts_total{resource=\"virtualservices\"} 1",
         "ipvs_reconciler_api_available 0",
         "ipvs_reconciler_ready 0",
         "ipvs_reconciler_pass_duration_seconds_count{trigger=\"resync\"} 2",

@@ -292,7 +292,7 @@ mod against_a_mock_api {
         let counted = std::sync::Arc::clone(&errors);
         let client = Client::new(service, "default");
         tokio::spawn(follow(client, "n1".to_owned(), state.clone(), Reported::default(), move |event| {
-            if event.is_err() {
+            if matches!(event, ApiSignal::Failed(_)) {
                 counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
         }));
@@ -320,9 +320,16 @@ mod against_a_mock_api {
         });
         let state = DesiredState::new();
         let client = Client::new(service, "default");
-        tokio::spawn(follow(client, "n1".to_owned(), state.clone(), Reported::default(), |_| {}));
+        let relists = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&relists);
+        tokio::spawn(follow(client, "n1".to_owned(), state.clone(), Reported::default(), move |event| {
+            if let ApiSignal::Relisted(resource) = event {
+                seen.lock().unwrap().push(resource);
+            }
+        }));
         until("ready", || state.is_ready()).await;
         until("the relist drops the object deleted meanwhile", || state.with_index(|i| i.len()) == 1).await;
+        assert_eq!(*relists.lock().unwrap(), vec!["virtualservices"], "the relist is counted, the first lists not");
         let kept = state.with_index(|i| i.reports().into_iter().map(|r| r.id.to_string()).collect::<Vec<_>>());
         assert_eq!(kept, vec!["prod/web"]);
     }
