@@ -229,6 +229,8 @@ fn log_pass<E: KernelFailure>(record: &PassRecord<'_, E>) {
             applied = report.applied.len(),
             failed = report.failures.len() + report.unanswered.len(),
             draining = report.plan.draining.len(),
+            // Milliseconds with a fraction: the pass's own share of a change's latency (apart from the API's).
+            duration_ms = record.duration.as_secs_f64() * 1000.0,
             "reconciled"
         ),
         Err(e) => warn!(pass, full = record.full, reason = e.metric_label(), "pass failed: {e}"),

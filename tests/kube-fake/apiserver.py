@@ -13,6 +13,7 @@ Usage: apiserver.py PORT_FILE   (binds 127.0.0.1 on a free port and writes the p
 Stops when its standard input closes (the test's child handle drops) or on SIGTERM.
 """
 
+import bisect
 import json
 import sys
 import threading
@@ -32,7 +33,8 @@ PATHS = {
 
 lock = threading.Condition()
 objects = {kind: {} for kind in KINDS}  # kind -> (namespace, name) -> object
-events = []  # (resourceVersion, kind, type, object)
+events = []  # (resourceVersion, kind, type, object), in resourceVersion order
+event_versions = []  # the resourceVersion of each entry of `events`, for bisection
 patches = []  # every status apply received: {"manager", "namespace", "name", "body"}
 recorded_events = []  # every Event created
 owners = {}  # (namespace, name) -> {manager: [entries]}
@@ -44,6 +46,7 @@ def bump(kind, event_type, obj):
     version[0] += 1
     obj.setdefault("metadata", {})["resourceVersion"] = str(version[0])
     events.append((version[0], kind, event_type, json.loads(json.dumps(obj))))
+    event_versions.append(version[0])
     lock.notify_all()
 
 
@@ -116,7 +119,12 @@ class Handler(BaseHTTPRequestHandler):
         try:
             while not deadline.is_set():
                 with lock:
-                    pending = [e for e in events if e[0] > sent and e[1] == kind]
+                    # Only the events after `sent` are looked at: a wake-up costs what it delivers, not the whole
+                    # history (which would make the fake, not the agent, slower at 10,000 objects).
+                    start = bisect.bisect_right(event_versions, sent)
+                    pending = [e for e in events[start:] if e[1] == kind]
+                    if not pending and start < len(events):
+                        sent = events[-1][0]
                     if not pending:
                         lock.wait(0.5)
                         continue
