@@ -221,9 +221,38 @@ fn the_agent_programs_what_selects_its_node_follows_endpoints_and_reports_status
         status_is("young", &|n| n[0]["programmed"] == true)
     });
 
-    // A deleted VirtualService goes from the kernel.
+    // An edit the agent's validation refuses (it can get past the API server, e.g. with an older CRD installed):
+    // web's service stays exactly as it is (frozen), its status says Invalid naming the field, one Event is
+    // emitted, and a valid neighbour's edit is still programmed.
+    let broken = json!({"address": "192.0.2.50", "port": 80, "scheduler": "nope", "drainTimeoutSeconds": 0,
+        "backendsFrom": [{"service": "web", "port": "http"}]});
+    api.put("virtualservices", virtual_service("web", "2026-01-01T00:00:00Z", broken));
+    eventually(PATIENCE, "status: web invalid, naming the field", || {
+        status_is("web", &|n| {
+            n[0]["programmed"] == false
+                && n[0]["reason"] == "Invalid"
+                && n[0]["observedGeneration"] == 2
+                && n[0]["message"].as_str().is_some_and(|m| m.contains("spec.scheduler: unknown scheduler `nope`"))
+        })
+    });
+    let heavier = json!({"address": "192.0.2.51", "port": 80, "drainTimeoutSeconds": 0,
+        "backends": [{"address": "10.0.0.6", "weight": 3}]});
+    api.put("virtualservices", virtual_service("young", "2026-01-02T00:00:00Z", heavier));
+    let mut frozen = third.clone();
+    frozen.retain(|l| l != "-a -t 192.0.2.51:80 -r 10.0.0.6:80 -m -w 1");
+    frozen.push("-a -t 192.0.2.51:80 -r 10.0.0.6:80 -m -w 3".to_owned());
+    frozen.sort();
+    eventually(PATIENCE, "the neighbour's edit is programmed beside the frozen service", || table_is(&frozen));
+    // A resync (every 5 s here) leaves the frozen service as it is too.
+    std::thread::sleep(Duration::from_secs(6));
+    table_is(&frozen).unwrap();
+    let events = api.request("GET", "/control/events", None);
+    let invalid = events.as_array().into_iter().flatten().filter(|e| e["regarding"]["name"] == "web").count();
+    assert_eq!(invalid, 1, "one Event for the invalid object: {events}");
+
+    // A deleted VirtualService goes from the kernel, also while its service was frozen.
     api.delete("virtualservices", "prod", "web");
-    let fourth = sorted(&["-A -t 192.0.2.51:80 -s wlc", "-a -t 192.0.2.51:80 -r 10.0.0.6:80 -m -w 1"]);
+    let fourth = sorted(&["-A -t 192.0.2.51:80 -s wlc", "-a -t 192.0.2.51:80 -r 10.0.0.6:80 -m -w 3"]);
     eventually(PATIENCE, "the agent removes a deleted VirtualService", || table_is(&fourth));
 
     // SIGTERM: exit 0, table left as it is.
