@@ -1,5 +1,7 @@
 //! The real kernel behind the engine's `Kernel` trait.
 
+use std::collections::BTreeSet;
+
 use crate::ipvs::{Ipvs, IpvsError};
 use crate::model::{Op, ServiceEntry, ServiceKey, Table};
 
@@ -8,20 +10,12 @@ use super::kernel::{Kernel, KernelFailure};
 impl Kernel for Ipvs {
     type Error = IpvsError;
 
-    async fn read_table(&self) -> Result<Table, IpvsError> {
-        Ipvs::read_table(self).await
+    async fn read_table(&self, expected: &BTreeSet<ServiceKey>) -> Result<Table, IpvsError> {
+        Ipvs::read_table_confirming(self, expected).await
     }
 
     async fn read_service(&self, key: &ServiceKey) -> Result<Option<ServiceEntry>, IpvsError> {
-        let Some(service) = self.service(key).await? else { return Ok(None) };
-        let dests = self.destinations(key).await?;
-        // An empty destination dump is also what the kernel answers for a service deleted in between: look again.
-        if dests.is_empty() && self.service(key).await?.is_none() {
-            return Ok(None);
-        }
-        let mut entry = ServiceEntry::new(service);
-        entry.dests = dests.into_iter().map(|d| (d.key, d)).collect();
-        Ok(Some(entry))
+        Ipvs::read_service_entry(self, key).await
     }
 
     async fn apply(&self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {

@@ -4,6 +4,7 @@
 //! in-memory table in milliseconds; the real client implements it in `engine::ipvs_kernel`, and the VM tests prove
 //! that what the fake stands in for holds on the real kernel.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Mutex;
 
@@ -38,8 +39,11 @@ pub trait Kernel: Send + Sync {
     /// Error type of every call.
     type Error: KernelFailure;
 
-    /// Reads every service with its destinations. Must fail rather than return a partial table.
-    fn read_table(&self) -> impl Future<Output = Result<Table, Self::Error>> + Send;
+    /// Reads every service with its destinations. Must fail rather than return a partial table, and must hold
+    /// every service of `expected` that exists: the engine decides from absence (an owned service absent is not
+    /// deleted, a desired one absent is added), and the kernel's service dump alone can skip services while any
+    /// namespace deletes some (see `ipvs::read`).
+    fn read_table(&self, expected: &BTreeSet<ServiceKey>) -> impl Future<Output = Result<Table, Self::Error>> + Send;
 
     /// Reads one service and its destinations; `Ok(None)` when the kernel has no such service.
     fn read_service(&self, key: &ServiceKey) -> impl Future<Output = Result<Option<ServiceEntry>, Self::Error>> + Send;
@@ -57,8 +61,8 @@ pub trait Kernel: Send + Sync {
 impl<K: Kernel> Kernel for std::sync::Arc<K> {
     type Error = K::Error;
 
-    fn read_table(&self) -> impl Future<Output = Result<Table, Self::Error>> + Send {
-        K::read_table(self)
+    fn read_table(&self, expected: &BTreeSet<ServiceKey>) -> impl Future<Output = Result<Table, Self::Error>> + Send {
+        K::read_table(self, expected)
     }
 
     fn read_service(&self, key: &ServiceKey) -> impl Future<Output = Result<Option<ServiceEntry>, Self::Error>> + Send {
@@ -105,6 +109,9 @@ pub struct FakeKernel {
     pub log: Mutex<Vec<Op>>,
     /// Full-table reads made.
     pub full_reads: std::sync::atomic::AtomicUsize,
+    /// Services the full read's dump steps over, as the kernel's can when another namespace deletes services
+    /// during the dump; like the real client, the read still returns those the caller expects.
+    pub dump_skips: Mutex<BTreeSet<ServiceKey>>,
     /// Run once at the start of the next `apply`: another writer acting between our read and our write.
     pub before_next_apply: Mutex<Option<OtherWriter>>,
     /// Operations on these services are refused as invalid (EINVAL), as the kernel refuses what it cannot hold.
@@ -155,12 +162,15 @@ impl FakeKernel {
 impl Kernel for FakeKernel {
     type Error = FakeError;
 
-    async fn read_table(&self) -> Result<Table, FakeError> {
+    async fn read_table(&self, expected: &BTreeSet<ServiceKey>) -> Result<Table, FakeError> {
         if let Some(e) = self.reads_fail() {
             return Err(e);
         }
         self.full_reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(self.snapshot())
+        let mut table = self.snapshot();
+        let skips = self.dump_skips.lock().map(|s| s.clone()).unwrap_or_default();
+        table.services.retain(|key, _| !skips.contains(key) || expected.contains(key));
+        Ok(table)
     }
 
     async fn read_service(&self, key: &ServiceKey) -> Result<Option<ServiceEntry>, FakeError> {

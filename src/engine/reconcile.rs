@@ -176,7 +176,7 @@ impl<K: Kernel> Engine<K> {
         now: u64,
         opts: &PassOptions,
     ) -> Result<Plan, EngineErrorOf<K>> {
-        self.refresh_all().await?;
+        self.refresh_all(desired).await?;
         let mut plan = self.plan_observed(desired, now, None);
         let held = hold_deletes(&mut plan.ops, opts);
         Self::guard(&plan.ops, 0, self.state.owned.len(), opts)?;
@@ -193,7 +193,7 @@ impl<K: Kernel> Engine<K> {
         now: u64,
         opts: &PassOptions,
     ) -> Result<PassReportOf<K>, EngineErrorOf<K>> {
-        self.refresh_all().await?;
+        self.refresh_all(desired).await?;
         self.reconcile_observed(desired, now, opts, None).await
     }
 
@@ -213,9 +213,12 @@ impl<K: Kernel> Engine<K> {
         self.reconcile_observed(desired, now, opts, Some(touched)).await
     }
 
-    async fn refresh_all(&mut self) -> Result<(), EngineErrorOf<K>> {
+    /// Reads the whole table. The services this pass may act on (owned or desired) are passed along: the read
+    /// must find each of them that exists, since a plan decides from absence.
+    async fn refresh_all(&mut self, desired: &DesiredTable) -> Result<(), EngineErrorOf<K>> {
         self.observed = None;
-        let table = self.kernel.read_table().await.map_err(EngineError::Read)?;
+        let expected: BTreeSet<ServiceKey> = self.state.owned.iter().chain(desired.services.keys()).copied().collect();
+        let table = self.kernel.read_table(&expected).await.map_err(EngineError::Read)?;
         self.observed = Some(table);
         Ok(())
     }

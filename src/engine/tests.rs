@@ -70,6 +70,33 @@ fn a_failed_read_changes_nothing() {
 }
 
 #[test]
+fn services_the_dump_skips_are_still_seen_when_owned_or_desired() {
+    // The kernel's service dump steps over services while another namespace deletes some; the engine must still
+    // see the services it decides about, or `plan` wants to add a service that is there and a removed one stays.
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = engine(Table::default(), &dir);
+    let two = desired([
+        desired_service(svc(1), "wlc", &[(dest(1), 1)], 0),
+        desired_service(svc(2), "wlc", &[(dest(2), 1)], 0),
+    ]);
+    run(engine.reconcile_full(&two, 0, &PassOptions::default())).unwrap();
+    let foreign = live_entry(svc(9), "rr", &[(dest(9), 3, 0, 0)]);
+    engine.kernel().table.lock().unwrap().services.insert(svc(9), foreign.clone());
+    *engine.kernel().dump_skips.lock().unwrap() = [svc(1), svc(2), svc(9)].into();
+    engine.kernel().take_log();
+
+    let plan = run(engine.plan_only(&two, 0, &PassOptions::default())).unwrap();
+    assert!(plan.ops.is_empty(), "a skipped desired service was planned again: {:?}", plan.ops);
+    assert!(plan.adopted.is_empty(), "{:?}", plan.adopted);
+    // svc(2) leaves the sources: still owned, skipped by the dump, and deleted all the same.
+    let one = desired([desired_service(svc(1), "wlc", &[(dest(1), 1)], 0)]);
+    let report = run(engine.reconcile_full(&one, 0, &PassOptions::default())).unwrap();
+    assert_eq!(report.applied, [Op::DeleteService(svc(2))]);
+    assert_eq!(engine.state().owned, [svc(1)].into());
+    assert_eq!(engine.kernel().snapshot().services.get(&svc(9)), Some(&foreign), "a foreign service was touched");
+}
+
+#[test]
 fn a_service_removed_while_down_is_removed_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut first = engine(Table::default(), &dir);

@@ -9,8 +9,16 @@
 //! The kernel never flags a dump that the table changed under (IPVS does not use `NLM_F_DUMP_INTR`), so
 //! inconsistency is detected here: an entry twice in a dump, or a destination dump that came back empty because
 //! its service went away meanwhile. Then the whole table is read again, a bounded number of times.
+//!
+//! What cannot be detected from the dump alone is a service it skipped. The kernel keeps the services of every
+//! network namespace in one hash table and resumes a service dump, at each reply datagram, by its position among
+//! all of them (`cb->args[0]` counts every namespace's entries, ours are filtered out as it goes): a service
+//! deleted in any namespace before that position between two datagrams moves the next ones down, and the dump
+//! steps over them. Another namespace deleting services (a pod's or a test's namespace going away) is enough.
+//! [`Ipvs::read_table_confirming`] closes that gap for the services the caller cares about: those of them not in
+//! the dump are asked for one by one (`GET_SERVICE`, atomic in the kernel), and any that exists is read alone.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Mutex;
 
 use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
@@ -20,7 +28,7 @@ use super::client::{Ipvs, answer_result, decode_all, ipvs_replies};
 use super::connection::{Conn, Failure};
 use super::packet::{IpvsCmd, IpvsMessage};
 use super::{IpvsError, Request};
-use crate::model::{Destination, Service, ServiceKey, Table};
+use crate::model::{Destination, Service, ServiceEntry, ServiceKey, Table};
 
 /// One read of the table.
 #[derive(Debug)]
@@ -51,12 +59,23 @@ where
     Err(IpvsError::InconsistentRead { attempts, detail })
 }
 
-/// The table of one service dump. A service seen twice means the kernel's hash table changed during the dump
-/// (entries moved under the cursor), so other entries may have been skipped: the dump cannot be trusted.
-fn table_of_services(services: Vec<Service>) -> Result<Table, Attempt> {
+/// What a service seen twice in one dump does to the read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeats {
+    /// Spoils it: the kernel's hash table changed during the dump (entries moved under the cursor), so other
+    /// entries may have been skipped, and the caller has nothing to check them against.
+    Refuse,
+    /// Keeps the later copy: the caller confirms every service it cares about that the dump lacks, so a repeat
+    /// (services added in some namespace during the dump move ours up) tells nothing more. Refusing there would
+    /// fail every read while another namespace keeps adding services.
+    KeepLater,
+}
+
+/// The table of one service dump.
+fn table_of_services(services: Vec<Service>, repeats: Repeats) -> Result<Table, Attempt> {
     let mut table = Table::default();
     for service in services {
-        if table.services.contains_key(&service.key) {
+        if repeats == Repeats::Refuse && table.services.contains_key(&service.key) {
             return Err(Attempt::Changed(format!("service {} appeared twice in the service dump", service.key)));
         }
         table.insert_service(service);
@@ -81,6 +100,43 @@ fn worth_retrying(e: &IpvsError) -> bool {
     matches!(e, IpvsError::ReplyLost { .. } | IpvsError::Busy(_)) || e.errno() == Some(Errno::ENOBUFS as i32)
 }
 
+/// Adds to `table` the services of `keys` that the dump skipped although they exist: `exist` tells, in one call
+/// and in order, whether each service missing from the table exists; `read` reads one service alone (`None`:
+/// it went away meanwhile). Returns the services added.
+async fn add_skipped<E, EFut, R, RFut>(
+    table: &mut Table,
+    keys: &BTreeSet<ServiceKey>,
+    exist: E,
+    mut read: R,
+) -> Result<Vec<ServiceKey>, IpvsError>
+where
+    E: FnOnce(Vec<ServiceKey>) -> EFut,
+    EFut: std::future::Future<Output = Result<Vec<bool>, IpvsError>>,
+    R: FnMut(ServiceKey) -> RFut,
+    RFut: std::future::Future<Output = Result<Option<ServiceEntry>, IpvsError>>,
+{
+    let missing: Vec<ServiceKey> = keys.iter().filter(|key| !table.services.contains_key(key)).copied().collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let exists = exist(missing.clone()).await?;
+    if exists.len() != missing.len() {
+        // A missing answer would read as "absent", the very mistake this function is here to prevent.
+        return Err(IpvsError::Protocol {
+            request: Request::global("get-service"),
+            detail: format!("{} answers to {} existence checks", exists.len(), missing.len()),
+        });
+    }
+    let mut added = Vec::new();
+    for key in missing.into_iter().zip(exists).filter_map(|(key, exists)| exists.then_some(key)) {
+        if let Some(entry) = read(key).await? {
+            table.services.insert(key, entry);
+            added.push(key);
+        }
+    }
+    Ok(added)
+}
+
 /// The result of one destination dump: the service, and its `NEW_DEST` replies.
 type DestDump = (ServiceKey, Result<Vec<IpvsMessage>, IpvsError>);
 
@@ -90,15 +146,61 @@ impl Ipvs {
     /// Retries when the table changes during the read, up to
     /// [`ConnectOptions::read_attempts`](super::ConnectOptions) times, then fails with
     /// [`IpvsError::InconsistentRead`]. Never returns a partial table: any failed dump fails the read.
+    ///
+    /// The kernel's service dump can step over services while any namespace deletes services (see the module
+    /// notes), and nothing in the dump shows it: a caller that decides from the absence of a service uses
+    /// [`Ipvs::read_table_confirming`].
     pub async fn read_table(&self) -> Result<Table, IpvsError> {
-        read_consistent(self.inner.options.read_attempts, || self.read_once()).await
+        read_consistent(self.inner.options.read_attempts, || self.read_once(Repeats::Refuse)).await
     }
 
-    async fn read_once(&self) -> Result<Attempt, IpvsError> {
+    /// [`Ipvs::read_table`], then every service of `keys` that the dump skipped although it exists is read alone
+    /// and added: the table holds each of `keys` that exists. One `GET_SERVICE` per service of `keys` missing from
+    /// the dump (many per datagram), so a table that already has them all costs nothing more.
+    ///
+    /// A service seen twice in the dump does not spoil this read (the later copy is kept): services added in any
+    /// namespace during the dump cause that, and they make no service of `keys` go unseen.
+    pub async fn read_table_confirming(&self, keys: &BTreeSet<ServiceKey>) -> Result<Table, IpvsError> {
+        let attempts = self.inner.options.read_attempts;
+        let mut table = read_consistent(attempts, || self.read_once(Repeats::KeepLater)).await?;
+        let added = add_skipped(
+            &mut table,
+            keys,
+            |missing| async move { self.services_exist(&missing).await },
+            |key| async move { self.read_service_entry(&key).await },
+        )
+        .await?;
+        if let Some(first) = added.first() {
+            tracing::info!(
+                count = added.len(),
+                first = %first,
+                "the kernel's service dump skipped services that exist (services were deleted in some network \
+                 namespace during the dump); they were read one by one"
+            );
+        }
+        Ok(table)
+    }
+
+    /// One service with its destinations and counters, or `None` if it does not exist. Not affected by changes
+    /// in other namespaces: the service is looked up by its key, and its destination list is its own.
+    pub async fn read_service_entry(&self, key: &ServiceKey) -> Result<Option<ServiceEntry>, IpvsError> {
+        let Some(service) = self.service(key).await? else { return Ok(None) };
+        let dests = match self.destinations(key).await {
+            Ok(dests) => dests,
+            // Deleted between the two requests.
+            Err(IpvsError::NoSuchService(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut entry = ServiceEntry::new(service);
+        entry.dests = dests.into_iter().map(|d| (d.key, d)).collect();
+        Ok(Some(entry))
+    }
+
+    async fn read_once(&self, repeats: Repeats) -> Result<Attempt, IpvsError> {
         let conns = &self.inner.conns;
         let request = Request::global("read-services");
         let replies = self.dump_on(&conns[0], IpvsMessage::get_service(None), request.clone()).await?;
-        let mut table = match table_of_services(decode_all(replies, &request, IpvsMessage::to_service)?) {
+        let mut table = match table_of_services(decode_all(replies, &request, IpvsMessage::to_service)?, repeats) {
             Ok(table) => table,
             Err(changed) => return Ok(changed),
         };
@@ -227,21 +329,31 @@ mod tests {
 
     #[test]
     fn a_service_seen_twice_in_one_dump_spoils_the_read() {
-        let table = table_of_services(vec![service(1), service(2)]).unwrap();
+        let table = table_of_services(vec![service(1), service(2)], Repeats::Refuse).unwrap();
         assert_eq!(table.services.len(), 2);
-        let Err(Attempt::Changed(why)) = table_of_services(vec![service(1), service(2), service(1)]) else {
+        let Err(Attempt::Changed(why)) = table_of_services(vec![service(1), service(2), service(1)], Repeats::Refuse)
+        else {
             panic!("a duplicated service was accepted");
         };
         assert_eq!(why, "service TCP 192.0.2.1:80 appeared twice in the service dump");
     }
 
     #[test]
+    fn a_confirming_read_keeps_the_later_copy_of_a_repeated_service() {
+        let mut later = service(1);
+        later.config.scheduler = "wlc".to_owned();
+        let table = table_of_services(vec![service(1), service(2), later.clone()], Repeats::KeepLater).unwrap();
+        assert_eq!(table.services.len(), 2);
+        assert_eq!(table.services[&later.key].service, later);
+    }
+
+    #[test]
     fn a_destination_seen_twice_in_one_dump_spoils_the_read() {
-        let mut table = table_of_services(vec![service(1)]).unwrap();
+        let mut table = table_of_services(vec![service(1)], Repeats::Refuse).unwrap();
         let key = service(1).key;
         add_destinations(&mut table, key, vec![dest(1), dest(2)]).unwrap();
         assert_eq!(table.services[&key].dests.len(), 2);
-        let mut table = table_of_services(vec![service(1)]).unwrap();
+        let mut table = table_of_services(vec![service(1)], Repeats::Refuse).unwrap();
         let result = add_destinations(&mut table, key, vec![dest(1), dest(2), dest(1)]);
         assert!(matches!(result, Err(Attempt::Changed(_))), "{result:?}");
     }
@@ -271,7 +383,7 @@ mod tests {
                 if n == 1 {
                     Ok(Attempt::Changed("moved".to_owned()))
                 } else {
-                    Ok(Attempt::Done(table_of_services(vec![service(1)]).unwrap()))
+                    Ok(Attempt::Done(table_of_services(vec![service(1)], Repeats::Refuse).unwrap()))
                 }
             }
         };
@@ -281,6 +393,62 @@ mod tests {
         // Zero attempts configured still reads once.
         let once = block_on(read_consistent(0, || async { Ok(Attempt::Done(Table::default())) }));
         assert!(once.unwrap().is_empty());
+    }
+
+    #[test]
+    fn services_the_dump_skipped_are_confirmed_and_read_alone() {
+        let mut table = table_of_services(vec![service(1), service(2)], Repeats::Refuse).unwrap();
+        let keys: BTreeSet<ServiceKey> = [1, 2, 3, 4, 5].map(|n| service(n).key).into();
+        let asked = Cell::new(0);
+        let read_alone = std::cell::RefCell::new(Vec::new());
+        let added = block_on(add_skipped(
+            &mut table,
+            &keys,
+            |missing| {
+                asked.set(missing.len());
+                // 3 exists and 4 too, but 4 goes away before it is read; 5 does not exist.
+                async { Ok(vec![true, true, false]) }
+            },
+            |key| {
+                read_alone.borrow_mut().push(key);
+                let found = (key == service(3).key).then(|| ServiceEntry::new(service(3)));
+                async move { Ok(found) }
+            },
+        ))
+        .unwrap();
+        assert_eq!(asked.get(), 3, "only the services missing from the dump are asked for");
+        assert_eq!(*read_alone.borrow(), [service(3).key, service(4).key]);
+        assert_eq!(added, [service(3).key]);
+        assert_eq!(table.services.keys().copied().collect::<Vec<_>>(), [1, 2, 3].map(|n| service(n).key));
+    }
+
+    #[test]
+    fn a_dump_that_has_every_expected_service_costs_no_request() {
+        let mut table = table_of_services(vec![service(1), service(2)], Repeats::Refuse).unwrap();
+        let keys: BTreeSet<ServiceKey> = [service(1).key].into();
+        let added = block_on(add_skipped(
+            &mut table,
+            &keys,
+            |_| async { panic!("asked the kernel although nothing was missing") },
+            |_| async { panic!("read a service although nothing was missing") },
+        ))
+        .unwrap();
+        assert!(added.is_empty());
+        assert_eq!(table.services.len(), 2);
+    }
+
+    #[test]
+    fn existence_answers_that_do_not_match_the_questions_fail_the_read() {
+        let mut table = Table::default();
+        let keys: BTreeSet<ServiceKey> = [service(1).key, service(2).key].into();
+        let result = block_on(add_skipped(
+            &mut table,
+            &keys,
+            |_| async { Ok(vec![true]) },
+            |_| async { Ok(Some(ServiceEntry::new(service(1)))) },
+        ));
+        assert!(matches!(result, Err(IpvsError::Protocol { .. })), "{result:?}");
+        assert!(table.is_empty());
     }
 
     #[test]

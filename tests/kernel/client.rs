@@ -1,7 +1,7 @@
 //! The IPVS client against the real kernel. Runs inside the VM (`tests/vm/run`), each test in a fresh network
 //! namespace, cross-checked with `ipvsadm -Sn`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::process::Command;
 use std::time::Instant;
@@ -43,6 +43,20 @@ impl Netns {
     fn ipvsadm_save(&self) -> String {
         self.exec(&["ipvsadm", "-Sn"])
     }
+
+    /// `ipvsadm -Sn` of a large table, read again until `complete` says it is: ipvsadm reads through the kernel's
+    /// service dump, which steps over services while another namespace (a test beside this one) deletes some.
+    /// A service really missing never comes back, and fails after a minute.
+    fn ipvsadm_save_complete(&self, complete: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let save = self.ipvsadm_save();
+            if complete(&save) || start.elapsed() > std::time::Duration::from_secs(60) {
+                return save;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 }
 
 impl Drop for Netns {
@@ -75,6 +89,11 @@ fn table_of(entries: &[(Service, Vec<Destination>)]) -> Table {
         e.dests = dests.iter().map(|d| (d.key, d.clone())).collect::<BTreeMap<_, _>>();
     }
     t
+}
+
+/// The services of `entries`: what a read of a large table confirms (see `Ipvs::read_table_confirming`).
+fn keys_of(entries: &[(Service, Vec<Destination>)]) -> BTreeSet<ServiceKey> {
+    entries.iter().map(|(svc, _)| svc.key).collect()
 }
 
 fn ops_for(entries: &[(Service, Vec<Destination>)]) -> Vec<Op> {
@@ -329,7 +348,7 @@ async fn many_operations_batched() {
     let applied = t.elapsed();
     assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));
     let t = Instant::now();
-    let read = ipvs.read_table().await.unwrap();
+    let read = ipvs.read_table_confirming(&keys_of(&entries)).await.unwrap();
     let read_time = t.elapsed();
     let t = Instant::now();
     let services_only = ipvs.services().await.unwrap();
@@ -344,8 +363,9 @@ async fn many_operations_batched() {
         read.dest_count(),
         read_time
     );
-    let save = ns.ipvsadm_save();
-    assert_eq!(save.lines().filter(|l| l.starts_with("-a ")).count(), services * dests);
+    let dest_lines = |save: &str| save.lines().filter(|l| l.starts_with("-a ")).count();
+    let save = ns.ipvsadm_save_complete(|save| dest_lines(save) == services * dests);
+    assert_eq!(dest_lines(&save), services * dests);
 }
 
 #[tokio::test]
@@ -417,7 +437,7 @@ async fn read_table_with_services_larger_than_a_reply_datagram() {
     }
     let results = ipvs.apply(&ops_for(&entries)).await;
     assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));
-    let read = ipvs.read_table().await.unwrap();
+    let read = ipvs.read_table_confirming(&keys_of(&entries)).await.unwrap();
     assert_eq!(bare(&read), table_of(&entries));
 }
 
@@ -475,8 +495,66 @@ async fn reads_during_writes_are_consistent_or_refused() {
         }
     }
     assert!(writer.await.unwrap().iter().all(Result::is_ok));
-    assert_eq!(bare(&ipvs.read_table().await.unwrap()), wanted);
+    assert_eq!(bare(&ipvs.read_table_confirming(&keys_of(&entries)).await.unwrap()), wanted);
     println!("{reads} consistent reads during the writes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_beside_a_namespace_deleting_services_find_every_expected_service() {
+    // The kernel keeps every namespace's services in one hash table and resumes a service dump by a position
+    // counted over all of them: services deleted in another namespace during our dump make it step over some of
+    // ours, silently. `read_table_confirming` must still return every service it was told of.
+    const OURS: u16 = 400;
+    let (ns, other) = (Netns::new("kc-skip-ours"), Netns::new("kc-skip-other"));
+    let (ipvs, churner) = (ns.connect().await, other.connect().await);
+    let backend = Destination::new(DestKey::new(ip("10.2.0.1"), 8080), DestConfig::masquerade(1));
+    let entries: Vec<_> = (0..OURS)
+        .map(|s| {
+            let key = ServiceKey::tcp(IpAddr::from([10, 1, (s >> 8) as u8, s as u8]), 80);
+            (Service::new(key, ServiceConfig::new(Family::V4, "rr")), vec![backend.clone()])
+        })
+        .collect();
+    let results = ipvs.apply(&ops_for(&entries)).await;
+    assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));
+    let keys = keys_of(&entries);
+    let wanted = table_of(&entries);
+
+    // The other namespace is filled first, then deletes its services one at a time while ours is read: deletions
+    // only, so that a test running beside this one sees no service move up (a service twice in its dump would make
+    // its reads be refused as inconsistent) and the churn is bounded.
+    const THEIRS: u16 = 1500;
+    let theirs: Vec<ServiceKey> =
+        (0..THEIRS).map(|s| ServiceKey::tcp(IpAddr::from([10, 9, (s >> 8) as u8, s as u8]), 80)).collect();
+    let add: Vec<Op> =
+        theirs.iter().map(|key| Op::AddService(Service::new(*key, ServiceConfig::new(Family::V4, "rr")))).collect();
+    assert!(churner.apply(&add).await.iter().all(Result::is_ok));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut deleted = 0usize;
+            for key in theirs {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                churner.delete_service(&key).await.unwrap();
+                deleted += 1;
+            }
+            deleted
+        })
+    };
+    let (reads, mut missed) = (20, 0);
+    for _ in 0..reads {
+        // The bare dump, to show the race is met: it may come back short.
+        let dumped: BTreeSet<ServiceKey> = ipvs.services().await.unwrap().into_iter().map(|s| s.key).collect();
+        missed += usize::from(dumped != keys);
+        assert_eq!(bare(&ipvs.read_table_confirming(&keys).await.unwrap()), wanted);
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let deleted = churn.await.unwrap();
+    println!(
+        "{reads} complete reads beside {deleted} deletions elsewhere; {missed} bare service dumps missed services"
+    );
 }
 
 #[tokio::test]
