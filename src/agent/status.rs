@@ -143,27 +143,39 @@ pub fn transition_event(previous: Option<&str>, next: &NodeStatus) -> Option<Eve
     None
 }
 
-/// Sends this node's entries, each only when it changed.
-pub struct StatusWriter {
-    client: Client,
-    recorder: Recorder,
-    /// The reason of each object's entry as last computed (before `--status-report` filtering), for Events.
-    reasons: BTreeMap<ObjectId, String>,
+/// The writer's bookkeeping without the API: the entry this node last sent for each object and the reason last
+/// computed (for Events), and from them what a pass must send. Kept apart from [`StatusWriter`] and pure because
+/// these decisions set the API load of a whole fleet (every write is a watch event for every agent): unit tests and
+/// `benches/api_load.rs` (many agents against a model of the API server) run exactly this code.
+#[derive(Debug, Clone)]
+pub struct StatusBook {
     node: String,
     mode: StatusReport,
-    reported: Reported,
+    /// The reason of each object's entry as last computed (before `--status-report` filtering), for Events.
+    reasons: BTreeMap<ObjectId, String>,
     /// The entry last sent for each object (`None`: an empty list was sent, withdrawing ours).
     sent: BTreeMap<ObjectId, Option<NodeStatus>>,
 }
 
-impl StatusWriter {
-    /// A writer for node `node`, keeping the entries `mode` says; `reported` tells which objects hold an entry of
-    /// this node already.
-    pub fn new(client: Client, node: impl Into<String>, mode: StatusReport, reported: Reported) -> Self {
-        let node = node.into();
-        let reporter = Reporter { controller: "ipvs-reconciler".to_owned(), instance: Some(node.clone()) };
-        let recorder = Recorder::new(client.clone(), reporter);
-        StatusWriter { client, recorder, reasons: BTreeMap::new(), node, mode, reported, sent: BTreeMap::new() }
+/// What one object needs from the API after a pass: an Event, a status write, or both.
+pub struct Due {
+    /// The object (always a Kubernetes one).
+    pub id: ObjectId,
+    /// The Event of a transition of its entry.
+    pub event: Option<Event>,
+    /// The entry to apply: `Some(None)` is an empty list, withdrawing this node's entry; `None`, no write.
+    pub write: Option<Option<NodeStatus>>,
+}
+
+impl StatusBook {
+    /// The bookkeeping of node `node`, keeping the entries `mode` says; nothing sent yet.
+    pub fn new(node: impl Into<String>, mode: StatusReport) -> Self {
+        StatusBook { node: node.into(), mode, reasons: BTreeMap::new(), sent: BTreeMap::new() }
+    }
+
+    /// The node.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// The field manager of this node's agent: each node owns its own entry.
@@ -171,49 +183,120 @@ impl StatusWriter {
         format!("ipvs-reconciler/{}", self.node)
     }
 
-    /// Brings every object's entry up to date; returns the writes made and failed. A failed write is tried again at
-    /// the next call.
-    pub async fn write(&mut self, reports: &[ObjectReport], kernel: &KernelOutcome, now: &Time) -> (usize, usize) {
-        let (mut written, mut failed) = (0, 0);
+    /// What a pass over `reports` must send, in their order; objects that need nothing are left out. Objects gone
+    /// from `reports` (gone from the API) are forgotten. `listed` tells whether the watch shows an entry of this node
+    /// in an object's status; it is asked only about objects this run has sent nothing for. A write is recorded as
+    /// sent only by [`StatusBook::written`], so one that fails is due again at the next pass.
+    pub fn due(
+        &mut self,
+        reports: &[ObjectReport],
+        kernel: &KernelOutcome,
+        now: &Time,
+        listed: impl Fn(&ObjectId) -> bool,
+    ) -> Vec<Due> {
         let live: std::collections::BTreeSet<&ObjectId> = reports.iter().map(|r| &r.id).collect();
         // Objects gone from the API have no status left to write.
         self.sent.retain(|id, _| live.contains(id));
         self.reasons.retain(|id, _| live.contains(id));
+        let mut due = Vec::new();
         for report in reports {
-            let ObjectId::Kubernetes { namespace, name } = &report.id else { continue };
+            if !matches!(report.id, ObjectId::Kubernetes { .. }) {
+                continue;
+            }
             let previous = self.sent.get(&report.id).cloned().flatten();
             let full = entry(report, &self.node, kernel, previous.as_ref(), now);
-            self.emit(report, namespace, name, full.as_ref()).await;
+            let event = self.transition(&report.id, full.as_ref());
             let wanted = kept(self.mode, full);
-            let listed = || self.reported.lock().map(|r| r.contains(&report.id)).unwrap_or(false);
-            match self.sent.get(&report.id) {
-                Some(sent) if *sent == wanted => continue,
+            let write = match self.sent.get(&report.id) {
+                Some(sent) if *sent == wanted => None,
                 // Nothing to report, and no entry of ours to withdraw: no write at all.
-                None if wanted.is_none() && !listed() => continue,
-                _ => {}
+                None if wanted.is_none() && !listed(&report.id) => None,
+                _ => Some(wanted),
+            };
+            if event.is_some() || write.is_some() {
+                due.push(Due { id: report.id.clone(), event, write });
             }
+        }
+        due
+    }
+
+    /// Records that `entry` was written for `id` (`None`: the empty list).
+    pub fn written(&mut self, id: ObjectId, entry: Option<NodeStatus>) {
+        self.sent.insert(id, entry);
+    }
+
+    /// The Event of the change of this object's entry to `entry`, if it is a transition; remembers its reason.
+    fn transition(&mut self, id: &ObjectId, entry: Option<&NodeStatus>) -> Option<Event> {
+        let Some(entry) = entry else {
+            self.reasons.remove(id);
+            return None;
+        };
+        let previous = self.reasons.insert(id.clone(), entry.reason.clone());
+        transition_event(previous.as_deref(), entry)
+    }
+}
+
+/// The server-side apply body of this node's entry (`None`: an empty list, which withdraws it): apiVersion, kind
+/// and the status, never managedFields.
+pub fn apply_body(entry: Option<&NodeStatus>) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "status": { "nodes": entry.into_iter().collect::<Vec<_>>() },
+    })
+}
+
+/// Sends this node's entries, each only when it changed (the decisions are [`StatusBook`]'s).
+pub struct StatusWriter {
+    client: Client,
+    recorder: Recorder,
+    book: StatusBook,
+    reported: Reported,
+}
+
+impl StatusWriter {
+    /// A writer for node `node`, keeping the entries `mode` says; `reported` tells which objects hold an entry of
+    /// this node already.
+    pub fn new(client: Client, node: impl Into<String>, mode: StatusReport, reported: Reported) -> Self {
+        let book = StatusBook::new(node, mode);
+        let reporter = Reporter { controller: "ipvs-reconciler".to_owned(), instance: Some(book.node().to_owned()) };
+        let recorder = Recorder::new(client.clone(), reporter);
+        StatusWriter { client, recorder, book, reported }
+    }
+
+    /// The field manager of this node's agent: each node owns its own entry.
+    pub fn field_manager(&self) -> String {
+        self.book.field_manager()
+    }
+
+    /// Brings every object's entry up to date; returns the writes made and failed. A failed write is tried again at
+    /// the next call.
+    pub async fn write(&mut self, reports: &[ObjectReport], kernel: &KernelOutcome, now: &Time) -> (usize, usize) {
+        let (mut written, mut failed) = (0, 0);
+        let reported = &self.reported;
+        let listed = |id: &ObjectId| reported.lock().map(|r| r.contains(id)).unwrap_or(false);
+        for due in self.book.due(reports, kernel, now, listed) {
+            let ObjectId::Kubernetes { namespace, name } = &due.id else { continue };
+            if let Some(event) = &due.event {
+                self.publish(&due.id, namespace, name, event).await;
+            }
+            let Some(wanted) = due.write else { continue };
             match self.patch(namespace, name, wanted.as_ref()).await {
                 Ok(()) => {
                     written += 1;
-                    self.sent.insert(report.id.clone(), wanted);
+                    self.book.written(due.id, wanted);
                 }
                 Err(e) => {
                     failed += 1;
-                    warn!(object = %report.id, "status write failed (tried again after the next pass): {e}");
+                    warn!(object = %due.id, "status write failed (tried again after the next pass): {e}");
                 }
             }
         }
         (written, failed)
     }
 
-    /// Emits the Event of a transition of this object's entry, if any.
-    async fn emit(&mut self, report: &ObjectReport, namespace: &str, name: &str, entry: Option<&NodeStatus>) {
-        let Some(entry) = entry else {
-            self.reasons.remove(&report.id);
-            return;
-        };
-        let previous = self.reasons.insert(report.id.clone(), entry.reason.clone());
-        let Some(event) = transition_event(previous.as_deref(), entry) else { return };
+    /// Publishes the Event of a transition of this object's entry.
+    async fn publish(&self, id: &ObjectId, namespace: &str, name: &str, event: &Event) {
         let reference = ObjectReference {
             api_version: Some(API_VERSION.to_owned()),
             kind: Some(KIND.to_owned()),
@@ -221,17 +304,13 @@ impl StatusWriter {
             namespace: Some(namespace.to_owned()),
             ..ObjectReference::default()
         };
-        if let Err(e) = self.recorder.publish(&event, &reference).await {
-            warn!(object = %report.id, "Event not recorded: {e}");
+        if let Err(e) = self.recorder.publish(event, &reference).await {
+            warn!(object = %id, "Event not recorded: {e}");
         }
     }
 
     async fn patch(&self, namespace: &str, name: &str, entry: Option<&NodeStatus>) -> Result<(), kube::Error> {
-        let body = serde_json::json!({
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "status": { "nodes": entry.into_iter().collect::<Vec<_>>() },
-        });
+        let body = apply_body(entry);
         let api: Api<VirtualService> = Api::namespaced(self.client.clone(), namespace);
         let params = PatchParams::apply(&self.field_manager()).force();
         api.patch_status(name, &params, &Patch::Apply(&body)).await.map(|_| ())
