@@ -107,9 +107,9 @@ pub fn kept(mode: StatusReport, entry: Option<NodeStatus>) -> Option<NodeStatus>
     }
 }
 
-/// Objects whose status holds an entry of this node, as the watch shows them (the source fills it): entries left by
-/// an earlier run (in another `--status-report` mode, or before the object stopped selecting the node while the
-/// agent was down) are withdrawn even though this run never wrote them.
+/// This node's entry in each object's status, as the watch shows it (the source fills it): what an earlier run sent.
+/// Entries left by an earlier run that are no longer wanted (another `--status-report` mode, or the object stopped
+/// selecting the node while the agent was down) are withdrawn, and those still right are left alone.
 pub use crate::source::kubernetes::Reported;
 
 /// Whether `reason` is a failure an Event is emitted for.
@@ -184,15 +184,17 @@ impl StatusBook {
     }
 
     /// What a pass over `reports` must send, in their order; objects that need nothing are left out. Objects gone
-    /// from `reports` (gone from the API) are forgotten. `listed` tells whether the watch shows an entry of this node
-    /// in an object's status; it is asked only about objects this run has sent nothing for. A write is recorded as
-    /// sent only by [`StatusBook::written`], so one that fails is due again at the next pass.
+    /// from `reports` (gone from the API) are forgotten. `listed` gives this node's entry in an object's status as
+    /// the watch shows it; it is asked only about objects this run has sent nothing for, and stands for what an
+    /// earlier run sent: a restarted agent finds its entries in place and rewrites none that is still right (nor
+    /// moves its `lastTransitionTime`, nor repeats its Event). A write is recorded as sent only by
+    /// [`StatusBook::written`], so one that fails is due again at the next pass.
     pub fn due(
         &mut self,
         reports: &[ObjectReport],
         kernel: &KernelOutcome,
         now: &Time,
-        listed: impl Fn(&ObjectId) -> bool,
+        listed: impl Fn(&ObjectId) -> Option<NodeStatus>,
     ) -> Vec<Due> {
         let live: std::collections::BTreeSet<&ObjectId> = reports.iter().map(|r| &r.id).collect();
         // Objects gone from the API have no status left to write.
@@ -203,16 +205,18 @@ impl StatusBook {
             if !matches!(report.id, ObjectId::Kubernetes { .. }) {
                 continue;
             }
-            let previous = self.sent.get(&report.id).cloned().flatten();
-            let full = entry(report, &self.node, kernel, previous.as_ref(), now);
-            let event = self.transition(&report.id, full.as_ref());
-            let wanted = kept(self.mode, full);
-            let write = match self.sent.get(&report.id) {
-                Some(sent) if *sent == wanted => None,
-                // Nothing to report, and no entry of ours to withdraw: no write at all.
-                None if wanted.is_none() && !listed(&report.id) => None,
-                _ => Some(wanted),
+            let shown;
+            let sent = match self.sent.get(&report.id) {
+                Some(sent) => sent.as_ref(),
+                None => {
+                    shown = listed(&report.id);
+                    shown.as_ref()
+                }
             };
+            let full = entry(report, &self.node, kernel, sent, now);
+            let event = transition(&mut self.reasons, &report.id, full.as_ref(), sent.map(|s| s.reason.as_str()));
+            let wanted = kept(self.mode, full);
+            let write = (sent != wanted.as_ref()).then_some(wanted);
             if event.is_some() || write.is_some() {
                 due.push(Due { id: report.id.clone(), event, write });
             }
@@ -224,15 +228,31 @@ impl StatusBook {
     pub fn written(&mut self, id: ObjectId, entry: Option<NodeStatus>) {
         self.sent.insert(id, entry);
     }
+}
 
-    /// The Event of the change of this object's entry to `entry`, if it is a transition; remembers its reason.
-    fn transition(&mut self, id: &ObjectId, entry: Option<&NodeStatus>) -> Option<Event> {
-        let Some(entry) = entry else {
-            self.reasons.remove(id);
-            return None;
-        };
-        let previous = self.reasons.insert(id.clone(), entry.reason.clone());
-        transition_event(previous.as_deref(), entry)
+/// The Event of the change of object `id`'s entry to `entry`, if it is a transition; `reasons` remembers its reason.
+/// `shown` is the reason of the entry sent (or, before this run sent any, the one the watch shows), for an object
+/// this run has computed no entry for yet.
+fn transition(
+    reasons: &mut BTreeMap<ObjectId, String>,
+    id: &ObjectId,
+    entry: Option<&NodeStatus>,
+    shown: Option<&str>,
+) -> Option<Event> {
+    let Some(entry) = entry else {
+        reasons.remove(id);
+        return None;
+    };
+    match reasons.get_mut(id) {
+        Some(reason) if *reason == entry.reason => transition_event(Some(&entry.reason), entry),
+        Some(reason) => {
+            let previous = std::mem::replace(reason, entry.reason.clone());
+            transition_event(Some(&previous), entry)
+        }
+        None => {
+            reasons.insert(id.clone(), entry.reason.clone());
+            transition_event(shown, entry)
+        }
     }
 }
 
@@ -274,7 +294,7 @@ impl StatusWriter {
     pub async fn write(&mut self, reports: &[ObjectReport], kernel: &KernelOutcome, now: &Time) -> (usize, usize) {
         let (mut written, mut failed) = (0, 0);
         let reported = &self.reported;
-        let listed = |id: &ObjectId| reported.lock().map(|r| r.contains(id)).unwrap_or(false);
+        let listed = |id: &ObjectId| reported.lock().ok().and_then(|r| r.get(id).cloned());
         for due in self.book.due(reports, kernel, now, listed) {
             let ObjectId::Kubernetes { namespace, name } = &due.id else { continue };
             if let Some(event) = &due.event {

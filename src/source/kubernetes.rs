@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use super::endpoints::{ServiceRef, ServiceSlices, Slice};
 use super::feed::DesiredState;
+use crate::api::v1alpha1::NodeStatus;
 use crate::api::{SourceObject, VirtualService};
 use crate::model::Family;
 
@@ -47,12 +48,12 @@ pub struct KubeFeed {
     listing_node: Option<Option<BTreeMap<String, String>>>,
     /// Which kinds have been listed at least once: objects, slices, node.
     listed: [bool; 3],
-    /// Objects whose status holds an entry of this node (for the status writer).
+    /// This node's entry in each object's status (for the status writer).
     reported: Reported,
 }
 
-/// Objects whose status holds an entry of this node.
-pub type Reported = std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<crate::api::ObjectId>>>;
+/// This node's entry in the status of each object that holds one, as the watch last showed it.
+pub type Reported = std::sync::Arc<std::sync::Mutex<BTreeMap<crate::api::ObjectId, NodeStatus>>>;
 
 impl KubeFeed {
     /// A feed into `state` for node `node_name`.
@@ -68,19 +69,25 @@ impl KubeFeed {
         }
     }
 
-    /// The set of objects whose status holds an entry of this node, kept up to date by this feed.
+    /// This node's entry in each object's status, kept up to date by this feed.
     pub fn reported(&self) -> Reported {
         std::sync::Arc::clone(&self.reported)
     }
 
     fn note_status(&self, object: &VirtualService, id: &crate::api::ObjectId, deleted: bool) {
-        let mine =
-            !deleted && object.status.as_ref().is_some_and(|s| s.nodes.iter().any(|n| n.node_name == self.node_name));
+        let mine = object
+            .status
+            .as_ref()
+            .filter(|_| !deleted)
+            .and_then(|s| s.nodes.iter().find(|n| n.node_name == self.node_name));
         if let Ok(mut reported) = self.reported.lock() {
-            if mine {
-                reported.insert(id.clone());
-            } else {
-                reported.remove(id);
+            match mine {
+                Some(entry) => {
+                    reported.insert(id.clone(), entry.clone());
+                }
+                None => {
+                    reported.remove(id);
+                }
             }
         }
     }

@@ -197,7 +197,8 @@ async fn an_entry_left_by_an_earlier_run_is_withdrawn_and_a_healthy_fleet_writes
     let client = Client::new(service, "default");
     // The watch showed an entry of this node in prod/web's status (written by a run in mode all).
     let reported = Reported::default();
-    reported.lock().unwrap().insert(ObjectId::kubernetes("prod", "web"));
+    let left = entry(&desired(2), "n1", &KernelOutcome::default(), None, &at(1)).unwrap();
+    reported.lock().unwrap().insert(ObjectId::kubernetes("prod", "web"), left);
     let mut writer = StatusWriter::new(client, "n1", StatusReport::Failures, Arc::clone(&reported));
     let other = ObjectReport { id: ObjectId::kubernetes("prod", "api"), ..desired(1) };
     let write = tokio::spawn(async move {
@@ -211,4 +212,55 @@ async fn an_entry_left_by_an_earlier_run_is_withdrawn_and_a_healthy_fleet_writes
     assert_eq!(body["status"]["nodes"], serde_json::json!([]));
     write.await.unwrap();
     assert!(handle.next_request().await.is_none(), "a healthy fleet writes nothing in failures mode");
+}
+
+/// The entries one pass of `book` writes over `reports` at `now`, the watch showing `shown` for every object; and
+/// how many Events it publishes. The writes are recorded as sent.
+fn pass(
+    book: &mut StatusBook,
+    reports: &[ObjectReport],
+    now: i64,
+    shown: Option<&NodeStatus>,
+) -> (Vec<Option<NodeStatus>>, usize) {
+    let due = book.due(reports, &KernelOutcome::default(), &at(now), |_| shown.cloned());
+    let events = due.iter().filter(|d| d.event.is_some()).count();
+    let mut writes = Vec::new();
+    for d in due {
+        if let Some(wanted) = d.write {
+            writes.push(wanted.clone());
+            book.written(d.id, wanted);
+        }
+    }
+    (writes, events)
+}
+
+#[test]
+fn a_restarted_agent_leaves_its_entries_that_are_still_right_as_they_are() {
+    // benches/api_load found it: every restart (a rolling update of the DaemonSet) rewrote every entry of every node
+    // in mode all with a new lastTransitionTime, one watch event per entry for every agent.
+    let conflict = report(ObjectState::Conflict { key: key(), winner: ObjectId::kubernetes("prod", "older") });
+    for (mode, state) in
+        [(StatusReport::All, desired(2)), (StatusReport::All, conflict.clone()), (StatusReport::Failures, conflict)]
+    {
+        let mut first = StatusBook::new("n1", mode);
+        let (writes, _) = pass(&mut first, std::slice::from_ref(&state), 100, None);
+        let shown = writes[0].clone().expect("an entry");
+        // The agent restarts: a new book, the watch shows what the first run wrote.
+        let mut restarted = StatusBook::new("n1", mode);
+        let (writes, events) = pass(&mut restarted, std::slice::from_ref(&state), 500, Some(&shown));
+        assert!(writes.is_empty(), "{mode:?} {:?}: the entry in place is still right", state.state);
+        assert_eq!(events, 0, "{mode:?} {:?}: no Event repeated", state.state);
+        assert!(pass(&mut restarted, std::slice::from_ref(&state), 600, Some(&shown)).0.is_empty());
+    }
+    // A real change after the restart keeps the transition time of the earlier run.
+    let mut first = StatusBook::new("n1", StatusReport::All);
+    let shown = pass(&mut first, &[desired(2)], 100, None).0[0].clone().unwrap();
+    let mut restarted = StatusBook::new("n1", StatusReport::All);
+    let (writes, _) = pass(&mut restarted, &[desired(3)], 500, Some(&shown));
+    let written = writes[0].clone().unwrap();
+    assert_eq!((written.backends, written.last_transition_time), (Some(3), Some(at(100))));
+    // An entry a restarted agent no longer wants is withdrawn, once.
+    let mut restarted = StatusBook::new("n1", StatusReport::Failures);
+    assert_eq!(pass(&mut restarted, &[desired(2)], 500, Some(&shown)).0, vec![None]);
+    assert!(pass(&mut restarted, &[desired(2)], 600, None).0.is_empty());
 }

@@ -205,9 +205,9 @@ fn the_feed_tracks_which_objects_hold_an_entry_of_this_node() {
     };
     list(&mut feed, vec![with_entry("n1")], Vec::new(), &[]);
     let id = crate::api::ObjectId::kubernetes("prod", "web");
-    assert!(reported.lock().unwrap().contains(&id));
+    assert_eq!(reported.lock().unwrap().get(&id).map(|e| e.node_name.as_str()), Some("n1"), "the entry itself");
     feed.on_event(KubeEvent::VirtualService(Box::new(Event::Apply(with_entry("n2")))));
-    assert!(!reported.lock().unwrap().contains(&id), "another node's entry is not ours");
+    assert!(!reported.lock().unwrap().contains_key(&id), "another node's entry is not ours");
     feed.on_event(KubeEvent::VirtualService(Box::new(Event::Apply(with_entry("n1")))));
     feed.on_event(KubeEvent::VirtualService(Box::new(Event::Delete(with_entry("n1")))));
     assert!(reported.lock().unwrap().is_empty());
