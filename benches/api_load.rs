@@ -7,7 +7,8 @@
 //! formula would only restate what we believe it does. So every agent here runs the real code: its index is the
 //! real `ObjectIndex`, fed the real conversion of the VirtualServices (`source::kubernetes::object_of`), the
 //! EndpointSlices (`slice_of`) and its Node's labels; its status decisions are the real `StatusBook` (`entry`, `kept`,
-//! write only when the entry changed, withdraw an entry the watch shows); the patch body is the real `apply_body`.
+//! write only when the entry differs from the one sent or, before this run sent any, from the one the watch shows);
+//! the patch body is the real `apply_body`.
 //! Only the API server is a model, as small as the load question allows:
 //!
 //! - objects with `generation` and `resourceVersion`; `status.nodes` is a list-map keyed by `nodeName`, merged per
@@ -23,12 +24,16 @@
 //!   write storm). A last pass of every agent at a later clock (a resync) must write nothing either.
 //!
 //! Nodes with the same labels see the same objects, slices and labels, so they share one index (its reports are
-//! the same for each); every agent keeps its own `StatusBook`. Watch bytes are approximate: the JSON of the object's
-//! spec and metadata, its status entries, and per manager an estimate of its `managedFields` entry.
+//! the same for each); every agent keeps its own `StatusBook`, and its watch's view of its own entry is the server's
+//! (rounds deliver everything before the next pass). Watch bytes are approximate: the JSON of the object's spec and
+//! metadata, its status entries, and per manager an estimate of its `managedFields` entry.
 //!
-//! `cargo bench --bench api_load` (release profile; seconds). `API_LOAD_SIZES=100x100,1000x1000` chooses sizes.
+//! Not counted: PATCH responses, LISTs and re-lists, EndpointSlice and Node traffic beyond the scenarios' own
+//! events, kubelet and kube-proxy traffic, the API server's CPU and etcd (see BENCHMARKS.md, "API load model").
+//!
+//! `cargo bench --bench api_load` (release profile; about a second at 100 × 100, tens at 1,000 × 1,000). `API_LOAD_SIZES=100x100,1000x1000` chooses sizes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -147,22 +152,25 @@ enum Cause {
 /// The API server: VirtualServices, and the watch events not yet delivered.
 struct Server {
     objects: Vec<Stored>,
-    by_id: BTreeMap<ObjectId, usize>,
+    by_id: HashMap<ObjectId, usize>,
     resource_version: u64,
     /// One per write that changed an object: the object and its JSON size then.
     events: Vec<(usize, usize, Cause)>,
     /// The `managedFields` estimate of one manager (node names have one length).
     managed_len: usize,
+    /// JSON size of the apply body with an empty list.
+    empty_body_len: usize,
 }
 
 impl Server {
     fn new(objects: Vec<VirtualService>, managed_len: usize) -> Self {
         let mut server = Server {
             objects: Vec::new(),
-            by_id: BTreeMap::new(),
+            by_id: HashMap::new(),
             resource_version: 1,
             events: Vec::new(),
             managed_len,
+            empty_body_len: json_len(&apply_body(None)),
         };
         for object in objects {
             let id = object_of(&object).id;
@@ -196,16 +204,16 @@ impl Server {
         self.events.push((i, stored.base_len + stored.status_len, cause));
     }
 
-    /// Whether object `id`'s status holds an entry of `node` (what that node's watch shows).
-    fn holds(&self, id: &ObjectId, node: &str) -> bool {
-        self.by_id.get(id).is_some_and(|i| self.objects[*i].nodes.contains_key(node))
+    /// `node`'s entry in object `id`'s status (what that node's watch shows).
+    fn shown(&self, id: &ObjectId, node: &str) -> Option<NodeStatus> {
+        self.by_id.get(id).and_then(|i| self.objects[*i].nodes.get(node)).map(|(entry, _, _)| entry.clone())
     }
 
-    /// Server-side apply of `status.nodes = entries` by `manager`, forced; returns whether the object changed
-    /// (its entries, or who owns them).
-    fn apply_status(&mut self, id: &ObjectId, manager: &str, entries: Vec<NodeStatus>) -> bool {
+    /// Server-side apply of `status.nodes = entries` by `manager`, forced, in a body of `body_len` bytes; returns
+    /// whether the object changed (its entries, or who owns them).
+    fn apply_status(&mut self, id: &ObjectId, manager: &str, entries: Vec<NodeStatus>, body_len: usize) -> bool {
         let i = self.by_id[id];
-        let managed_len = self.managed_len;
+        let (managed_len, empty_body_len) = (self.managed_len, self.empty_body_len);
         let stored = &mut self.objects[i];
         let sent: BTreeSet<String> = entries.iter().map(|e| e.node_name.clone()).collect();
         let before = stored.managers.remove(manager).unwrap_or_default();
@@ -222,8 +230,9 @@ impl Server {
                 stored.nodes.remove(gone);
             }
         }
+        // What the entries add to the empty list, and a comma each.
+        let len = (body_len - empty_body_len) / entries.len().max(1) + 1;
         for entry in entries {
-            let len = json_len(&entry) + 1;
             let name = entry.node_name.clone();
             match stored.nodes.get_mut(&name) {
                 Some((held, held_len, owners)) => {
@@ -369,7 +378,7 @@ impl Fleet {
                                 }
                                 let node = agent.book.node().to_owned();
                                 let reports = &classes[agent.class].reports;
-                                agent.book.due(reports, kernel, now, |id| server.holds(id, &node))
+                                agent.book.due(reports, kernel, now, |id| server.shown(id, &node))
                             })
                             .collect::<Vec<_>>()
                     })
@@ -385,8 +394,9 @@ impl Fleet {
                 let Some(wanted) = due.write else { continue };
                 writes += 1;
                 self.load.patches += 1;
-                self.load.patch_bytes += json_len(&apply_body(wanted.as_ref())) as u64;
-                if !self.server.apply_status(&due.id, &manager, wanted.clone().into_iter().collect()) {
+                let body_len = json_len(&apply_body(wanted.as_ref()));
+                self.load.patch_bytes += body_len as u64;
+                if !self.server.apply_status(&due.id, &manager, wanted.clone().into_iter().collect(), body_len) {
                     self.load.noops += 1;
                 }
                 agent.book.written(due.id, wanted);
@@ -470,6 +480,11 @@ impl Fleet {
     fn entries(&self) -> usize {
         self.server.objects.iter().map(|o| o.nodes.len()).sum()
     }
+
+    /// The JSON size of the largest object (etcd refuses one above 1.5 MiB by default).
+    fn largest(&self) -> usize {
+        self.server.objects.iter().map(|o| o.base_len + o.status_len).max().unwrap_or(0)
+    }
 }
 
 fn mode_name(mode: StatusReport) -> &'static str {
@@ -495,7 +510,7 @@ fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -505,12 +520,12 @@ fn count(n: u64) -> String {
 
 /// Runs every scenario on one fleet, in order (each starts from the fixed point of the one before); returns the
 /// table rows.
-fn scenarios(nodes: usize, services: usize, mode: StatusReport) -> Vec<(String, Load, usize)> {
+fn scenarios(nodes: usize, services: usize, mode: StatusReport) -> Vec<(String, Load, usize, usize)> {
     let mut fleet = Fleet::new(nodes, services, mode);
     let mut rows = Vec::new();
     let mut row = |what: &str, fleet: &mut Fleet| {
         let load = fleet.settle();
-        rows.push((what.to_owned(), load, fleet.entries()));
+        rows.push((what.to_owned(), load, fleet.entries(), fleet.largest()));
     };
     row("a) start, empty status → fixed point", &mut fleet);
 
@@ -547,13 +562,13 @@ fn main() {
         println!("\n{nodes} nodes × {services} VirtualServices\n");
         println!(
             "| scenario | mode | status writes | of which no-ops | VS watch events delivered | bytes written | bytes \
-             delivered (approx.) | Node/EndpointSlice events | Events (events.k8s.io) | rounds | entries after |"
+             delivered (approx.) | Node/EndpointSlice events | Events (events.k8s.io) | rounds | entries after | largest object |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         for mode in [StatusReport::All, StatusReport::Failures, StatusReport::None] {
-            for (what, load, entries) in scenarios(nodes, services, mode) {
+            for (what, load, entries, largest) in scenarios(nodes, services, mode) {
                 println!(
-                    "| {what} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {what} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     mode_name(mode),
                     count(load.patches),
                     count(load.noops),
@@ -564,6 +579,7 @@ fn main() {
                     count(load.k8s_events),
                     load.rounds,
                     count(entries as u64),
+                    human(largest as u64),
                 );
             }
         }
