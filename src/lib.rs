@@ -21,6 +21,8 @@
 //!   no source.
 //! - [`agent`]: the only layer that wires sources, engine and kernel: when passes run (quiet period, resync, drains,
 //!   retries, reconnects).
+//! - [`health`]: health probes (TCP, HTTP(S), UDP, DNS, gRPC) against one backend; knows nothing of Kubernetes or
+//!   the table.
 //! - [`cli`]: the command line; wires the agent and prints.
 #![forbid(unsafe_code)]
 
@@ -28,6 +30,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod engine;
+pub mod health;
 pub mod ipvs;
 pub mod model;
 pub mod source;
