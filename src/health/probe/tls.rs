@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rustls::client::Resumption;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -43,8 +44,8 @@ impl TlsConfigs {
             },
         );
         TlsConfigs {
-            verified: verified.map(with_alpn).map_err(|e| e.to_string()),
-            insecure: insecure.map(with_alpn).map_err(|e| e.to_string()),
+            verified: verified.map(finish).map_err(|e| e.to_string()),
+            insecure: insecure.map(finish).map_err(|e| e.to_string()),
         }
     }
 
@@ -69,8 +70,12 @@ impl TlsConfigs {
     }
 }
 
-fn with_alpn(mut config: ClientConfig) -> Arc<ClientConfig> {
+/// What both configurations share: ALPN for HTTP/1.1, and no session resumption. A resumed session skips the
+/// certificate, and a check must see the certificate a new client gets: an expired or replaced certificate fails
+/// the next probe, not the first one after the session ticket runs out.
+fn finish(mut config: ClientConfig) -> Arc<ClientConfig> {
     config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    config.resumption = Resumption::disabled();
     Arc::new(config)
 }
 

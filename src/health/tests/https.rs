@@ -11,10 +11,10 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::{HandshakeKind, RootCertStore};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -70,8 +70,20 @@ impl ResolvesServerCert for RecordingResolver {
     }
 }
 
+/// SNIs the server saw (`None`: none sent), in order.
+type SniLog = Arc<Mutex<Vec<Option<String>>>>;
+
+/// Kinds of the handshakes the server completed (full or resumed), in order.
+type HandshakeLog = Arc<Mutex<Vec<Option<HandshakeKind>>>>;
+
 /// An HTTPS server on loopback: `/ok` answers 200 `secure ok`, anything else 503.
-async fn https_server(certs: &Certs) -> (SocketAddr, Arc<Mutex<Vec<Option<String>>>>) {
+async fn https_server(certs: &Certs) -> (SocketAddr, SniLog) {
+    let (addr, sni, _handshakes) = recording_https_server(certs).await;
+    (addr, sni)
+}
+
+/// [`https_server`], also recording each handshake's kind.
+async fn recording_https_server(certs: &Certs) -> (SocketAddr, SniLog, HandshakeLog) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let key = CertifiedKey::from_der(vec![certs.leaf.clone()], certs.key.clone_key(), &provider).unwrap();
     let sni = Arc::new(Mutex::new(Vec::new()));
@@ -83,11 +95,15 @@ async fn https_server(certs: &Certs) -> (SocketAddr, Arc<Mutex<Vec<Option<String
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let handshakes = HandshakeLog::default();
+    let log = handshakes.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
+            let log = log.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(stream).await else { return };
+                log.lock().unwrap().push(tls.get_ref().1.handshake_kind());
                 let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
                     let (status, body) = match request.uri().path() {
                         "/ok" => (StatusCode::OK, "secure ok"),
@@ -101,7 +117,7 @@ async fn https_server(certs: &Certs) -> (SocketAddr, Arc<Mutex<Vec<Option<String
             });
         }
     });
-    (addr, sni)
+    (addr, sni, handshakes)
 }
 
 fn https(probe: HttpsProbe) -> Probe {
@@ -190,4 +206,17 @@ async fn https_handshake_never_answered_times_out() {
 #[tokio::test]
 async fn https_closed_port_is_refused() {
     assert_refused(&https(HttpsProbe::new(HttpProbe::new("/ok")).insecure()), closed_tcp_port().await).await;
+}
+
+#[tokio::test]
+async fn https_every_probe_makes_a_full_handshake() {
+    // No session resumption: a resumed session skips the certificate, and a check must see the certificate a new
+    // client gets (an expired or replaced one fails the next probe, not the one after the ticket expires).
+    let (addr, _sni, handshakes) = recording_https_server(&self_signed()).await;
+    let probe = https(HttpsProbe::new(HttpProbe::new("/ok")).with_server_name("probe.test").insecure());
+    let prober = Prober::with_roots(RootCertStore::empty());
+    for _ in 0..3 {
+        prober.run(&probe, addr, None, GENEROUS).await.unwrap();
+    }
+    assert_eq!(*handshakes.lock().unwrap(), vec![Some(HandshakeKind::Full); 3]);
 }

@@ -29,7 +29,7 @@ async fn tcp_full_accept_queue_times_out() {
     let mut queued = Vec::new();
     let mut full = false;
     for _ in 0..64 {
-        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+        match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await {
             Ok(stream) => queued.push(stream.unwrap()),
             Err(_) => {
                 full = true;
