@@ -228,6 +228,14 @@ impl StatusBook {
     pub fn written(&mut self, id: ObjectId, entry: Option<NodeStatus>) {
         self.sent.insert(id, entry);
     }
+
+    /// Forgets what was sent to objects that were deleted (and maybe created again): their status starts afresh.
+    pub fn forget(&mut self, ids: impl IntoIterator<Item = ObjectId>) {
+        for id in ids {
+            self.sent.remove(&id);
+            self.reasons.remove(&id);
+        }
+    }
 }
 
 /// The Event of the change of object `id`'s entry to `entry`, if it is a transition; `reasons` remembers its reason.
@@ -293,6 +301,8 @@ impl StatusWriter {
     /// the next call.
     pub async fn write(&mut self, reports: &[ObjectReport], kernel: &KernelOutcome, now: &Time) -> (usize, usize) {
         let (mut written, mut failed) = (0, 0);
+        let renewed = self.reported.lock().map(|mut r| r.take_renewed()).unwrap_or_default();
+        self.book.forget(renewed);
         let reported = &self.reported;
         let listed = |id: &ObjectId| reported.lock().ok().and_then(|r| r.get(id).cloned());
         for due in self.book.due(reports, kernel, now, listed) {

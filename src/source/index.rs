@@ -347,6 +347,11 @@ impl ObjectIndex {
         changed
     }
 
+    /// When object `id` was created (its place among claimants), if the index holds it.
+    pub fn age_of(&self, id: &ObjectId) -> Option<Age> {
+        self.objects.get(id).and_then(Entry::age)
+    }
+
     /// Counts effective changes (see the field); sources publish only when it moves.
     pub fn revision(&self) -> u64 {
         self.revision

@@ -52,8 +52,56 @@ pub struct KubeFeed {
     reported: Reported,
 }
 
-/// This node's entry in the status of each object that holds one, as the watch last showed it.
-pub type Reported = std::sync::Arc<std::sync::Mutex<BTreeMap<crate::api::ObjectId, NodeStatus>>>;
+/// What the watch shows of this node's status entries, shared with the status writer.
+pub type Reported = std::sync::Arc<std::sync::Mutex<Shown>>;
+
+/// This node's entry in the status of each object that holds one, as the watch last showed it; and the objects
+/// that were deleted, or deleted and created again, since the writer last looked (what it sent them went with
+/// them: a VirtualService replaced within one quiet period, as `kubectl replace --force` or a GitOps "replace"
+/// sync does, would otherwise never get this node's entry again).
+#[derive(Debug, Default)]
+pub struct Shown {
+    entries: BTreeMap<crate::api::ObjectId, NodeStatus>,
+    renewed: std::collections::BTreeSet<crate::api::ObjectId>,
+}
+
+impl Shown {
+    /// This node's entry in `id`'s status.
+    pub fn get(&self, id: &crate::api::ObjectId) -> Option<&NodeStatus> {
+        self.entries.get(id)
+    }
+
+    /// Whether `id`'s status holds an entry of this node.
+    pub fn contains_key(&self, id: &crate::api::ObjectId) -> bool {
+        self.entries.contains_key(id)
+    }
+
+    /// Whether no object holds an entry of this node.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Records this node's entry in `id`'s status.
+    pub fn insert(&mut self, id: crate::api::ObjectId, entry: NodeStatus) {
+        self.entries.insert(id, entry);
+    }
+
+    /// Records that `id`'s status holds no entry of this node.
+    pub fn remove(&mut self, id: &crate::api::ObjectId) {
+        self.entries.remove(id);
+    }
+
+    /// Records that `id` was deleted (and maybe created again): it starts with no entry of this node.
+    pub fn renew(&mut self, id: &crate::api::ObjectId) {
+        self.entries.remove(id);
+        self.renewed.insert(id.clone());
+    }
+
+    /// The objects renewed since the last call.
+    pub fn take_renewed(&mut self) -> std::collections::BTreeSet<crate::api::ObjectId> {
+        std::mem::take(&mut self.renewed)
+    }
+}
 
 impl KubeFeed {
     /// A feed into `state` for node `node_name`.
@@ -81,6 +129,10 @@ impl KubeFeed {
             .filter(|_| !deleted)
             .and_then(|s| s.nodes.iter().find(|n| n.node_name == self.node_name));
         if let Ok(mut reported) = self.reported.lock() {
+            if deleted {
+                reported.renew(id);
+                return;
+            }
             match mine {
                 Some(entry) => {
                     reported.insert(id.clone(), entry.clone());
@@ -89,6 +141,17 @@ impl KubeFeed {
                     reported.remove(id);
                 }
             }
+        }
+    }
+
+    /// An object known under the same name but created at another time was deleted and created again while the
+    /// watch was not looking (its deletion came as no event, e.g. during a relist).
+    fn note_recreated(&self, object: &SourceObject) {
+        let known = self.state.with_index(|index| index.age_of(&object.id));
+        if known.is_some_and(|age| age != object.age)
+            && let Ok(mut reported) = self.reported.lock()
+        {
+            reported.renew(&object.id);
         }
     }
 
@@ -110,6 +173,7 @@ impl KubeFeed {
             Event::Init => self.listing_objects = Some(Vec::new()),
             Event::InitApply(object) => {
                 let converted = object_of(&object);
+                self.note_recreated(&converted);
                 self.note_status(&object, &converted.id, false);
                 self.listing_objects.get_or_insert_with(Vec::new).push(converted);
             }
@@ -120,6 +184,7 @@ impl KubeFeed {
             }
             Event::Apply(object) => {
                 let converted = object_of(&object);
+                self.note_recreated(&converted);
                 self.note_status(&object, &converted.id, false);
                 let object = converted;
                 self.state.update(|index| (index.apply(object), ()));

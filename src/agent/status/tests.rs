@@ -264,3 +264,18 @@ fn a_restarted_agent_leaves_its_entries_that_are_still_right_as_they_are() {
     assert_eq!(pass(&mut restarted, &[desired(2)], 500, Some(&shown)).0, vec![None]);
     assert!(pass(&mut restarted, &[desired(2)], 600, None).0.is_empty());
 }
+
+#[test]
+fn an_object_deleted_and_created_again_gets_its_entry_again() {
+    // Found by reading benches/api_load's model: a VirtualService replaced within one quiet period (same name, same
+    // generation, same state) kept the record of what was sent to the old one, so the new one never got an entry.
+    let mut book = StatusBook::new("n1", StatusReport::All);
+    let (writes, _) = pass(&mut book, &[desired(2)], 10, None);
+    assert_eq!(writes.len(), 1);
+    let (writes, _) = pass(&mut book, &[desired(2)], 20, None);
+    assert!(writes.is_empty(), "nothing changed: nothing is sent");
+    book.forget([ObjectId::kubernetes("prod", "web")]);
+    let (writes, _) = pass(&mut book, &[desired(2)], 30, None);
+    assert_eq!(writes.len(), 1, "the new object gets this node's entry");
+    assert_eq!(writes[0].as_ref().and_then(|e| e.last_transition_time.clone()), Some(at(30)));
+}

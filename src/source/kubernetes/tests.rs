@@ -209,8 +209,19 @@ fn the_feed_tracks_which_objects_hold_an_entry_of_this_node() {
     feed.on_event(KubeEvent::VirtualService(Box::new(Event::Apply(with_entry("n2")))));
     assert!(!reported.lock().unwrap().contains_key(&id), "another node's entry is not ours");
     feed.on_event(KubeEvent::VirtualService(Box::new(Event::Apply(with_entry("n1")))));
+    assert!(reported.lock().unwrap().take_renewed().is_empty(), "an edit is no renewal");
     feed.on_event(KubeEvent::VirtualService(Box::new(Event::Delete(with_entry("n1")))));
     assert!(reported.lock().unwrap().is_empty());
+    assert_eq!(reported.lock().unwrap().take_renewed(), [id.clone()].into(), "a deletion renews the object");
+    assert!(reported.lock().unwrap().take_renewed().is_empty(), "taken once");
+
+    // Deleted and created again while the watch was down: the relist shows another creation time.
+    feed.on_event(KubeEvent::VirtualService(Box::new(Event::Apply(with_entry("n1")))));
+    let mut again = vs("web", WEB);
+    again.metadata.creation_timestamp = Some(Time("2026-02-01T00:00:00Z".parse().unwrap()));
+    list(&mut feed, vec![again], Vec::new(), &[]);
+    assert_eq!(reported.lock().unwrap().take_renewed(), [id.clone()].into(), "a new creation time renews it");
+    assert!(!reported.lock().unwrap().contains_key(&id), "the new object holds no entry of this node");
 }
 
 /// The real watchers (kube-runtime) against kube's tower-test mock: what the agent does when the API fails.
