@@ -17,6 +17,7 @@
 pub mod check;
 mod error;
 pub mod probe;
+pub mod state;
 
 #[cfg(test)]
 mod tests;
@@ -24,3 +25,4 @@ mod tests;
 pub use check::{Check, DnsQueryType, HttpMethod, HttpProbe, HttpsProbe, MAX_BODY_BYTES, Probe, StatusRange};
 pub use error::{OK_LABEL, OUTCOME_LABELS, ProbeError};
 pub use probe::{Prober, run};
+pub use state::{HealthState, Transition};
