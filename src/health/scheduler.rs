@@ -1,0 +1,506 @@
+//! One scheduler for every check: when to probe which target, how many at once, and what their results mean.
+//!
+//! Probe targets are keyed by [`TargetKey`] (address, source, check definition), never by service: backends shared
+//! by several services with the same definition are probed once per interval, not once per service (keepalived
+//! probes per service, its issue #2111). The caller hands over the whole desired set at once
+//! ([`HealthScheduler::set_targets`]); a target that stays keeps its counters and its timing, a removed one stops
+//! being probed, and a changed definition is a different key, so its counters start again.
+//!
+//! One driver task keeps every target's next due time in one ordered queue (no task or timer per target, so 10,000
+//! targets cost one sleeping task), starts due probes as tasks of its own `JoinSet` (dropping the scheduler ends
+//! them all), and bounds how many run at once with a semaphore. A target's first probe is offset within its
+//! interval by a hash of its key, so a large set does not probe in one burst, and a test can compute when.
+//! A probe runs under its check's timeout, and a target whose previous probe is still running (or still waiting
+//! for a permit) skips that tick: probes of one target never pile up behind a slow backend.
+//!
+//! Results go into a [`HealthView`] on a `tokio::sync::watch` channel: every result updates the target's counters
+//! in place, and only changes of health (a transition, a target added or removed) bump its generation and wake the
+//! receivers, so the agent loop wakes on health changes and not on every probe.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::check::Check;
+use super::error::{OK_LABEL, OUTCOME_LABELS, ProbeError};
+use super::probe::Prober;
+use super::state::{HealthState, Transition};
+
+/// What is probed: one definition against one address from one source. Identical keys are one probe and one
+/// state, whoever asked for them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TargetKey {
+    /// The backend's address and the port the check connects to.
+    pub target: SocketAddr,
+    /// The local address probes are sent from (`None`: the kernel's choice).
+    pub source: Option<IpAddr>,
+    /// The check definition.
+    pub check: Check,
+}
+
+impl TargetKey {
+    /// `check` against `target`, from the kernel's choice of source address.
+    pub fn new(target: SocketAddr, check: Check) -> Self {
+        TargetKey { target, source: None, check }
+    }
+
+    /// The same key probing from `source`.
+    pub fn with_source(mut self, source: IpAddr) -> Self {
+        self.source = Some(source);
+        self
+    }
+}
+
+/// How often a target is probed and how many results in a row flip it. Not part of the key: changing these
+/// keeps the target's counters and timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Schedule {
+    /// Time between the starts of two probes.
+    pub interval: Duration,
+    /// Consecutive successes that make an unhealthy target healthy.
+    pub rise: u32,
+    /// Consecutive failures that make a healthy target unhealthy.
+    pub fall: u32,
+    /// The state of a target seen for the first time (keepalived's `alpha` starts it unhealthy).
+    pub initial_healthy: bool,
+}
+
+/// The shortest interval the scheduler accepts; shorter ones (zero, from a caller that skipped validation) are
+/// raised to it so that a target cannot spin the driver.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+/// A desired set of targets, built from the services that want them: services sharing a key share its probe.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetSet {
+    targets: BTreeMap<TargetKey, Schedule>,
+}
+
+impl TargetSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        TargetSet::default()
+    }
+
+    /// Adds `key` wanted with `schedule`. When the key is already wanted with another schedule, the smaller of
+    /// the two by `Schedule`'s order is kept (the shorter interval first), so the result does not depend on the
+    /// order services are added in; returns `false` in that case so that the caller can report the conflict.
+    pub fn insert(&mut self, key: TargetKey, schedule: Schedule) -> bool {
+        match self.targets.get_mut(&key) {
+            None => {
+                self.targets.insert(key, schedule);
+                true
+            }
+            Some(existing) => {
+                let agrees = *existing == schedule;
+                *existing = (*existing).min(schedule);
+                agrees
+            }
+        }
+    }
+
+    /// How many distinct probes the set holds.
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// The targets and their schedules.
+    pub fn into_inner(self) -> BTreeMap<TargetKey, Schedule> {
+        self.targets
+    }
+}
+
+/// Runs one probe for a key. The scheduler's only contact with the network, a trait so that tests can script
+/// results on paused time.
+pub trait ProbeRunner: Send + Sync + 'static {
+    /// Probes `key` once; returns the latency or why it failed. The scheduler bounds it by `key.check.timeout`
+    /// too, so an implementation that forgets its timeout cannot stall a target.
+    fn probe(&self, key: &TargetKey) -> impl Future<Output = Result<Duration, ProbeError>> + Send;
+}
+
+impl ProbeRunner for Prober {
+    fn probe(&self, key: &TargetKey) -> impl Future<Output = Result<Duration, ProbeError>> + Send {
+        self.run_check(&key.check, key.target, key.source)
+    }
+}
+
+/// Every target's state, published on the scheduler's watch channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthView {
+    /// Bumped when a target changes health or the set of targets changes; not by results that only move counters.
+    pub generation: u64,
+    /// Every target's state, counters as of its last result.
+    pub states: BTreeMap<Arc<TargetKey>, HealthState>,
+}
+
+impl HealthView {
+    /// Whether `key` is currently healthy (`None`: not a target).
+    pub fn healthy(&self, key: &TargetKey) -> Option<bool> {
+        self.states.get(key).map(|state| state.healthy)
+    }
+}
+
+/// Scheduler settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// Probes running at once, at most. Due probes beyond it wait for a permit (their target skips ticks
+    /// meanwhile).
+    pub max_in_flight: usize,
+}
+
+impl Default for SchedulerConfig {
+    /// 256 probes in flight: enough for 10,000 targets every second at a few milliseconds each, few enough to keep
+    /// the node's sockets and the backends' accept queues quiet.
+    fn default() -> Self {
+        SchedulerConfig { max_in_flight: 256 }
+    }
+}
+
+/// Plain counters for metrics, read by whoever exports them (`/metrics` registers them later).
+#[derive(Debug)]
+pub struct SchedulerCounters {
+    /// Results by probe type (`KIND_LABELS` order) and outcome (`ok`, then [`OUTCOME_LABELS`] order).
+    results: Vec<AtomicU64>,
+    /// Ticks skipped because the target's previous probe was still running.
+    skipped: AtomicU64,
+    /// Transitions to healthy.
+    became_healthy: AtomicU64,
+    /// Transitions to unhealthy.
+    became_unhealthy: AtomicU64,
+    /// Probes holding a permit right now.
+    in_flight: AtomicU64,
+}
+
+/// The probe types, in the order [`SchedulerCounters::results`] indexes them.
+pub const KIND_LABELS: &[&str] = &["tcp", "http", "https", "udp", "dns", "grpc"];
+
+impl SchedulerCounters {
+    fn new() -> Self {
+        let cells = KIND_LABELS.len() * (1 + OUTCOME_LABELS.len());
+        SchedulerCounters {
+            results: (0..cells).map(|_| AtomicU64::new(0)).collect(),
+            skipped: AtomicU64::new(0),
+            became_healthy: AtomicU64::new(0),
+            became_unhealthy: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+        }
+    }
+
+    fn cell(kind: &str, outcome: &str) -> Option<usize> {
+        let kind = KIND_LABELS.iter().position(|label| *label == kind)?;
+        let outcome = if outcome == OK_LABEL { 0 } else { 1 + OUTCOME_LABELS.iter().position(|l| *l == outcome)? };
+        Some(kind * (1 + OUTCOME_LABELS.len()) + outcome)
+    }
+
+    fn count_result(&self, kind: &str, outcome: &str) {
+        if let Some(cell) = Self::cell(kind, outcome).and_then(|cell| self.results.get(cell)) {
+            cell.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Probe results of type `kind` (`tcp`, ...) with outcome `outcome` (`ok`, `refused`, ...); 0 for unknown labels.
+    pub fn results(&self, kind: &str, outcome: &str) -> u64 {
+        Self::cell(kind, outcome).and_then(|cell| self.results.get(cell)).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Ticks skipped because the target's previous probe had not finished.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+
+    /// Transitions to healthy and to unhealthy, in that order.
+    pub fn transitions(&self) -> (u64, u64) {
+        (self.became_healthy.load(Ordering::Relaxed), self.became_unhealthy.load(Ordering::Relaxed))
+    }
+
+    /// Probes running right now (holding a concurrency permit).
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// The offset of a target's first probe within its interval: a hash of the key, so a large set spreads over the
+/// interval instead of probing in one burst, and the same key always starts at the same offset (tests compute it).
+/// Whole milliseconds: tokio's timers have millisecond resolution, so a finer offset would only be rounded.
+pub fn start_offset(key: &TargetKey, interval: Duration) -> Duration {
+    let interval = interval.max(MIN_INTERVAL);
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    let millis = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX).max(1);
+    Duration::from_millis(hasher.finish() % millis)
+}
+
+/// Runs every target's probes on a task of its own; dropping it stops the driver and every probe in flight.
+pub struct HealthScheduler {
+    shared: Arc<Shared>,
+    view: watch::Receiver<HealthView>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    view: watch::Sender<HealthView>,
+    /// Wakes the driver when the target set changed (its next due time may be earlier).
+    changed: Notify,
+    permits: Arc<Semaphore>,
+    counters: SchedulerCounters,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: BTreeMap<Arc<TargetKey>, Entry>,
+    /// Every entry's next due time; the driver sleeps until the first.
+    queue: BTreeSet<(Instant, Arc<TargetKey>)>,
+    /// Keys with a probe started and not finished, whatever entry started it: a key removed and added again while
+    /// its probe runs must not get a second one.
+    running: BTreeSet<Arc<TargetKey>>,
+    next_id: u64,
+}
+
+struct Entry {
+    /// Tells this entry from an earlier one of the same key (removed and added again), so that a result of the
+    /// earlier one's probe is not counted into the fresh counters.
+    id: u64,
+    schedule: Schedule,
+    next_due: Instant,
+}
+
+impl HealthScheduler {
+    /// Starts an empty scheduler probing through `runner`. Must be called within a tokio runtime.
+    pub fn spawn<R: ProbeRunner>(runner: R, config: SchedulerConfig) -> Self {
+        let (view_tx, view) = watch::channel(HealthView::default());
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner::default()),
+            view: view_tx,
+            changed: Notify::new(),
+            permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            counters: SchedulerCounters::new(),
+        });
+        let driver = tokio::spawn(drive(Arc::clone(&shared), Arc::new(runner)));
+        HealthScheduler { shared, view, driver }
+    }
+
+    /// Replaces the set of targets. Targets that stay keep their state and their timing (a shorter interval takes
+    /// effect within it); new ones start with their initial state at their hashed offset; removed ones stop
+    /// being probed and leave the view (a result of a probe still in flight is dropped).
+    pub fn set_targets(&self, targets: BTreeMap<TargetKey, Schedule>) {
+        let now = Instant::now();
+        let mut guard = self.shared.lock();
+        let inner = &mut *guard;
+        let removed: Vec<Arc<TargetKey>> =
+            inner.entries.keys().filter(|key| !targets.contains_key(key.as_ref())).cloned().collect();
+        for key in &removed {
+            if let Some(entry) = inner.entries.remove(key) {
+                inner.queue.remove(&(entry.next_due, Arc::clone(key)));
+            }
+        }
+        let mut added = Vec::new();
+        for (key, mut schedule) in targets {
+            schedule.interval = schedule.interval.max(MIN_INTERVAL);
+            match inner.entries.get_mut(&key) {
+                Some(entry) => {
+                    entry.schedule = schedule;
+                    let latest = now + schedule.interval;
+                    if entry.next_due > latest
+                        && let Some((_, key)) = inner.queue.take(&(entry.next_due, Arc::new(key)))
+                    {
+                        entry.next_due = latest;
+                        inner.queue.insert((latest, key));
+                    }
+                }
+                None => {
+                    let key = Arc::new(key);
+                    let next_due = now + start_offset(&key, schedule.interval);
+                    inner.next_id += 1;
+                    inner.entries.insert(Arc::clone(&key), Entry { id: inner.next_id, schedule, next_due });
+                    inner.queue.insert((next_due, Arc::clone(&key)));
+                    added.push((key, HealthState::new(schedule.initial_healthy)));
+                }
+            }
+        }
+        if !removed.is_empty() || !added.is_empty() {
+            self.shared.view.send_modify(|view| {
+                for key in &removed {
+                    view.states.remove(key);
+                }
+                view.states.extend(added);
+                view.generation += 1;
+            });
+        }
+        drop(guard);
+        self.shared.changed.notify_one();
+    }
+
+    /// A receiver of the view, woken on every health change (see [`HealthView::generation`]).
+    pub fn subscribe(&self) -> watch::Receiver<HealthView> {
+        self.view.clone()
+    }
+
+    /// Every target's current state (for `/status`).
+    pub fn snapshot(&self) -> HealthView {
+        self.view.borrow().clone()
+    }
+
+    /// The counters for metrics.
+    pub fn counters(&self) -> &SchedulerCounters {
+        &self.shared.counters
+    }
+}
+
+impl Drop for HealthScheduler {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl std::fmt::Debug for HealthScheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthScheduler").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// The inner state; a panic elsewhere while holding it leaves consistent data (every update is a few map
+    /// operations), so a poisoned lock is used as is rather than stopping all health checking.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a finished probe into its target's state, unless the entry that started it is gone.
+    fn record(&self, key: &Arc<TargetKey>, id: u64, result: Result<Duration, ProbeError>) {
+        let outcome = result.as_ref().map_or_else(ProbeError::outcome_label, |_| OK_LABEL);
+        self.counters.count_result(key.check.probe.kind_label(), outcome);
+        let inner = self.lock();
+        let Some(entry) = inner.entries.get(key).filter(|entry| entry.id == id) else { return };
+        let Schedule { rise, fall, .. } = entry.schedule;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
+        self.view.send_if_modified(|view| {
+            let Some(state) = view.states.get_mut(key) else { return false };
+            let Some(transition) = state.record(result.as_ref().copied(), rise, fall, now) else { return false };
+            view.generation += 1;
+            let counter = match transition {
+                Transition::BecameHealthy => &self.counters.became_healthy,
+                Transition::BecameUnhealthy => &self.counters.became_unhealthy,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                target = %key.target,
+                source = ?key.source,
+                check = key.check.probe.kind_label(),
+                healthy = transition.healthy(),
+                last_error = state.last_error.as_deref().unwrap_or(""),
+                "health check transition"
+            );
+            true
+        });
+        drop(inner);
+    }
+
+    /// Starts the probes due at `now` and moves their targets to their next tick; returns the next due time.
+    fn start_due<R: ProbeRunner>(
+        self: &Arc<Self>,
+        now: Instant,
+        probes: &mut JoinSet<()>,
+        runner: &Arc<R>,
+    ) -> Option<Instant> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        while let Some((due, key)) = inner.queue.first().cloned() {
+            if due > now {
+                return Some(due);
+            }
+            inner.queue.remove(&(due, Arc::clone(&key)));
+            let Some(entry) = inner.entries.get_mut(&key) else { continue };
+            if inner.running.contains(&key) {
+                self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+            } else {
+                inner.running.insert(Arc::clone(&key));
+                probes.spawn(probe_once(Arc::clone(self), Arc::clone(runner), Arc::clone(&key), entry.id));
+            }
+            entry.next_due = next_tick(entry.next_due, entry.schedule.interval, now);
+            inner.queue.insert((entry.next_due, key));
+        }
+        None
+    }
+}
+
+/// The first tick after `now` on the grid `due + k × interval`: ticks keep their phase (no drift by the time it
+/// takes to start a probe), and ticks missed while the runtime was stalled are skipped, not run in a burst.
+fn next_tick(due: Instant, interval: Duration, now: Instant) -> Instant {
+    let next = due + interval;
+    if next > now {
+        return next;
+    }
+    let behind = now.duration_since(next).as_nanos();
+    let step = interval.as_nanos().max(1);
+    let skip = u32::try_from(behind / step + 1).unwrap_or(u32::MAX);
+    next + interval.saturating_mul(skip)
+}
+
+/// One probe: waits for a permit, runs under the check's timeout, counts the result, then lets the key be probed
+/// again (in that order, so that the next probe of the key sees this one's result).
+async fn probe_once<R: ProbeRunner>(shared: Arc<Shared>, runner: Arc<R>, key: Arc<TargetKey>, id: u64) {
+    let _running = Running { shared: Arc::clone(&shared), key: Arc::clone(&key) };
+    let Ok(_permit) = Arc::clone(&shared.permits).acquire_owned().await else { return };
+    shared.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+    let timeout = key.check.timeout;
+    let result = match tokio::time::timeout(timeout, runner.probe(&key)).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(ProbeError::Timeout(timeout)),
+    };
+    shared.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+    shared.record(&key, id, result);
+}
+
+/// Marks a key's probe finished when dropped, also when the probe task panics or is aborted, so that a key is
+/// never left unprobeable.
+struct Running {
+    shared: Arc<Shared>,
+    key: Arc<TargetKey>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shared.lock().running.remove(&self.key);
+    }
+}
+
+/// The driver: starts due probes, sleeps until the next due time, a change of targets or a finished probe.
+async fn drive<R: ProbeRunner>(shared: Arc<Shared>, runner: Arc<R>) {
+    let mut probes = JoinSet::new();
+    loop {
+        let next = shared.start_due(Instant::now(), &mut probes, &runner);
+        let sleep = async {
+            match next {
+                Some(due) => tokio::time::sleep_until(due).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = sleep => {}
+            () = shared.changed.notified() => {}
+            Some(joined) = probes.join_next(), if !probes.is_empty() => {
+                if let Err(err) = joined {
+                    tracing::error!(error = %err, "health probe task failed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "scheduler_tests.rs"]
+mod tests;
