@@ -37,6 +37,7 @@ pub use check::{Check, DnsQueryType, HttpMethod, HttpProbe, HttpsProbe, MAX_BODY
 pub use error::{OK_LABEL, OUTCOME_LABELS, ProbeError};
 pub use probe::{Prober, run};
 pub use scheduler::{
-    HealthScheduler, HealthView, ProbeRunner, Schedule, SchedulerConfig, SchedulerCounters, TargetKey, TargetSet,
+    HealthScheduler, HealthView, LatencyCounts, ProbeRunner, Schedule, SchedulerConfig, SchedulerCounters, TargetKey,
+    TargetSet,
 };
 pub use state::{HealthState, Transition};

@@ -182,6 +182,45 @@ pub struct SchedulerCounters {
     became_unhealthy: AtomicU64,
     /// Probes holding a permit right now.
     in_flight: AtomicU64,
+    /// Latencies of successful probes: one count per [`LATENCY_BOUNDS`] bucket, then one beyond the last.
+    latency_buckets: Vec<AtomicU64>,
+    /// Sum of those latencies, in microseconds.
+    latency_sum_micros: AtomicU64,
+}
+
+/// Upper bounds of the latency buckets (a Prometheus histogram's `le`), from 1 ms to 10 s: local health endpoints
+/// answer in about a millisecond, and a timeout is a failure, not a latency.
+pub const LATENCY_BOUNDS: &[Duration] = &[
+    Duration::from_millis(1),
+    Duration::from_micros(2_500),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_micros(2_500_000),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+];
+
+/// The latencies of successful probes so far, for a histogram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatencyCounts {
+    /// Probes per bucket (not cumulative): `buckets[i]` for latencies ≤ `LATENCY_BOUNDS[i]` and above the bound
+    /// before it, the last one for latencies beyond every bound.
+    pub buckets: Vec<u64>,
+    /// Sum of every latency counted.
+    pub sum: Duration,
+}
+
+impl LatencyCounts {
+    /// Probes counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
 }
 
 /// The probe types, in the order [`SchedulerCounters::results`] indexes them.
@@ -196,6 +235,25 @@ impl SchedulerCounters {
             became_healthy: AtomicU64::new(0),
             became_unhealthy: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            latency_buckets: (0..=LATENCY_BOUNDS.len()).map(|_| AtomicU64::new(0)).collect(),
+            latency_sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn count_latency(&self, latency: Duration) {
+        let bucket = LATENCY_BOUNDS.iter().position(|bound| latency <= *bound).unwrap_or(LATENCY_BOUNDS.len());
+        if let Some(cell) = self.latency_buckets.get(bucket) {
+            cell.fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency_sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// The latencies of successful probes so far.
+    pub fn latency(&self) -> LatencyCounts {
+        LatencyCounts {
+            buckets: self.latency_buckets.iter().map(|cell| cell.load(Ordering::Relaxed)).collect(),
+            sum: Duration::from_micros(self.latency_sum_micros.load(Ordering::Relaxed)),
         }
     }
 
@@ -383,6 +441,9 @@ impl Shared {
     fn record(&self, key: &Arc<TargetKey>, id: u64, result: Result<Duration, ProbeError>) {
         let outcome = result.as_ref().map_or_else(ProbeError::outcome_label, |_| OK_LABEL);
         self.counters.count_result(key.check.probe.kind_label(), outcome);
+        if let Ok(latency) = result {
+            self.counters.count_latency(latency);
+        }
         let inner = self.lock();
         let Some(entry) = inner.entries.get(key).filter(|entry| entry.id == id) else { return };
         let Schedule { rise, fall, .. } = entry.schedule;

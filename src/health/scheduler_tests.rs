@@ -127,6 +127,7 @@ async fn probes_run_every_interval_from_a_hashed_offset() {
     sleep_until(t0 + offset + Duration::from_millis(9_500)).await;
     assert_eq!(fake.calls(&key), 10);
     assert_eq!(scheduler.counters().results("tcp", "ok"), 10);
+    assert_eq!(scheduler.counters().latency().count(), 10);
     let view = scheduler.snapshot();
     let state = &view.states[&key];
     assert!(state.healthy);
@@ -388,4 +389,41 @@ async fn a_shorter_interval_takes_effect_within_it() {
     assert_eq!(fake.calls(&key), 2, "the next probe comes within the new interval, not after the old one");
     sleep_until(edited + 3 * SECOND + Duration::from_millis(1)).await;
     assert_eq!(fake.calls(&key), 4);
+}
+
+#[test]
+fn every_probe_type_and_outcome_has_a_counter() {
+    let counters = SchedulerCounters::new();
+    let kinds = [
+        Probe::Tcp,
+        Probe::Http(HttpProbe::new("/")),
+        Probe::Https(crate::health::check::HttpsProbe::new(HttpProbe::new("/"))),
+        Probe::Udp { send: vec![], expect_prefix: vec![] },
+        Probe::Dns { query: "example.org".into(), query_type: crate::health::check::DnsQueryType::A },
+        Probe::Grpc { service: None },
+    ];
+    assert_eq!(kinds.len(), KIND_LABELS.len());
+    for probe in &kinds {
+        for outcome in std::iter::once(&OK_LABEL).chain(OUTCOME_LABELS) {
+            counters.count_result(probe.kind_label(), outcome);
+            assert_eq!(counters.results(probe.kind_label(), outcome), 1, "{} {outcome}", probe.kind_label());
+        }
+    }
+    assert_eq!(counters.results("icmp", "ok"), 0, "unknown labels count nothing");
+}
+
+#[test]
+fn latencies_fall_into_their_buckets() {
+    let counters = SchedulerCounters::new();
+    counters.count_latency(Duration::from_micros(300));
+    counters.count_latency(Duration::from_millis(1));
+    counters.count_latency(Duration::from_millis(7));
+    counters.count_latency(Duration::from_secs(30));
+    let latency = counters.latency();
+    assert_eq!(latency.buckets.len(), LATENCY_BOUNDS.len() + 1);
+    assert_eq!(latency.buckets[0], 2, "a bound is inclusive");
+    assert_eq!(latency.buckets[3], 1, "7 ms is in the 10 ms bucket");
+    assert_eq!(latency.buckets[LATENCY_BOUNDS.len()], 1, "beyond every bound");
+    assert_eq!(latency.count(), 4);
+    assert_eq!(latency.sum, Duration::from_micros(30_008_300));
 }
