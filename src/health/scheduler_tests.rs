@@ -427,3 +427,34 @@ fn latencies_fall_into_their_buckets() {
     assert_eq!(latency.count(), 4);
     assert_eq!(latency.sum, Duration::from_micros(30_008_300));
 }
+
+/// The scheduler with the real prober on loopback (real time): a listening port turns up, a closed one down.
+#[tokio::test]
+async fn the_real_prober_drives_real_targets() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed = {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap()
+    };
+    let check = Check::new(Probe::Tcp, Duration::from_secs(2));
+    let up = TargetKey::new(listener.local_addr().unwrap(), check.clone());
+    let down = TargetKey::new(closed, check);
+    let scheduler = HealthScheduler::spawn(Prober::new(), SchedulerConfig::default());
+    let fast = Duration::from_millis(50);
+    scheduler.set_targets(set(&[
+        (&up, Schedule { initial_healthy: false, ..every(fast, 2, 1) }),
+        (&down, every(fast, 2, 1)),
+    ]));
+    let mut health = scheduler.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        health.wait_for(|view| view.healthy(&up) == Some(true) && view.healthy(&down) == Some(false)),
+    )
+    .await
+    .expect("both targets settle")
+    .unwrap();
+    let view = scheduler.snapshot();
+    assert_eq!(view.states[&down].last_error.as_deref(), Some("connection refused"));
+    assert!(scheduler.counters().results("tcp", "ok") >= 2);
+    drop(listener);
+}
