@@ -1,7 +1,7 @@
 //! What a health check is: plain values, no I/O.
 //!
 //! A [`Check`] is hashable and totally ordered because it is a key: the scheduler keys check state by
-//! (service key, backend, check) and makes identical probes once, so two services sharing a backend with the same
+//! (backend address, source address, check) and makes identical probes once, so two services sharing a backend with the same
 //! definition share one probe and one set of counters, and changing any field of the definition is a new check
 //! (its counters start again). Everything that changes what goes on the wire belongs here; how often and how many
 //! results flip the state (interval, rise, fall) do not, and belong to the scheduler.

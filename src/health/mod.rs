@@ -14,7 +14,7 @@
 //! # Layout
 //!
 //! - [`check`]: the definitions, plain hashable values ([`Check`], [`Probe`], ...). The scheduler keys check state
-//!   by (service key, backend, definition) and makes identical probes once.
+//!   by (backend address, source address, definition), so identical probes are made once.
 //! - [`probe`]: running one probe ([`Prober::run`], [`run`]): a fresh connection each time, one timeout around
 //!   the whole exchange, kept libraries for every protocol (hyper, rustls, hickory-proto, tonic-health).
 //! - [`ProbeError`]: why a probe failed, with a stable label for metrics and a line for a status table.
