@@ -355,6 +355,18 @@ impl HealthScheduler {
     /// effect within it); new ones start with their initial state at their hashed offset; removed ones stop
     /// being probed and leave the view (a result of a probe still in flight is dropped).
     pub fn set_targets(&self, targets: BTreeMap<TargetKey, Schedule>) {
+        self.set_targets_restoring(targets, &BTreeMap::new());
+    }
+
+    /// [`set_targets`](Self::set_targets), with the states a new target starts from when `restored` has one for
+    /// its key instead of its initial state: after a restart, the states saved with the engine's state file, so
+    /// that a backend that was unhealthy stays out (and a healthy one in) until its checks say otherwise. Targets
+    /// already known keep their live state; restored states of keys not in `targets` are ignored.
+    pub fn set_targets_restoring(
+        &self,
+        targets: BTreeMap<TargetKey, Schedule>,
+        restored: &BTreeMap<TargetKey, HealthState>,
+    ) {
         let now = Instant::now();
         let mut guard = self.shared.lock();
         let inner = &mut *guard;
@@ -385,7 +397,11 @@ impl HealthScheduler {
                     inner.next_id += 1;
                     inner.entries.insert(Arc::clone(&key), Entry { id: inner.next_id, schedule, next_due });
                     inner.queue.insert((next_due, Arc::clone(&key)));
-                    added.push((key, HealthState::new(schedule.initial_healthy)));
+                    let state = match restored.get(key.as_ref()) {
+                        Some(state) => state.clone(),
+                        None => HealthState::new(schedule.initial_healthy),
+                    };
+                    added.push((key, state));
                 }
             }
         }

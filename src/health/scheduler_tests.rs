@@ -491,3 +491,44 @@ async fn ten_thousand_targets_are_each_probed_once_a_second() {
     assert_eq!(scheduler.counters().skipped(), 0);
     assert!(fake.max_in_flight.load(Ordering::SeqCst) <= 256);
 }
+
+#[tokio::test(start_paused = true)]
+async fn restored_states_replace_the_initial_state_of_new_targets_only() {
+    let (scheduler, fake) = start(SchedulerConfig::default());
+    let known = tcp(1);
+    let returning = tcp(2);
+    fake.set_down(known.target, true);
+    let set_at = Instant::now();
+    scheduler.set_targets(set(&[(&known, every(SECOND, 2, 3))]));
+    sleep_until(set_at + start_offset(&known, SECOND) + Duration::from_millis(500)).await;
+    let live = scheduler.snapshot().states[&known].clone();
+    assert_eq!(live.consecutive_fail, 1);
+
+    let saved_down = HealthState {
+        healthy: false,
+        consecutive_ok: 0,
+        consecutive_fail: 7,
+        last_error: Some("connection refused".into()),
+        last_transition: Some(1_700_000_000),
+    };
+    let restored: BTreeMap<TargetKey, HealthState> = [
+        (known.clone(), HealthState::new(true)),
+        (returning.clone(), saved_down.clone()),
+        (tcp(9), saved_down.clone()),
+    ]
+    .into_iter()
+    .collect();
+    // `returning` comes back with the saved state although its schedule says it starts healthy.
+    scheduler
+        .set_targets_restoring(set(&[(&known, every(SECOND, 2, 3)), (&returning, every(SECOND, 2, 3))]), &restored);
+    let view = scheduler.snapshot();
+    assert_eq!(view.states[&known], live, "a known target keeps its live state");
+    assert_eq!(view.states[&returning], saved_down);
+    assert!(!view.states.contains_key(&tcp(9)), "restored states do not add targets");
+
+    // It stays down until `rise` successes in a row, like any unhealthy target.
+    let mut health = scheduler.subscribe();
+    let t0 = Instant::now();
+    health.wait_for(|view| view.healthy(&returning) == Some(true)).await.unwrap();
+    assert_eq!(Instant::now() - t0, start_offset(&returning, SECOND) + SECOND);
+}
