@@ -122,17 +122,9 @@ impl KubeFeed {
         std::sync::Arc::clone(&self.reported)
     }
 
-    fn note_status(&self, object: &VirtualService, id: &crate::api::ObjectId, deleted: bool) {
-        let mine = object
-            .status
-            .as_ref()
-            .filter(|_| !deleted)
-            .and_then(|s| s.nodes.iter().find(|n| n.node_name == self.node_name));
+    fn note_status(&self, object: &VirtualService, id: &crate::api::ObjectId) {
+        let mine = object.status.as_ref().and_then(|s| s.nodes.iter().find(|n| n.node_name == self.node_name));
         if let Ok(mut reported) = self.reported.lock() {
-            if deleted {
-                reported.renew(id);
-                return;
-            }
             match mine {
                 Some(entry) => {
                     reported.insert(id.clone(), entry.clone());
@@ -174,7 +166,7 @@ impl KubeFeed {
             Event::InitApply(object) => {
                 let converted = object_of(&object);
                 self.note_recreated(&converted);
-                self.note_status(&object, &converted.id, false);
+                self.note_status(&object, &converted.id);
                 self.listing_objects.get_or_insert_with(Vec::new).push(converted);
             }
             Event::InitDone => {
@@ -185,13 +177,15 @@ impl KubeFeed {
             Event::Apply(object) => {
                 let converted = object_of(&object);
                 self.note_recreated(&converted);
-                self.note_status(&object, &converted.id, false);
+                self.note_status(&object, &converted.id);
                 let object = converted;
                 self.state.update(|index| (index.apply(object), ()));
             }
             Event::Delete(object) => {
                 let id = object_of(&object).id;
-                self.note_status(&object, &id, true);
+                if let Ok(mut reported) = self.reported.lock() {
+                    reported.renew(&id);
+                }
                 self.state.update(|index| (index.delete(&id), ()));
             }
         }
