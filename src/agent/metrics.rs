@@ -173,7 +173,7 @@ impl Metrics {
         let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.owned_services.set(gauge(owned));
         self.desired_services.set(gauge(record.desired.table.services.len()));
-        self.desired_destinations.set(gauge(record.desired.table.services.values().map(|s| s.dests.len()).sum()));
+        self.desired_destinations.set(gauge(record.desired.destinations));
         self.last_pass.store(unix_now() as u64, Ordering::SeqCst);
         self.update_ready();
     }

@@ -128,12 +128,15 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
     /// One pass of `kind`; sets the timers that follow from it.
     async fn pass(&mut self, kind: PassKind, timers: &mut Timers) {
         if kind != PassKind::Drain {
-            let taken = self.state.take();
+            let was_holding = self.desired.hold_service_deletes;
+            // A full pass copies the whole desired table (it reads the whole kernel table anyway); a change pass
+            // patches its copy with the changed keys, so that it costs the size of the change.
+            let whole = self.need_full || matches!(kind, PassKind::Resync | PassKind::Retry);
+            self.state.take_into(&mut self.desired, whole);
             // Deletions held back while an object named no service were never planned again: look at everything.
-            if self.desired.hold_service_deletes && !taken.hold_service_deletes {
+            if was_holding && !self.desired.hold_service_deletes {
                 self.need_full = true;
             }
-            self.desired = taken;
             // A change pass takes every change so far: a pending quiet timer has nothing left to wait for.
             timers.change = None;
         }

@@ -12,7 +12,7 @@ use super::describe::{describe, describe_applied};
 use super::ipvsadm_format::{self, Columns, ListOptions};
 use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
 use crate::agent::pass_options;
-use crate::api;
+use crate::api::{self, Conflict, ValidationError};
 use crate::engine::state::DEFAULT_STATE_PATH;
 use crate::engine::{Engine, KernelFailure, PassReport};
 use crate::ipvs::{Ipvs, NetnsSpec};
@@ -159,7 +159,7 @@ struct JsonService<'a> {
 /// Loads the manifests through the same pipeline as `run` (file source → index → snapshot). An unreadable path is an
 /// error, never "no objects"; documents that do not parse are in `errors` (those that name no service make passes
 /// hold every service deletion until they are fixed).
-pub fn load(paths: &[PathBuf]) -> Result<Snapshot> {
+pub fn load(paths: &[PathBuf]) -> Result<Loaded> {
     let state = DesiredState::new();
     let mut source = FileSource::new(paths.to_vec());
     let reload = state
@@ -171,37 +171,49 @@ pub fn load(paths: &[PathBuf]) -> Result<Snapshot> {
     for w in &reload.warnings {
         warn!("{w}");
     }
-    Ok(state.take())
+    let (errors, conflicts) = state.with_index(|index| (index.errors(), index.conflicts()));
+    Ok(Loaded { desired: state.take(), errors, conflicts })
+}
+
+/// What [`load`] found: the desired state and every problem.
+pub struct Loaded {
+    /// What a pass plans with.
+    pub desired: Snapshot,
+    /// Every problem of every object.
+    pub errors: Vec<ValidationError>,
+    /// Objects that lost a service key to an older one.
+    pub conflicts: Vec<Conflict>,
 }
 
 /// Prints every problem with the sources to stderr; returns whether any object was invalid.
-fn report_problems(desired: &Snapshot) -> bool {
-    for e in &desired.errors {
+fn report_problems(loaded: &Loaded) -> bool {
+    for e in &loaded.errors {
         eprintln!("error: {e}");
     }
-    for c in &desired.conflicts {
+    for c in &loaded.conflicts {
         eprintln!("conflict: {c}");
     }
-    !desired.errors.is_empty()
+    !loaded.errors.is_empty()
 }
 
 fn validate(args: &ValidateArgs) -> Result<i32> {
-    let desired = load(&args.source.files)?;
-    let bad = report_problems(&desired);
-    let table = &desired.table;
-    let backends: usize = table.services.values().map(|s| s.dests.len()).sum();
+    let loaded = load(&args.source.files)?;
+    let bad = report_problems(&loaded);
+    let table = &loaded.desired.table;
     println!(
-        "{} valid service(s) with {backends} backend(s); {} error(s), {} conflict(s)",
+        "{} valid service(s) with {} backend(s); {} error(s), {} conflict(s)",
         table.services.len(),
-        desired.errors.len(),
-        desired.conflicts.len()
+        loaded.desired.destinations,
+        loaded.errors.len(),
+        loaded.conflicts.len()
     );
-    Ok(if bad || !desired.conflicts.is_empty() { EXIT_ERROR } else { EXIT_OK })
+    Ok(if bad || !loaded.conflicts.is_empty() { EXIT_ERROR } else { EXIT_OK })
 }
 
 async fn plan(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs) -> Result<i32> {
-    let desired = load(&args.source.files)?;
-    let bad = report_problems(&desired);
+    let loaded = load(&args.source.files)?;
+    let bad = report_problems(&loaded);
+    let desired = loaded.desired;
     let opts = pass_options(&desired, args.allow_mass_delete);
     let mut engine = Engine::new(connect(netns).await?, state_path(args.state.clone(), netns_name))?;
     let plan = engine.plan_only(&desired.table, now(), &opts).await?;
@@ -229,8 +241,9 @@ fn origin(desired: &Snapshot, key: &crate::model::ServiceKey) -> String {
 }
 
 async fn apply(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs) -> Result<i32> {
-    let desired = load(&args.source.files)?;
-    let bad = report_problems(&desired);
+    let loaded = load(&args.source.files)?;
+    let bad = report_problems(&loaded);
+    let desired = loaded.desired;
     let opts = pass_options(&desired, args.allow_mass_delete);
     let mut engine = Engine::new(connect(netns).await?, state_path(args.state.clone(), netns_name))?;
     let report = engine.reconcile_full(&desired.table, now(), &opts).await?;

@@ -5,14 +5,17 @@
 //! are published on a `tokio::sync::watch` channel (a generation counter), so the agent wakes once however many
 //! changes came, and coalescing is free. Keys and table are taken under one lock: a key is never taken without the
 //! table that includes its change.
+//!
+//! A change pass must cost what changed, not the size of the table, so the agent keeps its snapshot and
+//! [`DesiredState::take_into`] patches it with the changed keys' entries; full passes take a whole copy.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
-use super::index::{Changed, ObjectIndex};
-use crate::api::{Conflict, ObjectId, ValidationError};
+use super::index::{Changed, ObjectIndex, ReportChange, ReportsWanted};
+use crate::api::ObjectId;
 use crate::model::ServiceKey;
 use crate::table::DesiredTable;
 
@@ -45,10 +48,8 @@ pub struct Snapshot {
     pub frozen: BTreeSet<ServiceKey>,
     /// Some invalid object names no service: no service may be deleted.
     pub hold_service_deletes: bool,
-    /// Every problem of every object.
-    pub errors: Vec<ValidationError>,
-    /// Objects that lost a service key to an older one.
-    pub conflicts: Vec<Conflict>,
+    /// The destinations of every service of `table` (kept as the table is patched, for the metrics).
+    pub destinations: usize,
 }
 
 impl Snapshot {
@@ -123,10 +124,47 @@ impl DesiredState {
         snapshot(&shared, changed)
     }
 
+    /// Like [`DesiredState::take`], but brings `snapshot`, an earlier take, up to date by changing only the
+    /// entries of the changed keys (what a change pass costs), or with `whole` by copying everything (a full pass,
+    /// which reads everything anyway). The index reports exactly the keys whose entry or held state changed, so
+    /// both give the same snapshot.
+    pub fn take_into(&self, snapshot: &mut Snapshot, whole: bool) {
+        let mut shared = self.lock();
+        let changed = std::mem::take(&mut shared.changed);
+        if whole {
+            *snapshot = self::snapshot(&shared, changed);
+            return;
+        }
+        let index = &shared.index;
+        for key in &changed {
+            if let Some(old) = snapshot.table.services.remove(key) {
+                snapshot.destinations -= old.dests.len();
+            }
+            if let Some(new) = index.table().services.get(key) {
+                snapshot.destinations += new.dests.len();
+                snapshot.table.services.insert(*key, Arc::clone(new));
+            }
+            if index.held().contains_key(key) {
+                snapshot.frozen.insert(*key);
+            } else {
+                snapshot.frozen.remove(key);
+            }
+        }
+        snapshot.generation = shared.generation;
+        snapshot.hold_service_deletes = index.has_keyless_problems();
+        snapshot.changed = changed;
+    }
+
     /// Like [`DesiredState::take`], but leaves the changed keys for the next take.
     pub fn peek(&self) -> Snapshot {
         let shared = self.lock();
         snapshot(&shared, shared.changed.clone())
+    }
+
+    /// The reports that may have changed since the last call, and those `wanted` asks for (see
+    /// [`ObjectIndex::changed_reports`]; the first call gives all).
+    pub fn changed_reports(&self, wanted: &ReportsWanted) -> Vec<ReportChange> {
+        self.lock().index.changed_reports(wanted)
     }
 
     /// Reads the index (for status and tests).
@@ -143,15 +181,14 @@ fn snapshot(shared: &Shared, changed: Changed) -> Snapshot {
         changed,
         frozen: index.held().keys().copied().collect(),
         hold_service_deletes: index.has_keyless_problems(),
-        errors: index.errors(),
-        conflicts: index.conflicts(),
+        destinations: index.table().services.values().map(|s| s.dests.len()).sum(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Age, SourceObject};
+    use crate::api::{Age, SourceObject, ValidationError};
 
     fn web(port: u16) -> SourceObject {
         SourceObject {
@@ -183,6 +220,34 @@ mod tests {
         state.update(|index| (index.apply(web(82)), ()));
         assert_eq!(state.peek().changed.len(), 2);
         assert_eq!(state.take().changed.len(), 2, "peek leaves the keys");
+    }
+
+    #[test]
+    fn a_patched_snapshot_is_the_whole_one() {
+        let state = DesiredState::new();
+        state.update(|index| (index.apply(web(80)), ()));
+        let mut kept = state.take();
+        let mut other = web(90);
+        other.id = ObjectId::kubernetes("d", "other");
+        let mut bad = web(81);
+        bad.id = ObjectId::kubernetes("d", "bad");
+        bad.spec.scheduler = Some("nope".into());
+        for change in [other.clone(), bad, web(82)] {
+            state.update(|index| (index.apply(change), ()));
+            state.take_into(&mut kept, false);
+            let whole = state.peek();
+            assert_eq!(
+                (&kept.table, &kept.frozen, kept.destinations),
+                (&whole.table, &whole.frozen, whole.destinations)
+            );
+        }
+        assert_eq!(kept.frozen.len(), 1, "the invalid object's key is frozen");
+        assert_eq!(kept.changed.len(), 2, "web moved from 80 to 82");
+        state.update(|index| (index.delete(&other.id), ()));
+        state.take_into(&mut kept, false);
+        assert_eq!(kept.table.services.len(), 1);
+        state.take_into(&mut kept, true);
+        assert_eq!((kept.table.services.len(), kept.changed.len()), (1, 0));
     }
 
     #[test]

@@ -189,7 +189,24 @@ pub struct ObjectIndex {
     /// Counts changes that had an effect (an object, slice or label set that differs from what was there); a
     /// re-sent object (a status write, a Node heartbeat) does not move it.
     revision: u64,
+    /// Objects whose report may have changed since [`ObjectIndex::changed_reports`] last ran; `None` until it first
+    /// runs (nobody follows the reports, so nothing is tracked).
+    report_changes: Option<BTreeSet<ObjectId>>,
 }
+
+/// Which reports [`ObjectIndex::changed_reports`] must give besides those of the objects that changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportsWanted {
+    /// Every object's (something every report depends on changed, such as whether the last pass ran).
+    pub all: bool,
+    /// These objects' (a write that failed, an object deleted and created again).
+    pub objects: BTreeSet<ObjectId>,
+    /// The objects claiming these keys (the kernel's answer for the key changed).
+    pub keys: BTreeSet<ServiceKey>,
+}
+
+/// A report that may have changed: the object's report now, or `None` when the object is gone.
+pub type ReportChange = (ObjectId, Option<ObjectReport>);
 
 impl ObjectIndex {
     /// An empty index.
@@ -283,10 +300,12 @@ impl ObjectIndex {
         self.revision += 1;
         self.keyless_problems.remove(id);
         self.forget_uses(id, &old);
+        self.report_changed(id);
         let mut changes = Changes::default();
         if let Some(key) = old.key() {
             self.note(&mut changes, key);
             self.unclaim(key, &old, id);
+            self.claimants_changed(key);
         }
         changes.finish(self)
     }
@@ -427,6 +446,46 @@ impl ObjectIndex {
         self.objects.iter().map(|(id, entry)| self.report(id, entry)).collect()
     }
 
+    /// The reports that may have changed since the last call, and those `wanted` asks for, by identity; `None`
+    /// for an object that is gone. The first call gives every report: a follower (the status writer) starts
+    /// complete, and then costs what changed, not the number of objects.
+    pub fn changed_reports(&mut self, wanted: &ReportsWanted) -> Vec<ReportChange> {
+        let Some(changed) = self.report_changes.replace(BTreeSet::new()) else {
+            return self.reports().into_iter().map(|r| (r.id.clone(), Some(r))).collect();
+        };
+        if wanted.all {
+            let mut out: Vec<ReportChange> = self.reports().into_iter().map(|r| (r.id.clone(), Some(r))).collect();
+            out.extend(changed.into_iter().filter(|id| !self.objects.contains_key(id)).map(|id| (id, None)));
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            return out;
+        }
+        let mut ids = changed;
+        ids.extend(wanted.objects.iter().cloned());
+        for key in &wanted.keys {
+            ids.extend(self.claims.get(key).into_iter().flat_map(|c| c.keys()).map(|(_, id)| id.clone()));
+        }
+        ids.into_iter()
+            .map(|id| {
+                let report = self.objects.get(&id).map(|entry| self.report(&id, entry));
+                (id, report)
+            })
+            .collect()
+    }
+
+    /// Notes that object `id`'s report may have changed (when reports are followed).
+    fn report_changed(&mut self, id: &ObjectId) {
+        if let Some(changed) = self.report_changes.as_mut() {
+            changed.insert(id.clone());
+        }
+    }
+
+    /// Notes that the reports of `key`'s claimants may have changed (its winner may have).
+    fn claimants_changed(&mut self, key: ServiceKey) {
+        if let (Some(changed), Some(claimants)) = (self.report_changes.as_mut(), self.claims.get(&key)) {
+            changed.extend(claimants.keys().map(|(_, id)| id.clone()));
+        }
+    }
+
     fn report(&self, id: &ObjectId, entry: &Entry) -> ObjectReport {
         let (generation, state) = match entry {
             Entry::Unreadable(errors) => (None, ObjectState::Unreadable { errors: errors.clone() }),
@@ -472,6 +531,7 @@ impl ObjectIndex {
             return Changed::new();
         }
         self.revision += 1;
+        self.report_changed(&id);
         let mut changes = Changes::default();
         let new_key = entry.key();
         if new_key.is_none() && (matches!(entry, Entry::Unreadable(_)) || !entry.errors().is_empty()) {
@@ -484,6 +544,7 @@ impl ObjectIndex {
             if let Some(old_key) = old.key() {
                 self.note(&mut changes, old_key);
                 self.unclaim(old_key, &old, &id);
+                self.claimants_changed(old_key);
             }
         }
         for service in entry.uses(&id) {
@@ -496,6 +557,7 @@ impl ObjectIndex {
         self.objects.insert(id, entry);
         if let Some(key) = new_key {
             self.settle(key);
+            self.claimants_changed(key);
         }
         changes.finish(self)
     }

@@ -13,4 +13,4 @@ pub mod kubernetes;
 
 pub use feed::{DesiredState, Snapshot};
 pub use file::{FileLoad, FileSource, LoadError, Reload};
-pub use index::{Changed, DesiredOutcome, ObjectIndex, ObjectReport, ObjectState};
+pub use index::{Changed, DesiredOutcome, ObjectIndex, ObjectReport, ObjectState, ReportChange, ReportsWanted};

@@ -255,11 +255,17 @@ fn resolution(index: &ObjectIndex) -> BTreeMap<ServiceKey, Option<Resolved>> {
 }
 
 proptest! {
-    /// Whatever the sequence of events, (1) each step reports exactly the keys whose resolution it changed, and
-    /// (2) the index ends where a fresh index of the surviving objects, applied in any order, starts.
+    /// Whatever the sequence of events, (1) each step reports exactly the keys whose resolution it changed, (2) a
+    /// copy of the table and held keys patched with only the reported keys (what a change pass does) stays equal to
+    /// the index's, (3) a follower of `changed_reports` (the status writer) always has every object's report, and
+    /// (4) the index ends where a fresh index of the surviving objects, applied in any order, starts.
     #[test]
     fn steps_report_exact_changes_and_end_as_a_fresh_index(steps in prop::collection::vec(any_step(), 0..12), seed in any::<u64>()) {
         let mut index = ObjectIndex::new();
+        let mut patched = DesiredTable::default();
+        let mut patched_held: BTreeMap<ServiceKey, ObjectId> = BTreeMap::new();
+        let mut followed: BTreeMap<ObjectId, ObjectReport> = BTreeMap::new();
+        prop_assert!(index.changed_reports(&ReportsWanted::default()).is_empty());
         let mut alive: BTreeMap<ObjectId, Option<SourceObject>> = BTreeMap::new();
         let (mut web_slice, mut node_labels) = (None, None);
         let labels_of = |lb: Option<bool>| lb.map(|lb| {
@@ -292,7 +298,27 @@ proptest! {
                     expected.insert(*key);
                 }
             }
+            for key in &reported {
+                match index.table().services.get(key) {
+                    Some(service) => patched.services.insert(*key, Arc::clone(service)),
+                    None => patched.services.remove(key),
+                };
+                match index.held().get(key) {
+                    Some(id) => patched_held.insert(*key, id.clone()),
+                    None => patched_held.remove(key),
+                };
+            }
+            prop_assert_eq!(&patched, index.table());
+            prop_assert_eq!(&patched_held, index.held());
             prop_assert_eq!(reported, expected);
+            for (id, report) in index.changed_reports(&ReportsWanted::default()) {
+                match report {
+                    Some(report) => followed.insert(id, report),
+                    None => followed.remove(&id),
+                };
+            }
+            let all: BTreeMap<ObjectId, ObjectReport> = index.reports().into_iter().map(|r| (r.id.clone(), r)).collect();
+            prop_assert_eq!(&followed, &all);
         }
         // A fresh index of the same objects, in a scrambled order.
         let mut survivors: Vec<(ObjectId, Option<SourceObject>)> = alive.into_iter().collect();
