@@ -2,7 +2,7 @@
 //! that sends only the entries that changed, by server-side apply with a field manager of this node's own (so that
 //! each node owns its entry of the list-map and never touches another's).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -14,7 +14,7 @@ use tracing::warn;
 use crate::api::ObjectId;
 use crate::api::v1alpha1::{API_VERSION, KIND, NodeStatus, VirtualService};
 use crate::model::ServiceKey;
-use crate::source::{ObjectReport, ObjectState};
+use crate::source::{DesiredState, ObjectReport, ObjectState, ReportChange, ReportsWanted};
 
 /// `reason` of a service programmed with at least one backend.
 pub const PROGRAMMED: &str = "Programmed";
@@ -200,6 +200,31 @@ impl StatusBook {
         // Objects gone from the API have no status left to write.
         self.sent.retain(|id, _| live.contains(id));
         self.reasons.retain(|id, _| live.contains(id));
+        self.due_for(reports.iter(), kernel, now, listed)
+    }
+
+    /// Like [`StatusBook::due`], but over only the reports that may have changed since the last call (what
+    /// [`crate::source::ObjectIndex::changed_reports`] gives: `None` for an object gone), so that a pass costs what
+    /// changed. The caller adds the objects whose entry the kernel's outcome may have changed.
+    pub fn due_changed(
+        &mut self,
+        changes: &[ReportChange],
+        kernel: &KernelOutcome,
+        now: &Time,
+        listed: impl Fn(&ObjectId) -> Option<NodeStatus>,
+    ) -> Vec<Due> {
+        let gone = changes.iter().filter(|(_, report)| report.is_none()).map(|(id, _)| id.clone());
+        self.forget(gone);
+        self.due_for(changes.iter().filter_map(|(_, report)| report.as_ref()), kernel, now, listed)
+    }
+
+    fn due_for<'a>(
+        &mut self,
+        reports: impl Iterator<Item = &'a ObjectReport>,
+        kernel: &KernelOutcome,
+        now: &Time,
+        listed: impl Fn(&ObjectId) -> Option<NodeStatus>,
+    ) -> Vec<Due> {
         let mut due = Vec::new();
         for report in reports {
             if !matches!(report.id, ObjectId::Kubernetes { .. }) {
@@ -274,12 +299,27 @@ pub fn apply_body(entry: Option<&NodeStatus>) -> serde_json::Value {
     })
 }
 
+/// What must be reported again because the kernel's side changed from `previous` to `next`: everything when
+/// whether the pass ran changed (every programmed entry says so), else the keys whose refusal changed.
+pub fn kernel_changes(previous: &KernelOutcome, next: &KernelOutcome) -> ReportsWanted {
+    if previous.pass_failed != next.pass_failed {
+        return ReportsWanted { all: true, ..ReportsWanted::default() };
+    }
+    let keys = previous.refused.keys().chain(next.refused.keys());
+    let keys = keys.filter(|key| previous.refused.get(key) != next.refused.get(key)).copied().collect();
+    ReportsWanted { keys, ..ReportsWanted::default() }
+}
+
 /// Sends this node's entries, each only when it changed (the decisions are [`StatusBook`]'s).
 pub struct StatusWriter {
     client: Client,
     recorder: Recorder,
     book: StatusBook,
     reported: Reported,
+    /// The kernel's outcome at the last write, to tell which entries a new one changes.
+    kernel: KernelOutcome,
+    /// Objects whose write failed: due again at the next call.
+    failed: BTreeSet<ObjectId>,
 }
 
 impl StatusWriter {
@@ -289,7 +329,7 @@ impl StatusWriter {
         let book = StatusBook::new(node, mode);
         let reporter = Reporter { controller: "ipvs-reconciler".to_owned(), instance: Some(book.node().to_owned()) };
         let recorder = Recorder::new(client.clone(), reporter);
-        StatusWriter { client, recorder, book, reported }
+        StatusWriter { client, recorder, book, reported, kernel: KernelOutcome::default(), failed: BTreeSet::new() }
     }
 
     /// The field manager of this node's agent: each node owns its own entry.
@@ -297,15 +337,27 @@ impl StatusWriter {
         self.book.field_manager()
     }
 
-    /// Brings every object's entry up to date; returns the writes made and failed. A failed write is tried again at
-    /// the next call.
-    pub async fn write(&mut self, reports: &[ObjectReport], kernel: &KernelOutcome, now: &Time) -> (usize, usize) {
-        let (mut written, mut failed) = (0, 0);
+    /// Brings every object's entry up to date after a pass whose outcome is `kernel`: looks only at the objects
+    /// whose report changed since the last call (the first call looks at all), those the new outcome changes, and
+    /// those whose write failed last time; returns the writes made and failed.
+    pub async fn write(&mut self, desired: &DesiredState, kernel: &KernelOutcome, now: &Time) -> (usize, usize) {
         let renewed = self.reported.lock().map(|mut r| r.take_renewed()).unwrap_or_default();
+        let mut wanted = kernel_changes(&self.kernel, kernel);
+        wanted.objects = std::mem::take(&mut self.failed);
+        wanted.objects.extend(renewed.iter().cloned());
+        self.kernel = kernel.clone();
         self.book.forget(renewed);
+        let changes = desired.changed_reports(&wanted);
+        self.send(&changes, kernel, now).await
+    }
+
+    /// Brings the entries of the objects of `changes` up to date (see [`StatusBook::due_changed`]); returns the
+    /// writes made and failed. A failed write is due again at the next call.
+    pub async fn send(&mut self, changes: &[ReportChange], kernel: &KernelOutcome, now: &Time) -> (usize, usize) {
+        let (mut written, mut failed) = (0, 0);
         let reported = &self.reported;
         let listed = |id: &ObjectId| reported.lock().ok().and_then(|r| r.get(id).cloned());
-        for due in self.book.due(reports, kernel, now, listed) {
+        for due in self.book.due_changed(changes, kernel, now, listed) {
             let ObjectId::Kubernetes { namespace, name } = &due.id else { continue };
             if let Some(event) = &due.event {
                 self.publish(&due.id, namespace, name, event).await;
@@ -319,6 +371,7 @@ impl StatusWriter {
                 Err(e) => {
                     failed += 1;
                     warn!(object = %due.id, "status write failed (tried again after the next pass): {e}");
+                    self.failed.insert(due.id);
                 }
             }
         }

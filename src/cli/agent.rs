@@ -105,9 +105,8 @@ async fn write_status(
 ) {
     while outcomes.changed().await.is_ok() {
         let outcome = outcomes.borrow_and_update().clone();
-        let reports = desired.with_index(|index| index.reports());
         let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let (written, failed) = writer.write(&reports, &outcome, &now).await;
+        let (written, failed) = writer.write(&desired, &outcome, &now).await;
         (0..written).for_each(|_| metrics.status_write(true));
         (0..failed).for_each(|_| metrics.status_write(false));
     }

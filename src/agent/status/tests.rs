@@ -111,8 +111,8 @@ async fn a_conflict_is_reported_in_status_and_once_as_an_event() {
     let mut writer = StatusWriter::new(client, "n1", StatusReport::All, Reported::default());
     let conflict = report(ObjectState::Conflict { key: key(), winner: ObjectId::kubernetes("prod", "older") });
     let write = tokio::spawn(async move {
-        writer.write(std::slice::from_ref(&conflict), &KernelOutcome::default(), &at(1)).await;
-        writer.write(&[conflict], &KernelOutcome::default(), &at(2)).await;
+        writer.send(&changes(std::slice::from_ref(&conflict)), &KernelOutcome::default(), &at(1)).await;
+        writer.send(&changes(&[conflict]), &KernelOutcome::default(), &at(2)).await;
     });
     let event_answer = serde_json::json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
         "metadata": {"name": "web.1", "namespace": "prod"}, "eventTime": "2026-01-01T00:00:00.000000Z"});
@@ -128,6 +128,11 @@ async fn a_conflict_is_reported_in_status_and_once_as_an_event() {
     assert_eq!(body["status"]["nodes"][0]["reason"], CONFLICT);
     write.await.unwrap();
     assert!(handle.next_request().await.is_none(), "the same conflict again: no status write, no Event");
+}
+
+/// `reports` as changed reports (none gone).
+fn changes(reports: &[ObjectReport]) -> Vec<crate::source::ReportChange> {
+    reports.iter().map(|r| (r.id.clone(), Some(r.clone()))).collect()
 }
 
 /// One request the writer made: method, path and query, and the body.
@@ -154,12 +159,12 @@ async fn the_writer_sends_this_nodes_entry_only_when_it_changes() {
     let ok = KernelOutcome::default();
 
     let write = tokio::spawn(async move {
-        writer.write(&[desired(2)], &ok, &at(100)).await;
+        writer.send(&changes(&[desired(2)]), &ok, &at(100)).await;
         // The same again: nothing is sent.
-        writer.write(&[desired(2)], &ok, &at(200)).await;
+        writer.send(&changes(&[desired(2)]), &ok, &at(200)).await;
         // The node stops being selected: the entry is withdrawn (an empty list from this manager).
-        writer.write(&[report(ObjectState::NotSelected)], &ok, &at(300)).await;
-        writer.write(&[report(ObjectState::NotSelected)], &ok, &at(400)).await;
+        writer.send(&changes(&[report(ObjectState::NotSelected)]), &ok, &at(300)).await;
+        writer.send(&changes(&[report(ObjectState::NotSelected)]), &ok, &at(400)).await;
         writer
     });
     let (method, uri, body) = next_request(&mut handle).await;
@@ -204,8 +209,8 @@ async fn an_entry_left_by_an_earlier_run_is_withdrawn_and_a_healthy_fleet_writes
     let write = tokio::spawn(async move {
         let ok = KernelOutcome::default();
         // Both programmed: web's old entry is withdrawn, api (never reported) gets no write.
-        writer.write(&[desired(2), other.clone()], &ok, &at(100)).await;
-        writer.write(&[desired(2), other], &ok, &at(200)).await;
+        writer.send(&changes(&[desired(2), other.clone()]), &ok, &at(100)).await;
+        writer.send(&changes(&[desired(2), other]), &ok, &at(200)).await;
     });
     let (_, uri, body) = next_request(&mut handle).await;
     assert!(uri.contains("/virtualservices/web/status"), "{uri}");
@@ -278,4 +283,75 @@ fn an_object_deleted_and_created_again_gets_its_entry_again() {
     let (writes, _) = pass(&mut book, &[desired(2)], 30, None);
     assert_eq!(writes.len(), 1, "the new object gets this node's entry");
     assert_eq!(writes[0].as_ref().and_then(|e| e.last_transition_time.clone()), Some(at(30)));
+}
+
+/// Answers the next request with a 500 from the API server; its path.
+async fn fail_next(handle: &mut tower_test::mock::Handle<Request<Body>, Response<Body>>) -> String {
+    let (request, send) =
+        tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await.expect("a request").expect("open");
+    let uri = request.uri().to_string();
+    let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "message": "etcd is down", "reason": "InternalError", "code": 500});
+    send.send_response(Response::builder().status(500).body(Body::from(serde_json::to_vec(&status).unwrap())).unwrap());
+    uri
+}
+
+#[tokio::test]
+async fn the_writer_looks_only_at_what_changed_and_retries_what_failed() {
+    use crate::api::{Age, SourceObject};
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let mut writer = StatusWriter::new(client, "n1", StatusReport::All, Reported::default());
+    let desired = DesiredState::new();
+    for (name, address, created) in [("api", "192.0.2.2", 1), ("web", "192.0.2.1", 2)] {
+        let object = SourceObject {
+            id: ObjectId::kubernetes("prod", name),
+            age: Age::Created { seconds: created, nanos: 0 },
+            spec: serde_yaml::from_str(&format!("address: {address}\nport: 80\n")).unwrap(),
+            generation: Some(1),
+        };
+        desired.update(|index| (index.apply(object), ()));
+    }
+    let refused = KernelOutcome { refused: [(key(), "invalid argument".to_owned())].into(), pass_failed: None };
+    let write = tokio::spawn(async move {
+        let ok = KernelOutcome::default();
+        let first = writer.write(&desired, &ok, &at(1)).await;
+        let retried = writer.write(&desired, &ok, &at(2)).await;
+        let nothing = writer.write(&desired, &ok, &at(3)).await;
+        let refusal = writer.write(&desired, &refused, &at(4)).await;
+        let same = writer.write(&desired, &refused, &at(5)).await;
+        (first, retried, nothing, refusal, same)
+    });
+    // The first call looks at every object: api's write fails, web's is made.
+    assert!(fail_next(&mut handle).await.contains("/virtualservices/api/status"));
+    let (_, uri, _) = next_request(&mut handle).await;
+    assert!(uri.contains("/virtualservices/web/status"), "{uri}");
+    // Nothing changed, but api's failed write is due again, and only it.
+    let (_, uri, body) = next_request(&mut handle).await;
+    assert!(uri.contains("/virtualservices/api/status"), "{uri}");
+    assert_eq!(body["status"]["nodes"][0]["reason"], NO_BACKENDS);
+    // The kernel refuses web's service: its entry (and an Event), not api's.
+    let event_answer = serde_json::json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "web.1", "namespace": "prod"}, "eventTime": "2026-01-01T00:00:00.000000Z"});
+    let (method, _, _, event) = answer_next(&mut handle, event_answer).await;
+    assert_eq!((method.as_str(), event["reason"].as_str()), ("POST", Some(KERNEL_REFUSED)));
+    let (_, uri, body) = next_request(&mut handle).await;
+    assert!(uri.contains("/virtualservices/web/status"), "{uri}");
+    assert_eq!(body["status"]["nodes"][0]["reason"], KERNEL_REFUSED);
+    let counts = write.await.unwrap();
+    assert_eq!(counts, ((1, 1), (1, 0), (0, 0), (1, 0), (0, 0)));
+    assert!(handle.next_request().await.is_none(), "no more writes");
+}
+
+#[test]
+fn the_kernel_outcome_says_which_entries_it_changes() {
+    let ok = KernelOutcome::default();
+    let refused = KernelOutcome { refused: [(key(), "invalid argument".to_owned())].into(), pass_failed: None };
+    assert_eq!(kernel_changes(&ok, &ok), ReportsWanted::default());
+    assert_eq!(kernel_changes(&ok, &refused).keys, [key()].into());
+    assert_eq!(kernel_changes(&refused, &ok).keys, [key()].into());
+    let other = KernelOutcome { refused: [(key(), "no memory".to_owned())].into(), pass_failed: None };
+    assert_eq!(kernel_changes(&refused, &other).keys, [key()].into(), "another reason is another message");
+    let down = KernelOutcome { refused: Default::default(), pass_failed: Some("read failed".to_owned()) };
+    assert!(kernel_changes(&ok, &down).all && kernel_changes(&down, &ok).all);
 }
