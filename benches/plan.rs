@@ -35,6 +35,7 @@ fn desired_service(i: u32) -> DesiredService {
             .collect(),
         drain_timeout_secs: 300,
         origin: ipvs_reconciler::model::ObjectId::kubernetes("bench", format!("svc-{i}")),
+        health: None,
     }
 }
 

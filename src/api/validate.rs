@@ -103,8 +103,13 @@ pub fn validate(id: &ObjectId, spec: &VirtualServiceSpec) -> Result<Declared, Re
         (Some(key), Some(config), Some(dests), Some(drain_timeout_secs), Some(backends_from), Some(node_selector))
             if check.errors.is_empty() =>
         {
-            let service =
-                DesiredService { service: Service::new(key, config), dests, drain_timeout_secs, origin: id.clone() };
+            let service = DesiredService {
+                service: Service::new(key, config),
+                dests,
+                drain_timeout_secs,
+                origin: id.clone(),
+                health: None,
+            };
             Ok(Declared { service, backends_from, node_selector })
         }
         _ => {

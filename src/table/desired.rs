@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::HealthPolicy;
 use crate::model::{DestKey, Destination, ObjectId, Service, ServiceKey};
 
 /// How long a removed backend is drained (weight 0) before it is deleted, when the object does not say.
@@ -20,6 +21,8 @@ pub struct DesiredService {
     pub drain_timeout_secs: u64,
     /// Which object asked for it: messages, failures and status name it.
     pub origin: ObjectId,
+    /// How its backends are health checked; `None`: they are not (always healthy).
+    pub health: Option<Arc<HealthPolicy>>,
 }
 
 /// Every service the sources ask for, by kernel key. Entries are shared (`Arc`): a copy of the table, which the

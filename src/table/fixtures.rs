@@ -40,6 +40,7 @@ pub fn desired_service(key: ServiceKey, scheduler: &str, dests: &[(DestKey, u32)
         dests: dests.iter().map(|&(k, w)| (k, Destination::new(k, DestConfig::masquerade(w)))).collect(),
         drain_timeout_secs: drain,
         origin: ObjectId::kubernetes("test", key.to_string()),
+        health: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The desired table and the planner: pure functions over ordered maps, no sockets, no Kubernetes.
 
 mod desired;
+mod health;
 mod plan;
 mod simulate;
 
@@ -11,5 +12,6 @@ pub(crate) mod fixtures;
 mod plan_props;
 
 pub use desired::{DEFAULT_DRAIN_TIMEOUT_SECS, DesiredService, DesiredTable};
+pub use health::{BackendCheck, HealthPolicy, OnFailure};
 pub use plan::{Drains, Plan, PlanInput, plan};
 pub use simulate::{ApplyError, apply_op, apply_ops};

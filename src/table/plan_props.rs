@@ -136,6 +136,7 @@ fn desired_table() -> impl Strategy<Value = DesiredTable> {
                             dests,
                             drain_timeout_secs,
                             origin: crate::model::ObjectId::kubernetes("prop", key.to_string()),
+                            health: None,
                         }),
                     )
                 })

@@ -1,0 +1,113 @@
+//! What a service declares about the health of its backends: the check, how often it runs, and what an unhealthy
+//! backend comes to in the table. Plain values; the probes themselves are `crate::health`'s, and turning health
+//! into weights is `crate::agent::health`'s.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::health::{Check, Schedule, TargetKey};
+use crate::model::{DestKey, Destination};
+
+/// One service's health checking, validated (`spec.healthCheck`, `spec.sorryServer`, `spec.quorum`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthPolicy {
+    /// What is sent and how long it may take.
+    pub check: Check,
+    /// How often, and how many results in a row flip a backend (and the state of a backend seen first).
+    pub schedule: Schedule,
+    /// The port probed; `None`: each backend's own port.
+    pub port: Option<u16>,
+    /// The node's address the probes are sent from; `None`: the kernel chooses.
+    pub source: Option<IpAddr>,
+    /// What an unhealthy backend becomes.
+    pub on_failure: OnFailure,
+    /// A backend that becomes healthy gets its weight back over this long, in a few steps; `None`: at once.
+    pub slow_start: Option<Duration>,
+    /// Added while the healthy backends' weight is below `quorum`, withdrawn when it reaches `quorum + hysteresis`.
+    pub sorry_server: Option<Destination>,
+    /// The healthy weight below which the service has lost its quorum (1: no healthy backend left).
+    pub quorum: u64,
+    /// How far above `quorum` the healthy weight must come back before the sorry server is withdrawn.
+    pub hysteresis: u64,
+    /// Per-backend changes to the check (static backends only).
+    pub backends: BTreeMap<DestKey, BackendCheck>,
+}
+
+/// What an unhealthy backend becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFailure {
+    /// Weight 0: no new connections, the existing ones go on (keepalived's `inhibit_on_failure`).
+    #[default]
+    Inhibit,
+    /// Removed from the service (its connections are cut when they next send).
+    Remove,
+}
+
+/// A backend's own change to its service's check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendCheck {
+    /// Not checked: always healthy.
+    Disabled,
+    /// Checked on this port instead.
+    Port(u16),
+}
+
+impl HealthPolicy {
+    /// The probe target of backend `dest`; `None` when it is not checked (disabled, or it has no port to probe:
+    /// validation refuses that for static backends).
+    pub fn target(&self, dest: &DestKey) -> Option<TargetKey> {
+        let port = match self.backends.get(dest) {
+            Some(BackendCheck::Disabled) => return None,
+            Some(BackendCheck::Port(port)) => *port,
+            None => self.port.unwrap_or(dest.port),
+        };
+        if port == 0 {
+            return None;
+        }
+        let key = TargetKey::new(SocketAddr::new(dest.addr, port), self.check.clone());
+        Some(match self.source {
+            Some(source) => key.with_source(source),
+            None => key,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::Probe;
+
+    fn policy() -> HealthPolicy {
+        HealthPolicy {
+            check: Check::new(Probe::Tcp, Duration::from_secs(1)),
+            schedule: Schedule { interval: Duration::from_secs(2), rise: 2, fall: 3, initial_healthy: true },
+            port: None,
+            source: None,
+            on_failure: OnFailure::Inhibit,
+            slow_start: None,
+            sorry_server: None,
+            quorum: 1,
+            hysteresis: 0,
+            backends: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_backend_is_probed_on_its_port_unless_told_otherwise() {
+        let dest = DestKey::new([10, 0, 0, 1].into(), 8080);
+        let mut p = policy();
+        assert_eq!(p.target(&dest).map(|t| t.target), Some("10.0.0.1:8080".parse().unwrap()));
+        p.port = Some(9000);
+        assert_eq!(p.target(&dest).map(|t| t.target), Some("10.0.0.1:9000".parse().unwrap()));
+        p.backends.insert(dest, BackendCheck::Port(9100));
+        assert_eq!(p.target(&dest).map(|t| t.target), Some("10.0.0.1:9100".parse().unwrap()));
+        p.backends.insert(dest, BackendCheck::Disabled);
+        assert_eq!(p.target(&dest), None);
+        p.port = None;
+        p.backends.clear();
+        assert_eq!(p.target(&DestKey::new([10, 0, 0, 1].into(), 0)), None, "port 0: nothing to probe");
+        p.source = Some([192, 0, 2, 9].into());
+        assert_eq!(p.target(&dest).and_then(|t| t.source), Some([192, 0, 2, 9].into()));
+    }
+}
