@@ -1,0 +1,277 @@
+//! Health into weights: what a service comes to in the kernel given its backends' health (pure).
+//!
+//! The declared service stays as the sources made it; the engine plans with the *effective* one this module makes
+//! from it: an unhealthy backend gets weight 0 (`onFailure: Inhibit`, existing connections go on) or leaves the
+//! service (`Remove`: drained like any removed backend); a backend that has just become healthy gets its weight
+//! back in a few steps over `slowStartSeconds`; the sorry server joins while the healthy weight is below the
+//! quorum and leaves once it is back at quorum + hysteresis. Each step is an ordinary change of the service's
+//! table, so the engine applies it as minimal edits (SET_DEST) on that service alone.
+
+use std::sync::Arc;
+
+use crate::health::TargetKey;
+use crate::table::{DesiredService, HealthPolicy, OnFailure};
+
+/// What the checks say of one probe target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetHealth {
+    /// Whether it is healthy now.
+    pub healthy: bool,
+    /// When it last changed (seconds since the epoch); `None`: it still has the state it started with (a first
+    /// sight or a restart), which is never a recovery and never slow-started.
+    pub since: Option<u64>,
+}
+
+/// Slow start moves a weight in at most this many steps (one SET_DEST each).
+pub const SLOW_START_STEPS: u64 = 10;
+
+/// A service as the kernel should have it now, and what the next computation depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effective {
+    /// The service to plan with (the declared one itself when health changes nothing).
+    pub service: Arc<DesiredService>,
+    /// Whether the sorry server is in (remembered for the hysteresis).
+    pub sorry_active: bool,
+    /// When a slow start takes its next step (seconds since the epoch): compute the service again then.
+    pub next_step: Option<u64>,
+}
+
+/// The effective form of `declared` at `now`, given each target's health (`None`: unknown, taken as the policy's
+/// initial state) and whether the sorry server was in.
+pub fn effective(
+    declared: &Arc<DesiredService>,
+    health: impl Fn(&TargetKey) -> Option<TargetHealth>,
+    now: u64,
+    sorry_was_active: bool,
+) -> Effective {
+    let Some(policy) = declared.health.as_deref() else {
+        return Effective { service: Arc::clone(declared), sorry_active: false, next_step: None };
+    };
+    let mut service = DesiredService::clone(declared);
+    let mut next_step: Option<u64> = None;
+    let mut healthy_weight: u64 = 0;
+    service.dests.retain(|key, dest| {
+        let state = policy.target(key).map(|target| {
+            health(&target).unwrap_or(TargetHealth { healthy: policy.schedule.initial_healthy, since: None })
+        });
+        match state {
+            Some(TargetHealth { healthy: false, .. }) => match policy.on_failure {
+                OnFailure::Inhibit => {
+                    dest.config.weight = 0;
+                    true
+                }
+                OnFailure::Remove => false,
+            },
+            Some(TargetHealth { healthy: true, since: Some(since) }) => {
+                healthy_weight += u64::from(dest.config.weight);
+                if let Some((weight, next)) = ramp(policy, dest.config.weight, since, now) {
+                    dest.config.weight = weight;
+                    next_step = Some(next_step.map_or(next, |n| n.min(next)));
+                }
+                true
+            }
+            _ => {
+                healthy_weight += u64::from(dest.config.weight);
+                true
+            }
+        }
+    });
+    let sorry_active = policy.sorry_server.is_some() && sorry_needed(policy, healthy_weight, sorry_was_active);
+    if let (true, Some(sorry)) = (sorry_active, &policy.sorry_server) {
+        service.dests.insert(sorry.key, sorry.clone());
+    }
+    let service = if service == **declared { Arc::clone(declared) } else { Arc::new(service) };
+    Effective { service, sorry_active, next_step }
+}
+
+/// Whether the sorry server is needed with `healthy_weight` of healthy backends: below the quorum it comes in,
+/// and once in it stays until the weight reaches quorum + hysteresis (so that one backend flapping at the edge
+/// does not flap the sorry server too).
+fn sorry_needed(policy: &HealthPolicy, healthy_weight: u64, was_active: bool) -> bool {
+    let quorum = policy.quorum.max(1);
+    if was_active { healthy_weight < quorum.saturating_add(policy.hysteresis) } else { healthy_weight < quorum }
+}
+
+/// The weight of a backend healthy since `since` during its slow start, and when it takes its next step; `None`
+/// once the slow start is over (or there is none).
+fn ramp(policy: &HealthPolicy, weight: u32, since: u64, now: u64) -> Option<(u32, u64)> {
+    let duration = policy.slow_start?.as_secs();
+    let elapsed = now.saturating_sub(since);
+    if weight == 0 || duration == 0 || elapsed >= duration {
+        return None;
+    }
+    // Steps of at least one second: the weight is recomputed on whole seconds of the wall clock.
+    let steps = SLOW_START_STEPS.min(duration);
+    let step_len = duration.div_ceil(steps);
+    let step = (elapsed / step_len + 1).min(steps);
+    let ramped = (u64::from(weight) * step).div_ceil(steps).max(1);
+    let next = since + step * step_len;
+    Some((u32::try_from(ramped).unwrap_or(weight).min(weight), next))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::health::{Check, Probe, Schedule};
+    use crate::model::{DestConfig, DestKey, Destination, ServiceKey};
+    use crate::table::{BackendCheck, fixtures};
+
+    fn dest(last: u8) -> DestKey {
+        DestKey::new([10, 0, 0, last].into(), 8080)
+    }
+
+    fn policy() -> HealthPolicy {
+        HealthPolicy {
+            check: Check::new(Probe::Tcp, Duration::from_secs(1)),
+            schedule: Schedule { interval: Duration::from_secs(2), rise: 2, fall: 3, initial_healthy: true },
+            port: None,
+            source: None,
+            on_failure: OnFailure::Inhibit,
+            slow_start: None,
+            sorry_server: None,
+            quorum: 1,
+            hysteresis: 0,
+            backends: BTreeMap::new(),
+        }
+    }
+
+    fn service(policy: Option<HealthPolicy>, weights: &[(u8, u32)]) -> Arc<DesiredService> {
+        let dests: Vec<(DestKey, u32)> = weights.iter().map(|(d, w)| (dest(*d), *w)).collect();
+        let mut service = fixtures::desired_service(ServiceKey::tcp([192, 0, 2, 1].into(), 80), "rr", &dests, 0);
+        service.health = policy.map(Arc::new);
+        Arc::new(service)
+    }
+
+    /// Health of each backend by its last address byte: `(healthy, since)`.
+    fn states(list: &[(u8, bool, Option<u64>)]) -> impl Fn(&TargetKey) -> Option<TargetHealth> + '_ {
+        move |target| {
+            list.iter().find(|(d, ..)| dest(*d).addr == target.target.ip()).map(|(_, healthy, since)| TargetHealth {
+                healthy: *healthy,
+                since: *since,
+            })
+        }
+    }
+
+    fn weights(e: &Effective) -> Vec<(String, u32)> {
+        e.service.dests.values().map(|d| (d.key.to_string(), d.config.weight)).collect()
+    }
+
+    #[test]
+    fn without_a_policy_or_with_everything_healthy_the_declared_service_is_used_as_it_is() {
+        let plain = service(None, &[(1, 5)]);
+        let e = effective(&plain, |_| None, 100, false);
+        assert!(Arc::ptr_eq(&e.service, &plain));
+        let checked = service(Some(policy()), &[(1, 5), (2, 3)]);
+        let e = effective(&checked, states(&[(1, true, None), (2, true, Some(10))]), 100, false);
+        assert!(Arc::ptr_eq(&e.service, &checked), "no copy when health changes nothing");
+        assert_eq!((e.sorry_active, e.next_step), (false, None));
+    }
+
+    #[test]
+    fn an_unhealthy_backend_gets_weight_zero_or_leaves() {
+        let checked = service(Some(policy()), &[(1, 5), (2, 3)]);
+        let e = effective(&checked, states(&[(1, false, Some(10)), (2, true, None)]), 100, false);
+        assert_eq!(weights(&e), vec![("10.0.0.1:8080".into(), 0), ("10.0.0.2:8080".into(), 3)]);
+        let removing = service(Some(HealthPolicy { on_failure: OnFailure::Remove, ..policy() }), &[(1, 5), (2, 3)]);
+        let e = effective(&removing, states(&[(1, false, Some(10)), (2, true, None)]), 100, false);
+        assert_eq!(weights(&e), vec![("10.0.0.2:8080".into(), 3)]);
+    }
+
+    #[test]
+    fn unknown_targets_take_the_initial_state_and_unchecked_backends_are_healthy() {
+        let down_first = HealthPolicy {
+            schedule: Schedule { initial_healthy: false, ..policy().schedule },
+            backends: [(dest(2), BackendCheck::Disabled)].into(),
+            ..policy()
+        };
+        let checked = service(Some(down_first), &[(1, 5), (2, 3)]);
+        let e = effective(&checked, |_| None, 100, false);
+        assert_eq!(weights(&e), vec![("10.0.0.1:8080".into(), 0), ("10.0.0.2:8080".into(), 3)]);
+    }
+
+    #[test]
+    fn a_recovered_backend_ramps_its_weight_in_steps() {
+        let slow = HealthPolicy { slow_start: Some(Duration::from_secs(20)), ..policy() };
+        let checked = service(Some(slow), &[(1, 100)]);
+        let at = |now| effective(&checked, states(&[(1, true, Some(1000))]), now, false);
+        // Ten steps of two seconds: 10 %, 20 %, ... of the weight, each until the next step.
+        assert_eq!((weights(&at(1000))[0].1, at(1000).next_step), (10, Some(1002)));
+        assert_eq!((weights(&at(1001))[0].1, at(1001).next_step), (10, Some(1002)));
+        assert_eq!((weights(&at(1002))[0].1, at(1002).next_step), (20, Some(1004)));
+        assert_eq!((weights(&at(1019))[0].1, at(1019).next_step), (100, Some(1020)));
+        assert_eq!((weights(&at(1020))[0].1, at(1020).next_step), (100, None));
+        // A backend that has been healthy since the start (or a restart) is never slow-started.
+        let e = effective(&checked, states(&[(1, true, None)]), 1000, false);
+        assert_eq!((weights(&e)[0].1, e.next_step), (100, None));
+        // A weight of 1 stays 1; a short slow start has one-second steps.
+        let short = HealthPolicy { slow_start: Some(Duration::from_secs(3)), ..policy() };
+        let one = service(Some(short), &[(1, 1), (2, 9)]);
+        let e = effective(&one, states(&[(1, true, Some(1000)), (2, true, Some(1000))]), 1001, false);
+        assert_eq!(weights(&e), vec![("10.0.0.1:8080".into(), 1), ("10.0.0.2:8080".into(), 6)]);
+        assert_eq!(e.next_step, Some(1002));
+    }
+
+    #[test]
+    fn the_sorry_server_comes_in_below_quorum_and_leaves_above_quorum_plus_hysteresis() {
+        let sorry = Destination::new(DestKey::new([10, 9, 9, 9].into(), 8080), DestConfig::masquerade(1));
+        let with_sorry = HealthPolicy { sorry_server: Some(sorry), quorum: 4, hysteresis: 2, ..policy() };
+        let checked = service(Some(with_sorry), &[(1, 3), (2, 3)]);
+        let run = |one: bool, two: bool, was| {
+            effective(&checked, states(&[(1, one, Some(1)), (2, two, Some(1))]), 100, was)
+        };
+        // Both healthy: 6 ≥ 4, no sorry server.
+        assert!(!run(true, true, false).sorry_active);
+        // One down: 3 < 4, it comes in next to the survivor.
+        let e = run(true, false, false);
+        assert!(e.sorry_active);
+        assert_eq!(weights(&e).len(), 3);
+        assert!(e.service.dests.contains_key(&DestKey::new([10, 9, 9, 9].into(), 8080)));
+        // Back to 6: 6 ≥ 4 + 2, it leaves; at 5 it would stay.
+        assert!(!run(true, true, true).sorry_active);
+        let five = service(checked.health.as_deref().cloned(), &[(1, 3), (2, 2)]);
+        let e = effective(&five, states(&[(1, true, Some(1)), (2, true, Some(1))]), 100, true);
+        assert!(e.sorry_active, "5 < quorum 4 + hysteresis 2: still in");
+        let e = effective(&five, states(&[(1, true, Some(1)), (2, true, Some(1))]), 100, false);
+        assert!(!e.sorry_active, "5 ≥ 4: not needed when it was out");
+    }
+
+    proptest! {
+        /// Whatever the health, every backend is kept or dropped as its health says, weights never grow beyond
+        /// what was declared, and a slow start's next step is in the future.
+        #[test]
+        fn health_only_lowers_weights(
+            weights in prop::collection::vec(0u32..1000, 1..6),
+            health in prop::collection::vec((any::<bool>(), prop::option::of(0u64..100)), 6),
+            now in 0u64..200,
+            slow in prop::option::of(1u64..60),
+            remove in any::<bool>(),
+        ) {
+            let p = HealthPolicy {
+                slow_start: slow.map(Duration::from_secs),
+                on_failure: if remove { OnFailure::Remove } else { OnFailure::Inhibit },
+                ..policy()
+            };
+            let list: Vec<(u8, u32)> = weights.iter().enumerate().map(|(i, w)| (i as u8 + 1, *w)).collect();
+            let declared = service(Some(p), &list);
+            let table: Vec<(u8, bool, Option<u64>)> =
+                health.iter().enumerate().map(|(i, (h, s))| (i as u8 + 1, *h, s.map(|s| s.min(now)))).collect();
+            let e = effective(&declared, states(&table), now, false);
+            for (i, (d, w)) in list.iter().enumerate() {
+                let got = e.service.dests.get(&dest(*d)).map(|x| x.config.weight);
+                match (table[i].1, remove) {
+                    (false, true) => prop_assert_eq!(got, None),
+                    (false, false) => prop_assert_eq!(got, Some(0)),
+                    (true, _) => prop_assert!(got.is_some_and(|g| g <= *w && (g > 0 || *w == 0))),
+                }
+            }
+            if let Some(next) = e.next_step {
+                prop_assert!(next > now);
+            }
+        }
+    }
+}
