@@ -7,10 +7,12 @@
 //! quorum and leaves once it is back at quorum + hysteresis. Each step is an ordinary change of the service's
 //! table, so the engine applies it as minimal edits (SET_DEST) on that service alone.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::health::TargetKey;
-use crate::table::{DesiredService, HealthPolicy, OnFailure};
+use crate::health::{HealthView, Schedule, TargetKey, TargetSet};
+use crate::model::ServiceKey;
+use crate::table::{DesiredService, DesiredTable, HealthPolicy, OnFailure};
 
 /// What the checks say of one probe target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +109,171 @@ fn ramp(policy: &HealthPolicy, weight: u32, since: u64, now: u64) -> Option<(u32
     let ramped = (u64::from(weight) * step).div_ceil(steps).max(1);
     let next = since + step * step_len;
     Some((u32::try_from(ramped).unwrap_or(weight).min(weight), next))
+}
+
+/// The health side of the agent's desired state: which probe targets each service wants, what the checks said of
+/// each when last looked at, and the effective table the engine plans with. Pure: the agent feeds it the declared
+/// table's changes and the scheduler's view, and hands its targets to the scheduler.
+#[derive(Debug, Default)]
+pub struct HealthTracker {
+    /// The effective table: the declared services with health applied.
+    effective: DesiredTable,
+    /// Each checked service's targets (with its schedule).
+    wants: BTreeMap<ServiceKey, Vec<(TargetKey, Schedule)>>,
+    /// The services using each target.
+    users: BTreeMap<TargetKey, BTreeSet<ServiceKey>>,
+    /// Each target's health as last applied.
+    seen: BTreeMap<TargetKey, TargetHealth>,
+    /// Services whose sorry server is in.
+    sorry: BTreeSet<ServiceKey>,
+    /// Services in a slow start, and when they take their next step.
+    steps: BTreeMap<ServiceKey, u64>,
+}
+
+fn health_in(view: &HealthView, key: &TargetKey) -> Option<TargetHealth> {
+    view.states.get(key).map(|state| TargetHealth { healthy: state.healthy, since: state.last_transition })
+}
+
+impl HealthTracker {
+    /// An empty tracker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The table to plan with.
+    pub fn effective(&self) -> &DesiredTable {
+        &self.effective
+    }
+
+    /// Every target wanted, with the smallest schedule of the services sharing it.
+    pub fn targets(&self) -> BTreeMap<TargetKey, Schedule> {
+        let mut set = TargetSet::new();
+        for (key, schedule) in self.wants.values().flatten() {
+            set.insert(key.clone(), *schedule);
+        }
+        set.into_inner()
+    }
+
+    /// Follows the declared table's change of `keys` (`None`: every key, a full pass): their targets and effective
+    /// services. Returns whether the set of targets changed (the scheduler must then be told).
+    pub fn declared(
+        &mut self,
+        declared: &DesiredTable,
+        keys: Option<&BTreeSet<ServiceKey>>,
+        view: &HealthView,
+        now: u64,
+    ) -> bool {
+        let keys: Vec<ServiceKey> = match keys {
+            Some(keys) => keys.iter().copied().collect(),
+            None => {
+                let mut all: BTreeSet<ServiceKey> = declared.services.keys().copied().collect();
+                all.extend(self.effective.services.keys().copied());
+                all.into_iter().collect()
+            }
+        };
+        let mut targets_changed = false;
+        for key in &keys {
+            let wanted: Vec<(TargetKey, Schedule)> = declared
+                .services
+                .get(key)
+                .and_then(|service| service.health.as_deref().map(|policy| (service, policy)))
+                .map(|(service, policy)| {
+                    service.dests.keys().filter_map(|d| policy.target(d)).map(|t| (t, policy.schedule)).collect()
+                })
+                .unwrap_or_default();
+            let old = self.wants.remove(key).unwrap_or_default();
+            if old != wanted {
+                // A schedule changed, or a target gained its first user or lost its last: the scheduler's set moves.
+                let before: BTreeMap<&TargetKey, &Schedule> = old.iter().map(|(t, s)| (t, s)).collect();
+                targets_changed |= wanted.iter().any(|(t, s)| before.get(t).is_some_and(|b| *b != s));
+                for (target, _) in &old {
+                    if let Some(users) = self.users.get_mut(target) {
+                        users.remove(key);
+                        if users.is_empty() {
+                            self.users.remove(target);
+                            self.seen.remove(target);
+                            targets_changed = true;
+                        }
+                    }
+                }
+                for (target, _) in &wanted {
+                    let users = self.users.entry(target.clone()).or_default();
+                    targets_changed |= users.is_empty();
+                    users.insert(*key);
+                }
+            }
+            if !wanted.is_empty() {
+                self.wants.insert(*key, wanted);
+            }
+        }
+        for key in &keys {
+            self.recompute(declared, key, view, now);
+        }
+        targets_changed
+    }
+
+    /// Follows the checks: the services whose effective form changed since the last look, now recomputed.
+    pub fn health_changed(&mut self, declared: &DesiredTable, view: &HealthView, now: u64) -> BTreeSet<ServiceKey> {
+        let mut touched = BTreeSet::new();
+        for (target, users) in &self.users {
+            let health = health_in(view, target);
+            if health != self.seen.get(target).copied() {
+                touched.extend(users.iter().copied());
+            }
+        }
+        let changed = self.recompute_all(declared, &touched, view, now);
+        // Remember what was applied, also for targets whose change moved no weight.
+        for target in self.users.keys() {
+            match health_in(view, target) {
+                Some(health) => self.seen.insert(target.clone(), health),
+                None => self.seen.remove(target),
+            };
+        }
+        changed
+    }
+
+    /// The services whose slow start takes a step at `now`, recomputed; those whose effective form changed.
+    pub fn steps_due(&mut self, declared: &DesiredTable, view: &HealthView, now: u64) -> BTreeSet<ServiceKey> {
+        let due: BTreeSet<ServiceKey> = self.steps.iter().filter(|(_, at)| **at <= now).map(|(k, _)| *k).collect();
+        self.recompute_all(declared, &due, view, now)
+    }
+
+    /// When the next slow-start step is due (seconds since the epoch).
+    pub fn next_step(&self) -> Option<u64> {
+        self.steps.values().min().copied()
+    }
+
+    fn recompute_all(
+        &mut self,
+        declared: &DesiredTable,
+        keys: &BTreeSet<ServiceKey>,
+        view: &HealthView,
+        now: u64,
+    ) -> BTreeSet<ServiceKey> {
+        keys.iter().filter(|key| self.recompute(declared, key, view, now)).copied().collect()
+    }
+
+    /// Recomputes `key`'s effective service; whether it changed.
+    fn recompute(&mut self, declared: &DesiredTable, key: &ServiceKey, view: &HealthView, now: u64) -> bool {
+        let Some(service) = declared.services.get(key) else {
+            self.sorry.remove(key);
+            self.steps.remove(key);
+            return self.effective.services.remove(key).is_some();
+        };
+        let result = effective(service, |target| health_in(view, target), now, self.sorry.contains(key));
+        if result.sorry_active {
+            self.sorry.insert(*key);
+        } else {
+            self.sorry.remove(key);
+        }
+        match result.next_step {
+            Some(at) => self.steps.insert(*key, at),
+            None => self.steps.remove(key),
+        };
+        let same = self.effective.services.get(key).is_some_and(|old| *old == result.service);
+        self.effective.services.insert(*key, result.service);
+        !same
+    }
 }
 
 #[cfg(test)]
@@ -273,5 +440,81 @@ mod tests {
                 prop_assert!(next > now);
             }
         }
+    }
+
+    fn view(list: &[(u8, bool, Option<u64>)]) -> HealthView {
+        let p = policy();
+        let states = list
+            .iter()
+            .filter_map(|(d, healthy, since)| {
+                let mut state = crate::health::HealthState::new(*healthy);
+                state.last_transition = *since;
+                p.target(&dest(*d)).map(|t| (Arc::new(t), state))
+            })
+            .collect();
+        HealthView { generation: 1, states }
+    }
+
+    fn table(services: &[(u8, Arc<DesiredService>)]) -> DesiredTable {
+        let mut table = DesiredTable::default();
+        for (last, service) in services {
+            let key = ServiceKey::tcp([192, 0, 2, *last].into(), 80);
+            let mut service = DesiredService::clone(service);
+            service.service.key = key;
+            table.services.insert(key, Arc::new(service));
+        }
+        table
+    }
+
+    #[test]
+    fn a_shared_backend_is_one_target_and_its_transition_touches_every_service_using_it() {
+        let declared = table(&[(1, service(Some(policy()), &[(1, 5), (2, 5)])), (2, service(Some(policy()), &[(1, 7)]))]);
+        let mut tracker = HealthTracker::new();
+        let healthy = view(&[(1, true, None), (2, true, None)]);
+        assert!(tracker.declared(&declared, None, &healthy, 100), "first sight: targets to probe");
+        assert_eq!(tracker.targets().len(), 2, "10.0.0.1 is probed once for both services");
+        assert!(tracker.health_changed(&declared, &healthy, 100).is_empty(), "nothing moved a weight");
+        let one_down = view(&[(1, false, Some(101)), (2, true, None)]);
+        let touched = tracker.health_changed(&declared, &one_down, 101);
+        assert_eq!(touched.len(), 2);
+        for service in tracker.effective().services.values() {
+            assert_eq!(service.dests[&dest(1)].config.weight, 0);
+        }
+        assert!(tracker.health_changed(&declared, &one_down, 102).is_empty(), "seen once");
+        // A weight edit keeps the targets; a new backend adds one; a service gone drops its own.
+        let edited = table(&[(1, service(Some(policy()), &[(1, 9), (2, 5)])), (2, service(Some(policy()), &[(1, 7)]))]);
+        let key1 = ServiceKey::tcp([192, 0, 2, 1].into(), 80);
+        assert!(!tracker.declared(&edited, Some(&[key1].into()), &one_down, 103));
+        assert_eq!(tracker.effective().services[&key1].dests[&dest(1)].config.weight, 0, "still down");
+        let grown = table(&[(1, service(Some(policy()), &[(1, 9), (2, 5), (3, 1)])), (2, service(Some(policy()), &[(1, 7)]))]);
+        assert!(tracker.declared(&grown, Some(&[key1].into()), &one_down, 104));
+        assert_eq!(tracker.targets().len(), 3);
+        let key2 = ServiceKey::tcp([192, 0, 2, 2].into(), 80);
+        let mut shrunk = grown.clone();
+        shrunk.services.remove(&key2);
+        assert!(!tracker.declared(&shrunk, Some(&[key2].into()), &one_down, 105), "10.0.0.1 is still used by 1");
+        assert!(!tracker.effective().services.contains_key(&key2));
+    }
+
+    #[test]
+    fn slow_start_steps_come_due_until_the_weight_is_back() {
+        let slow = HealthPolicy { slow_start: Some(Duration::from_secs(4)), ..policy() };
+        let declared = table(&[(1, service(Some(slow), &[(1, 8)]))]);
+        let key = ServiceKey::tcp([192, 0, 2, 1].into(), 80);
+        let mut tracker = HealthTracker::new();
+        tracker.declared(&declared, None, &view(&[(1, false, Some(10))]), 50);
+        assert_eq!(tracker.next_step(), None);
+        let up = view(&[(1, true, Some(100))]);
+        assert_eq!(tracker.health_changed(&declared, &up, 100).len(), 1);
+        let weight = |t: &HealthTracker| t.effective().services[&key].dests[&dest(1)].config.weight;
+        assert_eq!((weight(&tracker), tracker.next_step()), (2, Some(101)));
+        assert!(tracker.steps_due(&declared, &up, 100).is_empty(), "not due yet");
+        for (now, expected) in [(101, 4), (102, 6), (103, 8)] {
+            assert_eq!(tracker.steps_due(&declared, &up, now).len(), 1);
+            assert_eq!(weight(&tracker), expected);
+        }
+        // The weight is whole since the last step; its end only stops the steps.
+        assert!(tracker.steps_due(&declared, &up, 104).is_empty());
+        assert_eq!((weight(&tracker), tracker.next_step()), (8, None));
     }
 }
