@@ -106,6 +106,8 @@ pub enum PassKind {
     Drain,
     /// A failed pass (or one whose outcome is unknown) is tried again, reading everything.
     Retry,
+    /// Health checks changed a backend's state, or a slow start takes a step: only the services using it.
+    Health,
 }
 
 impl PassKind {
@@ -116,6 +118,7 @@ impl PassKind {
             PassKind::Resync => "resync",
             PassKind::Drain => "drain",
             PassKind::Retry => "retry",
+            PassKind::Health => "health",
         }
     }
 }

@@ -4,11 +4,14 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 use tracing::{info, warn};
 
+use super::health::HealthTracker;
 use super::{AgentConfig, Connector, PassError, PassKind, PassRecord, pass_options};
 use crate::engine::{Engine, EngineError, Kernel, KernelFailure, PassReport};
+use crate::health::{HealthScheduler, HealthView};
 use crate::model::ServiceKey;
 use crate::source::{DesiredState, Snapshot};
 
@@ -31,6 +34,17 @@ pub struct Agent<K: Kernel, C> {
     disconnected: bool,
     /// Current retry delay after failures.
     backoff: Duration,
+    /// The health checks, when the services' checks are run (`run`, `agent`); without them every backend counts
+    /// as its policy's initial state.
+    health: Option<Health>,
+    /// Health applied to the desired table: what the engine plans with.
+    tracker: HealthTracker,
+}
+
+/// The scheduler running the checks, and its view.
+struct Health {
+    scheduler: HealthScheduler,
+    view: watch::Receiver<HealthView>,
 }
 
 /// The loop's timers.
@@ -41,6 +55,8 @@ struct Timers {
     resync: Option<Instant>,
     drain: Option<Instant>,
     retry: Option<Instant>,
+    /// The next slow-start step.
+    step: Option<Instant>,
 }
 
 impl<K: Kernel, C: Connector<K>> Agent<K, C> {
@@ -63,7 +79,17 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
             need_full: true,
             disconnected: false,
             backoff,
+            health: None,
+            tracker: HealthTracker::new(),
         }
+    }
+
+    /// The same agent, running the services' health checks on `scheduler`: its targets follow the desired
+    /// table, and every health change is a pass over the services it touches.
+    pub fn with_health(mut self, scheduler: HealthScheduler) -> Self {
+        let view = scheduler.subscribe();
+        self.health = Some(Health { scheduler, view });
+        self
     }
 
     /// The engine (for tests and status).
@@ -119,6 +145,20 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
                     timers.drain = None;
                     self.pass(PassKind::Drain, &mut timers).await;
                 }
+                changed = health_changed(&mut self.health) => {
+                    if changed.is_err() {
+                        // The scheduler is gone: no more health changes, the loop goes on without them.
+                        self.health = None;
+                        continue;
+                    }
+                    if self.state.is_ready() && !self.need_full {
+                        self.pass(PassKind::Health, &mut timers).await;
+                    }
+                }
+                () = sleep_until(at(timers.step)), if timers.step.is_some() => {
+                    timers.step = None;
+                    self.pass(PassKind::Health, &mut timers).await;
+                }
             }
         }
         info!("stopping; the IPVS table is left as it is");
@@ -127,7 +167,22 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
 
     /// One pass of `kind`; sets the timers that follow from it.
     async fn pass(&mut self, kind: PassKind, timers: &mut Timers) {
-        if kind != PassKind::Drain {
+        let wall = (self.config.wall_clock)();
+        let mut health_scope = None;
+        if kind == PassKind::Health {
+            // What the checks changed, and the slow-start steps now due; the declared state is not taken (its
+            // changes wait for their own pass).
+            let view = self.health.as_mut().map(|h| h.view.borrow_and_update().clone()).unwrap_or_default();
+            let mut touched = self.tracker.health_changed(&self.desired.table, &view, wall);
+            touched.extend(self.tracker.steps_due(&self.desired.table, &view, wall));
+            timers.step = self.step_timer(wall);
+            if touched.is_empty() {
+                // A transition that moves no weight (another check's backend, or a state the table already has).
+                return;
+            }
+            health_scope = Some(touched);
+        }
+        if kind != PassKind::Drain && kind != PassKind::Health {
             let was_holding = self.desired.hold_service_deletes;
             // A full pass copies the whole desired table (it reads the whole kernel table anyway); a change pass
             // patches its copy with the changed keys, so that it costs the size of the change.
@@ -144,8 +199,13 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
         let scope: Option<BTreeSet<ServiceKey>> = match kind {
             _ if full => None,
             PassKind::Drain => Some(self.engine.state().drains.keys().map(|(service, _)| *service).collect()),
+            PassKind::Health => health_scope,
             _ => Some(self.desired.changed.clone()),
         };
+        if kind != PassKind::Drain && kind != PassKind::Health {
+            self.follow_declared(full, wall);
+        }
+        timers.step = self.step_timer(wall);
         let started = Instant::now();
         let result = if scope.as_ref().is_some_and(BTreeSet::is_empty) {
             // Nothing to re-read or plan (a change that moved no service, e.g. a new conflicting object); the
@@ -180,11 +240,29 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
         }
         let opts = pass_options(&self.desired, self.config.allow_mass_delete);
         let now = (self.config.wall_clock)();
+        let table = self.tracker.effective();
         let result = match scope {
-            None => self.engine.reconcile_full(&self.desired.table, now, &opts).await,
-            Some(keys) => self.engine.reconcile_touched(&self.desired.table, keys, now, &opts).await,
+            None => self.engine.reconcile_full(table, now, &opts).await,
+            Some(keys) => self.engine.reconcile_touched(table, keys, now, &opts).await,
         };
         Ok(result?)
+    }
+
+    /// When the next slow-start step is due, on tokio's clock.
+    fn step_timer(&self, wall: u64) -> Option<Instant> {
+        self.tracker.next_step().map(|at| Instant::now() + Duration::from_secs(at.saturating_sub(wall)))
+    }
+
+    /// Brings the health side up to date with the declared state just taken (everything on a full pass), and
+    /// gives the scheduler the targets when they changed.
+    fn follow_declared(&mut self, full: bool, wall: u64) {
+        let view = self.health.as_ref().map(|h| h.view.borrow().clone()).unwrap_or_default();
+        let keys = (!full).then_some(&self.desired.changed);
+        if self.tracker.declared(&self.desired.table, keys, &view, wall)
+            && let Some(health) = &self.health
+        {
+            health.scheduler.set_targets(self.tracker.targets());
+        }
     }
 
     /// What follows from a pass: a retry after a failure (every failure is retried with a full read, so the
@@ -237,6 +315,14 @@ fn log_pass<E: KernelFailure>(record: &PassRecord<'_, E>) {
             "reconciled"
         ),
         Err(e) => warn!(pass, full = record.full, reason = e.metric_label(), "pass failed: {e}"),
+    }
+}
+
+/// Waits for the next health change; never, without health checks.
+async fn health_changed(health: &mut Option<Health>) -> Result<(), watch::error::RecvError> {
+    match health {
+        Some(health) => health.view.changed().await,
+        None => std::future::pending().await,
     }
 }
 

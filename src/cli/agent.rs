@@ -19,6 +19,7 @@ use crate::agent::metrics::{Metrics, router};
 use crate::agent::status::{KernelOutcome, Reported, StatusWriter};
 use crate::agent::{Agent, PassRecord};
 use crate::engine::Engine;
+use crate::health::{HealthScheduler, Prober, SchedulerConfig};
 use crate::ipvs::{IpvsError, NetnsSpec};
 use crate::model::ServiceKey;
 use crate::source::DesiredState;
@@ -65,7 +66,9 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
         }
         outcome_tx.send_replace(outcome_of(record, &mut refused));
     });
-    let agent = Agent::new(engine, connector, desired, config, observer);
+    // Checks run from this process (its network namespace), whatever `--netns` the table is in.
+    let checks = HealthScheduler::spawn(Prober::new(), SchedulerConfig::default());
+    let agent = Agent::new(engine, connector, desired, config, observer).with_health(checks);
 
     let shutdown = shutdown_signal()?;
     info!(node = %node, listen = %args.listen, "agent running; SIGTERM leaves the IPVS table as it is");

@@ -18,6 +18,7 @@ use super::args::RunArgs;
 use super::commands::{connect, connector, print_report, shutdown_signal};
 use crate::agent::{Agent, PassRecord};
 use crate::engine::Engine;
+use crate::health::{HealthScheduler, Prober, SchedulerConfig};
 use crate::ipvs::{IpvsError, NetnsSpec};
 use crate::source::{Changed, DesiredState, FileSource};
 
@@ -62,7 +63,9 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
             print_report(report, record.desired);
         }
     });
-    let agent = Agent::new(engine, connector, desired, config, observer);
+    // Checks run from this process (its network namespace), whatever `--netns` the table is in.
+    let checks = HealthScheduler::spawn(Prober::new(), SchedulerConfig::default());
+    let agent = Agent::new(engine, connector, desired, config, observer).with_health(checks);
 
     let shutdown = shutdown_signal()?;
     info!(manifests = %args.manifests.display(), "running; SIGTERM leaves the IPVS table as it is");
