@@ -238,6 +238,11 @@ impl HealthTracker {
         self.recompute_all(declared, &due, view, now)
     }
 
+    /// The states of the targets in use, as `view` has them (what is saved across restarts).
+    pub fn states(&self, view: &HealthView) -> BTreeMap<TargetKey, crate::health::HealthState> {
+        self.users.keys().filter_map(|t| view.states.get(t).map(|s| (t.clone(), s.clone()))).collect()
+    }
+
     /// When the next slow-start step is due (seconds since the epoch).
     pub fn next_step(&self) -> Option<u64> {
         self.steps.values().min().copied()
@@ -317,10 +322,9 @@ mod tests {
     /// Health of each backend by its last address byte: `(healthy, since)`.
     fn states(list: &[(u8, bool, Option<u64>)]) -> impl Fn(&TargetKey) -> Option<TargetHealth> + '_ {
         move |target| {
-            list.iter().find(|(d, ..)| dest(*d).addr == target.target.ip()).map(|(_, healthy, since)| TargetHealth {
-                healthy: *healthy,
-                since: *since,
-            })
+            list.iter()
+                .find(|(d, ..)| dest(*d).addr == target.target.ip())
+                .map(|(_, healthy, since)| TargetHealth { healthy: *healthy, since: *since })
         }
     }
 
@@ -388,9 +392,8 @@ mod tests {
         let sorry = Destination::new(DestKey::new([10, 9, 9, 9].into(), 8080), DestConfig::masquerade(1));
         let with_sorry = HealthPolicy { sorry_server: Some(sorry), quorum: 4, hysteresis: 2, ..policy() };
         let checked = service(Some(with_sorry), &[(1, 3), (2, 3)]);
-        let run = |one: bool, two: bool, was| {
-            effective(&checked, states(&[(1, one, Some(1)), (2, two, Some(1))]), 100, was)
-        };
+        let run =
+            |one: bool, two: bool, was| effective(&checked, states(&[(1, one, Some(1)), (2, two, Some(1))]), 100, was);
         // Both healthy: 6 ≥ 4, no sorry server.
         assert!(!run(true, true, false).sorry_active);
         // One down: 3 < 4, it comes in next to the survivor.
@@ -468,7 +471,8 @@ mod tests {
 
     #[test]
     fn a_shared_backend_is_one_target_and_its_transition_touches_every_service_using_it() {
-        let declared = table(&[(1, service(Some(policy()), &[(1, 5), (2, 5)])), (2, service(Some(policy()), &[(1, 7)]))]);
+        let declared =
+            table(&[(1, service(Some(policy()), &[(1, 5), (2, 5)])), (2, service(Some(policy()), &[(1, 7)]))]);
         let mut tracker = HealthTracker::new();
         let healthy = view(&[(1, true, None), (2, true, None)]);
         assert!(tracker.declared(&declared, None, &healthy, 100), "first sight: targets to probe");
@@ -486,7 +490,8 @@ mod tests {
         let key1 = ServiceKey::tcp([192, 0, 2, 1].into(), 80);
         assert!(!tracker.declared(&edited, Some(&[key1].into()), &one_down, 103));
         assert_eq!(tracker.effective().services[&key1].dests[&dest(1)].config.weight, 0, "still down");
-        let grown = table(&[(1, service(Some(policy()), &[(1, 9), (2, 5), (3, 1)])), (2, service(Some(policy()), &[(1, 7)]))]);
+        let grown =
+            table(&[(1, service(Some(policy()), &[(1, 9), (2, 5), (3, 1)])), (2, service(Some(policy()), &[(1, 7)]))]);
         assert!(tracker.declared(&grown, Some(&[key1].into()), &one_down, 104));
         assert_eq!(tracker.targets().len(), 3);
         let key2 = ServiceKey::tcp([192, 0, 2, 2].into(), 80);

@@ -45,6 +45,10 @@ pub struct Agent<K: Kernel, C> {
 struct Health {
     scheduler: HealthScheduler,
     view: watch::Receiver<HealthView>,
+    /// Whether the scheduler has had the saved states (the first target set only).
+    restored: bool,
+    /// The targets' health may have changed since it was saved.
+    save: bool,
 }
 
 /// The loop's timers.
@@ -88,7 +92,7 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
     /// table, and every health change is a pass over the services it touches.
     pub fn with_health(mut self, scheduler: HealthScheduler) -> Self {
         let view = scheduler.subscribe();
-        self.health = Some(Health { scheduler, view });
+        self.health = Some(Health { scheduler, view, restored: false, save: false });
         self
     }
 
@@ -172,9 +176,17 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
         if kind == PassKind::Health {
             // What the checks changed, and the slow-start steps now due; the declared state is not taken (its
             // changes wait for their own pass).
-            let view = self.health.as_mut().map(|h| h.view.borrow_and_update().clone()).unwrap_or_default();
-            let mut touched = self.tracker.health_changed(&self.desired.table, &view, wall);
-            touched.extend(self.tracker.steps_due(&self.desired.table, &view, wall));
+            let empty = HealthView::default();
+            let mut guard = None;
+            if let Some(health) = self.health.as_mut() {
+                health.save = true;
+                guard = Some(health.view.borrow_and_update());
+            }
+            // Read in place (a copy of the view would cost every target's state).
+            let view = guard.as_deref().unwrap_or(&empty);
+            let mut touched = self.tracker.health_changed(&self.desired.table, view, wall);
+            touched.extend(self.tracker.steps_due(&self.desired.table, view, wall));
+            drop(guard);
             timers.step = self.step_timer(wall);
             if touched.is_empty() {
                 // A transition that moves no weight (another check's backend, or a state the table already has).
@@ -226,6 +238,7 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
         };
         log_pass(&record);
         (self.observer)(&record);
+        self.save_health();
     }
 
     async fn run_engine(
@@ -253,15 +266,39 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
         self.tracker.next_step().map(|at| Instant::now() + Duration::from_secs(at.saturating_sub(wall)))
     }
 
-    /// Brings the health side up to date with the declared state just taken (everything on a full pass), and
-    /// gives the scheduler the targets when they changed.
+    /// Brings the health side up to date with the declared state just taken (everything on a full pass). When the
+    /// targets changed the scheduler is told first (the first time with the states saved before a restart, so
+    /// that a backend that was down stays out and one that was up stays in), and the services are computed again
+    /// with the targets' states.
     fn follow_declared(&mut self, full: bool, wall: u64) {
-        let view = self.health.as_ref().map(|h| h.view.borrow().clone()).unwrap_or_default();
         let keys = (!full).then_some(&self.desired.changed);
-        if self.tracker.declared(&self.desired.table, keys, &view, wall)
-            && let Some(health) = &self.health
-        {
+        let empty = HealthView::default();
+        let guard = self.health.as_ref().map(|h| h.view.borrow());
+        let changed = self.tracker.declared(&self.desired.table, keys, guard.as_deref().unwrap_or(&empty), wall);
+        drop(guard);
+        if !changed {
+            return;
+        }
+        let Some(health) = self.health.as_mut() else { return };
+        if health.restored {
             health.scheduler.set_targets(self.tracker.targets());
+        } else {
+            health.scheduler.set_targets_restoring(self.tracker.targets(), &self.engine.state().health);
+            health.restored = true;
+        }
+        let view = health.view.borrow_and_update();
+        self.tracker.health_changed(&self.desired.table, &view, wall);
+        drop(view);
+        health.save = true;
+    }
+
+    /// Saves the targets' health with the engine's state, after a pass that may have changed it.
+    fn save_health(&mut self) {
+        let Some(health) = self.health.as_mut().filter(|h| h.save) else { return };
+        health.save = false;
+        let states = self.tracker.states(&health.view.borrow());
+        if let Err(e) = self.engine.remember_health(states) {
+            warn!("saving the backends' health failed (a restart starts them from their initial state): {e}");
         }
     }
 

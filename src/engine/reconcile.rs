@@ -1,12 +1,13 @@
 //! One reconciliation pass: read, plan, guard, remember, apply, recover from races.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use tracing::{info, warn};
 
 use super::kernel::{Kernel, KernelFailure};
 use super::state::{State, StateError};
+use crate::health::{HealthState, TargetKey};
 use crate::model::{ObjectId, Op, ServiceKey, Table};
 use crate::table::{DesiredTable, Drains, Plan, PlanInput, apply_op, plan};
 
@@ -162,6 +163,21 @@ impl<K: Kernel> Engine<K> {
     /// What the engine remembers.
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// Remembers the health of every target in use, written at once when it differs from what the state file
+    /// holds (a transition, a target added or gone), so that a restart starts each target where it was.
+    pub fn remember_health(&mut self, health: BTreeMap<TargetKey, HealthState>) -> Result<(), StateError> {
+        // Counters move with every probe; only what a restart starts from (health, when it last flipped) is
+        // worth a write.
+        let same = |a: &HealthState, b: &HealthState| a.healthy == b.healthy && a.last_transition == b.last_transition;
+        if self.state.health.len() == health.len()
+            && self.state.health.iter().zip(&health).all(|((ka, a), (kb, b))| ka == kb && same(a, b))
+        {
+            return Ok(());
+        }
+        self.state.health = health;
+        self.state.save(&self.state_path)
     }
 
     /// The table as last observed, if any.

@@ -1,4 +1,5 @@
-//! The engine's memory across restarts: which services it owns and which backends it is draining.
+//! The engine's memory across restarts: which services it owns, which backends it is draining, and what the health
+//! checks last said of each target (so that a restart flaps nothing).
 //!
 //! The file is written atomically (temporary file, fsync, rename, fsync of the directory) *before* the kernel is
 //! changed, so that a crash between the two never leaves a service in the kernel that the next run does not know it
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::health::{HealthState, TargetKey};
 use crate::model::{DestKey, ServiceKey};
 
 /// Default location of the state file.
@@ -62,6 +64,17 @@ pub struct State {
     pub owned: BTreeSet<ServiceKey>,
     /// Destinations being drained and since when.
     pub drains: BTreeMap<(ServiceKey, DestKey), u64>,
+    /// Each probe target's health as of its last transition (targets in use only).
+    pub health: BTreeMap<TargetKey, HealthState>,
+}
+
+/// One target's saved health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthRecord {
+    /// The target (backend address and port, source, check).
+    pub target: TargetKey,
+    /// What its checks last said.
+    pub state: HealthState,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -70,6 +83,8 @@ struct StateFile {
     owned: Vec<ServiceKey>,
     #[serde(default)]
     drains: Vec<DrainRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    health: Vec<HealthRecord>,
 }
 
 impl State {
@@ -91,6 +106,7 @@ impl State {
         Ok(State {
             owned: file.owned.into_iter().collect(),
             drains: file.drains.into_iter().map(|d| ((d.service, d.dest), d.since)).collect(),
+            health: file.health.into_iter().map(|h| (h.target, h.state)).collect(),
         })
     }
 
@@ -104,6 +120,11 @@ impl State {
                 .drains
                 .iter()
                 .map(|((service, dest), since)| DrainRecord { service: *service, dest: *dest, since: *since })
+                .collect(),
+            health: self
+                .health
+                .iter()
+                .map(|(target, state)| HealthRecord { target: target.clone(), state: state.clone() })
                 .collect(),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| io_err(io::Error::other(e)))?;
@@ -152,6 +173,14 @@ mod tests {
         state.owned.insert(key(1));
         state.owned.insert(ServiceKey::Fwmark { family: crate::model::Family::V6, mark: 7 });
         state.drains.insert((key(1), DestKey::new(IpAddr::from([10, 0, 0, 1]), 80)), 1_700_000_000);
+        let check = crate::health::Check::new(
+            crate::health::Probe::Http(crate::health::HttpProbe::new("/healthz")),
+            std::time::Duration::from_millis(1500),
+        );
+        let mut down = HealthState::new(false);
+        down.last_error = Some("connection refused".into());
+        down.last_transition = Some(1_700_000_100);
+        state.health.insert(TargetKey::new("10.0.0.1:8080".parse().unwrap(), check), down);
         state.save(&path).unwrap();
         assert_eq!(State::load(&path).unwrap(), state);
         let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();

@@ -13,7 +13,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// One check: what to send and how long the whole exchange may take.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Check {
     /// The protocol exchange.
     pub probe: Probe,
@@ -30,7 +30,7 @@ impl Check {
 
 /// The protocol exchange of a check. The target (address and port) is not part of it: the same definition is
 /// run against every backend of a service.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Probe {
     /// A TCP connection is accepted (and closed at once).
     Tcp,
@@ -74,7 +74,7 @@ impl Probe {
 }
 
 /// An HTTP request and what its response must look like.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct HttpProbe {
     /// The request target in origin form (`/healthz?full=1`).
     pub path: String,
@@ -144,7 +144,7 @@ impl Default for HttpProbe {
 }
 
 /// An HTTP probe over TLS.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct HttpsProbe {
     /// The request and what its response must look like.
     pub http: HttpProbe,
@@ -176,7 +176,7 @@ impl HttpsProbe {
 }
 
 /// The HTTP methods a check may use: both safe, neither changes the backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
 pub enum HttpMethod {
     /// GET: the body is read when `expect_body` is set.
     #[default]
@@ -196,7 +196,7 @@ impl HttpMethod {
 }
 
 /// An inclusive range of HTTP status codes (`200-299`, or a single code `204-204`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct StatusRange {
     first: u16,
     last: u16,
@@ -239,7 +239,7 @@ impl fmt::Display for StatusRange {
 }
 
 /// The DNS record types a check may ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
 pub enum DnsQueryType {
     /// IPv4 address.
     #[default]

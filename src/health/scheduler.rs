@@ -37,7 +37,7 @@ use super::state::{HealthState, Transition};
 
 /// What is probed: one definition against one address from one source. Identical keys are one probe and one
 /// state, whoever asked for them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct TargetKey {
     /// The backend's address and the port the check connects to.
     pub target: SocketAddr,
