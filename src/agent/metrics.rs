@@ -23,8 +23,16 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+pub use health::HealthCollector;
+
+use tokio::sync::watch;
+
 use super::PassRecord;
+use super::board::SharedBoard;
 use crate::engine::KernelFailure;
+use crate::health::HealthView;
+
+mod health;
 
 /// The default `--listen` port: 9469 collides with no common node agent (node-exporter 9100, kube-proxy 10249 and
 /// 10256, kubelet 10250).
@@ -91,7 +99,15 @@ fn unix_now() -> f64 {
 impl Metrics {
     /// Metrics for an agent that resyncs every `resync`.
     pub fn new(resync: Duration) -> Arc<Self> {
+        Self::with_health(resync, None)
+    }
+
+    /// Metrics for an agent that resyncs every `resync`, with its health checks' when it runs them.
+    pub fn with_health(resync: Duration, health: Option<HealthCollector>) -> Arc<Self> {
         let mut registry = Registry::with_prefix("ipvs_reconciler");
+        if let Some(health) = health {
+            registry.register_collector(Box::new(health));
+        }
         let metrics = Metrics {
             passes: Family::default(),
             pass_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 4.0, 10))),
@@ -239,6 +255,22 @@ impl Metrics {
             (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "waiting for a successful kernel pass\n".to_owned()),
         }
     }
+}
+
+/// `/status`: every service and backend with its health, as JSON (see [`crate::agent::board`]).
+pub fn status_router(board: SharedBoard, view: watch::Receiver<HealthView>) -> Router {
+    Router::new().route(
+        "/status",
+        get(move || {
+            let report = {
+                let board = board.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+                board.report(&view.borrow())
+            };
+            // Serializing plain strings and numbers cannot fail; an empty object would say "no services".
+            let body = serde_json::to_string_pretty(&report).unwrap_or_else(|_| "{}".to_owned());
+            async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+        }),
+    )
 }
 
 /// The HTTP routes.

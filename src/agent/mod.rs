@@ -12,6 +12,7 @@
 //! so tests run on paused time), a [`Connector`] for new kernel connections, and a shutdown future. It knows
 //! no source and prints nothing: each pass goes to an observer.
 
+pub mod board;
 pub mod health;
 pub mod metrics;
 mod run_loop;

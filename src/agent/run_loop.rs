@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 use tracing::{info, warn};
 
+use super::board::SharedBoard;
 use super::health::HealthTracker;
 use super::{AgentConfig, Connector, PassError, PassKind, PassRecord, pass_options};
 use crate::engine::{Engine, EngineError, Kernel, KernelFailure, PassReport};
@@ -39,6 +40,8 @@ pub struct Agent<K: Kernel, C> {
     health: Option<Health>,
     /// Health applied to the desired table: what the engine plans with.
     tracker: HealthTracker,
+    /// What `/status` shows, when something serves it.
+    board: Option<SharedBoard>,
 }
 
 /// The scheduler running the checks, and its view.
@@ -85,7 +88,14 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
             backoff,
             health: None,
             tracker: HealthTracker::new(),
+            board: None,
         }
+    }
+
+    /// The same agent, keeping `board` up to date after each pass (for `/status`).
+    pub fn with_board(mut self, board: SharedBoard) -> Self {
+        self.board = Some(board);
+        self
     }
 
     /// The same agent, running the services' health checks on `scheduler`: its targets follow the desired
@@ -239,6 +249,10 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
         log_pass(&record);
         (self.observer)(&record);
         self.save_health();
+        if let Some(board) = &self.board {
+            let mut board = board.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            board.update(&self.desired.table, self.tracker.effective(), scope.as_ref());
+        }
     }
 
     async fn run_engine(

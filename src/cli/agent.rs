@@ -15,7 +15,8 @@ use tracing::info;
 use super::EXIT_OK;
 use super::args::AgentArgs;
 use super::commands::{connect, connector, print_report, shutdown_signal};
-use crate::agent::metrics::{Metrics, router};
+use crate::agent::board::SharedBoard;
+use crate::agent::metrics::{HealthCollector, Metrics, router, status_router};
 use crate::agent::status::{KernelOutcome, Reported, StatusWriter};
 use crate::agent::{Agent, PassRecord};
 use crate::engine::Engine;
@@ -33,11 +34,16 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
     let engine = Engine::new(connect(netns).await?, state)?;
     let desired = DesiredState::new();
     let node = args.node_name.clone();
-    let metrics = Metrics::new(Duration::from_secs(args.common.resync_seconds));
+    // Checks run from this process (its network namespace), whatever `--netns` the table is in.
+    let checks = HealthScheduler::spawn(Prober::new(), SchedulerConfig::default());
+    let collector = HealthCollector::new(checks.shared_counters(), checks.subscribe());
+    let metrics = Metrics::with_health(Duration::from_secs(args.common.resync_seconds), Some(collector));
+    let board = SharedBoard::default();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {} (--listen)", args.listen))?;
-    let http = tokio::spawn(axum::serve(listener, router(Arc::clone(&metrics))).into_future());
+    let routes = router(Arc::clone(&metrics)).merge(status_router(Arc::clone(&board), checks.subscribe()));
+    let http = tokio::spawn(axum::serve(listener, routes).into_future());
     let api_metrics = Arc::clone(&metrics);
     let reported = Reported::default();
     let on_api = move |signal: ApiSignal| match signal {
@@ -66,9 +72,7 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
         }
         outcome_tx.send_replace(outcome_of(record, &mut refused));
     });
-    // Checks run from this process (its network namespace), whatever `--netns` the table is in.
-    let checks = HealthScheduler::spawn(Prober::new(), SchedulerConfig::default());
-    let agent = Agent::new(engine, connector, desired, config, observer).with_health(checks);
+    let agent = Agent::new(engine, connector, desired, config, observer).with_health(checks).with_board(board);
 
     let shutdown = shutdown_signal()?;
     info!(node = %node, listen = %args.listen, "agent running; SIGTERM leaves the IPVS table as it is");

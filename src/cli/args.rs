@@ -44,6 +44,9 @@ pub enum Command {
     Agent(AgentArgs),
     /// Check manifests offline (no kernel needed); exit 1 when any object is invalid.
     Validate(ValidateArgs),
+    /// Print every service and backend with its health, from a running `run` or `agent` (its `--listen`
+    /// address).
+    Status(StatusArgs),
     /// Print the VirtualService CustomResourceDefinition.
     Crd,
 }
@@ -149,6 +152,21 @@ pub struct RunArgs {
     /// Loop flags.
     #[command(flatten)]
     pub common: LoopArgs,
+    /// HTTP address for /metrics, /healthz, /readyz and /status (`ipvs-reconciler status` reads it), such as
+    /// 127.0.0.1:9469; none when not given.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `status` options.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The `--listen` address of the running `run` or `agent`.
+    #[arg(long, default_value = "http://127.0.0.1:9469")]
+    pub url: String,
+    /// Print the JSON document as served.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `agent` options.
@@ -164,7 +182,7 @@ pub struct AgentArgs {
     /// programmed: a healthy fleet writes nothing), none (this node's entries are withdrawn).
     #[arg(long, value_enum, default_value_t = crate::agent::status::StatusReport::All)]
     pub status_report: crate::agent::status::StatusReport,
-    /// HTTP address for /metrics, /healthz and /readyz.
+    /// HTTP address for /metrics, /healthz, /readyz and /status.
     #[arg(long, default_value = crate::agent::metrics::DEFAULT_LISTEN)]
     pub listen: std::net::SocketAddr,
 }

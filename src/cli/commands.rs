@@ -27,6 +27,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Dump(args) => dump(&netns, &args).await,
         Command::Validate(args) => validate(&args),
+        Command::Status(args) => super::status::status(&args).await,
         Command::Plan(args) => plan(&netns, &cli.netns, &args).await,
         Command::Apply(args) => apply(&netns, &cli.netns, &args).await,
         Command::Run(args) => super::run::run(&netns, state_path(args.common.state.clone(), &cli.netns), &args).await,

@@ -7,6 +7,7 @@ mod commands;
 pub mod describe;
 pub mod ipvsadm_format;
 mod run;
+mod status;
 
 use clap::Parser;
 

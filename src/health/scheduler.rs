@@ -169,7 +169,7 @@ impl Default for SchedulerConfig {
     }
 }
 
-/// Plain counters for metrics, read by whoever exports them (`/metrics` registers them later).
+/// Plain counters for metrics, read by whoever exports them (`agent::metrics` at each scrape).
 #[derive(Debug)]
 pub struct SchedulerCounters {
     /// Results by probe type (`KIND_LABELS` order) and outcome (`ok`, then [`OUTCOME_LABELS`] order).
@@ -314,7 +314,7 @@ struct Shared {
     /// Wakes the driver when the target set changed (its next due time may be earlier).
     changed: Notify,
     permits: Arc<Semaphore>,
-    counters: SchedulerCounters,
+    counters: Arc<SchedulerCounters>,
 }
 
 #[derive(Default)]
@@ -345,7 +345,7 @@ impl HealthScheduler {
             view: view_tx,
             changed: Notify::new(),
             permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
-            counters: SchedulerCounters::new(),
+            counters: Arc::new(SchedulerCounters::new()),
         });
         let driver = tokio::spawn(drive(Arc::clone(&shared), Arc::new(runner)));
         HealthScheduler { shared, view, driver }
@@ -431,6 +431,11 @@ impl HealthScheduler {
     /// The counters for metrics.
     pub fn counters(&self) -> &SchedulerCounters {
         &self.shared.counters
+    }
+
+    /// The counters, for an exporter that outlives this borrow (the HTTP server's).
+    pub fn shared_counters(&self) -> Arc<SchedulerCounters> {
+        Arc::clone(&self.shared.counters)
     }
 }
 

@@ -84,3 +84,52 @@ async fn metrics_count_passes_operations_and_state() {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
 }
+
+/// Answers every check: refused for port 1, up otherwise, after 3 ms.
+struct Scripted;
+
+impl crate::health::ProbeRunner for Scripted {
+    fn probe(
+        &self,
+        key: &crate::health::TargetKey,
+    ) -> impl Future<Output = Result<Duration, crate::health::ProbeError>> + Send {
+        let refused = key.target.port() == 1;
+        async move {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            if refused { Err(crate::health::ProbeError::Refused) } else { Ok(Duration::from_millis(3)) }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_checks_are_exported_by_type_outcome_and_state() {
+    use crate::health::{Check, HealthScheduler, Probe, Schedule, SchedulerConfig, TargetKey};
+    let scheduler = HealthScheduler::spawn(Scripted, SchedulerConfig::default());
+    let schedule = Schedule { interval: Duration::from_secs(1), rise: 1, fall: 1, initial_healthy: true };
+    let check = Check::new(Probe::Tcp, Duration::from_millis(500));
+    scheduler.set_targets(
+        [
+            (TargetKey::new("10.0.0.1:80".parse().unwrap(), check.clone()), schedule),
+            (TargetKey::new("10.0.0.2:1".parse().unwrap(), check), schedule),
+        ]
+        .into(),
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let collector = HealthCollector::new(scheduler.shared_counters(), scheduler.subscribe());
+    let metrics = Metrics::with_health(Duration::from_secs(60), Some(collector));
+    let (_, body) = get(&metrics, "/metrics").await;
+    let line = |prefix: &str| body.lines().find(|l| l.starts_with(prefix)).map(str::to_owned);
+    assert_eq!(
+        line("ipvs_reconciler_health_checks_total{type=\"tcp\",outcome=\"ok\"}"),
+        Some("ipvs_reconciler_health_checks_total{type=\"tcp\",outcome=\"ok\"} 2".into()),
+        "{body}"
+    );
+    assert!(line("ipvs_reconciler_health_checks_total{type=\"tcp\",outcome=\"refused\"}").is_some(), "{body}");
+    assert!(line("ipvs_reconciler_health_transitions_total{to=\"unhealthy\"} 1").is_some(), "{body}");
+    assert!(line("ipvs_reconciler_health_targets{state=\"healthy\"} 1").is_some(), "{body}");
+    assert!(line("ipvs_reconciler_health_targets{state=\"unhealthy\"} 1").is_some(), "{body}");
+    assert!(line("ipvs_reconciler_health_check_duration_seconds_count 2").is_some(), "{body}");
+    assert!(line("ipvs_reconciler_health_check_duration_seconds_bucket{le=\"0.0025\"} 0").is_some(), "{body}");
+    assert!(line("ipvs_reconciler_health_check_duration_seconds_bucket{le=\"0.005\"} 2").is_some(), "{body}");
+    assert!(line("ipvs_reconciler_health_check_duration_seconds_bucket{le=\"+Inf\"} 2").is_some(), "{body}");
+}
