@@ -12,8 +12,9 @@ use crate::model::{DestKey, Destination};
 /// One service's health checking, validated (`spec.healthCheck`, `spec.sorryServer`, `spec.quorum`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthPolicy {
-    /// What is sent and how long it may take.
-    pub check: Check,
+    /// What is sent and how long it may take; `None`: the backends are not checked (always healthy), and the policy
+    /// is there for its sorry server alone (`spec.sorryServer` without `spec.healthCheck`).
+    pub check: Option<Check>,
     /// How often, and how many results in a row flip a backend (and the state of a backend seen first).
     pub schedule: Schedule,
     /// The port probed; `None`: each backend's own port.
@@ -54,9 +55,10 @@ pub enum BackendCheck {
 }
 
 impl HealthPolicy {
-    /// The probe target of backend `dest`; `None` when it is not checked (disabled, or it has no port to probe:
-    /// validation refuses that for static backends).
+    /// The probe target of backend `dest`; `None` when it is not checked (no check, disabled, or it has no port to
+    /// probe: validation refuses that for static backends).
     pub fn target(&self, dest: &DestKey) -> Option<TargetKey> {
+        let check = self.check.as_ref()?;
         let port = match self.backends.get(dest) {
             Some(BackendCheck::Disabled) => return None,
             Some(BackendCheck::Port(port)) => *port,
@@ -65,7 +67,7 @@ impl HealthPolicy {
         if port == 0 {
             return None;
         }
-        let key = TargetKey::new(SocketAddr::new(dest.addr, port), self.check.clone());
+        let key = TargetKey::new(SocketAddr::new(dest.addr, port), check.clone());
         Some(match self.source {
             Some(source) => key.with_source(source),
             None => key,
@@ -80,7 +82,7 @@ mod tests {
 
     fn policy() -> HealthPolicy {
         HealthPolicy {
-            check: Check::new(Probe::Tcp, Duration::from_secs(1)),
+            check: Some(Check::new(Probe::Tcp, Duration::from_secs(1))),
             schedule: Schedule { interval: Duration::from_secs(2), rise: 2, fall: 3, initial_healthy: true },
             port: None,
             source: None,
@@ -109,5 +111,7 @@ mod tests {
         assert_eq!(p.target(&DestKey::new([10, 0, 0, 1].into(), 0)), None, "port 0: nothing to probe");
         p.source = Some([192, 0, 2, 9].into());
         assert_eq!(p.target(&dest).and_then(|t| t.source), Some([192, 0, 2, 9].into()));
+        p.check = None;
+        assert_eq!(p.target(&dest), None, "a policy without a check (a sorry server alone) probes nothing");
     }
 }
