@@ -261,6 +261,7 @@ fn export_dest(key: ServiceKey, dest: &Destination) -> Result<(Backend, Forwardi
                 upper_threshold: (config.upper_threshold != 0).then_some(i64::from(config.upper_threshold)),
                 lower_threshold: (config.lower_threshold != 0).then_some(i64::from(config.lower_threshold)),
                 forwarding: None,
+                health_check: None,
             };
             Ok((backend, Forwarding { method, tunnel }))
         }

@@ -5,7 +5,7 @@
 //! value reaches validation, which names the field and the allowed range, instead of failing inside the
 //! deserializer. Only what validation cannot phrase better (a wrong type, an unknown enum value) fails there.
 //!
-//! Growing the API is additive: later fields (`healthCheck`, `sorryServer`) are new `Option`s.
+//! Growing the API is additive: later fields (`healthCheck`, `sorryServer`, ...) are new `Option`s.
 //!
 //! Cross-field rules are also declared as CEL (`x-kubernetes-validations`), so that the API server refuses a bad spec
 //! at `kubectl apply` time; `api::validate` checks the same rules (and more: address syntax, known schedulers) for
@@ -85,6 +85,20 @@ pub const KIND: &str = "VirtualService";
          self.persistence.prefixLength <= 32"
     )
     .message("persistence.prefixLength of an IPv4 service is at most 32"),
+    validation = Rule::new("has(self.sorryServer) || !(has(self.quorum) || has(self.hysteresis))")
+        .message("quorum and hysteresis need sorryServer"),
+    validation = Rule::new("has(self.healthCheck) || !has(self.backends) || self.backends.all(b, !has(b.healthCheck))")
+        .message("backends[].healthCheck needs healthCheck"),
+    validation = Rule::new(
+        "!has(self.healthCheck) || has(self.healthCheck.port) || !has(self.backends) || self.backends.all(b, \
+         (has(b.healthCheck) && \
+          (has(b.healthCheck.port) || (has(b.healthCheck.disabled) && b.healthCheck.disabled))) || \
+         (has(b.port) ? b.port != 0 : (has(self.port) && self.port != 0)))"
+    )
+    .message(
+        "a backend on port 0 needs healthCheck.port or its own healthCheck (port or disabled): the check has no port \
+         to probe"
+    ),
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VirtualServiceSpec {
@@ -137,6 +151,255 @@ pub struct VirtualServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub drain_timeout_seconds: Option<i64>,
+    /// How the backends are health checked. Absent: they are not (always healthy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// A server added to the service (weight 1) while the healthy backends' weights sum to less than `quorum`, i.e.
+    /// by default while no backend is healthy; withdrawn when they reach `quorum + hysteresis` again. Works without
+    /// `healthCheck` too (then every backend counts as healthy: the sorry server stands in while there are none, e.g.
+    /// no ready endpoints). It must not be one of the backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<SorryServer>,
+    /// The sum of the healthy backends' weights below which the sorry server is added. Default 1 (no healthy
+    /// backend left). Needs `sorryServer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub quorum: Option<i64>,
+    /// How far above `quorum` the healthy weight must come back before the sorry server is withdrawn, so that one
+    /// flapping backend does not flip it in and out. Default 0. Needs `sorryServer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub hysteresis: Option<i64>,
+}
+
+/// Health checking of a service's backends: every backend (static or from endpoints) is probed from the node with
+/// the same check; an unhealthy backend gets weight 0 (`onFailure: Inhibit`) or is removed. Only the built-in
+/// probe types exist: no field of this API makes a node run a command (there is no MISC_CHECK).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(
+    cel,
+    validation = Rule::new(
+        "(has(self.timeoutSeconds) ? self.timeoutSeconds : 2) < (has(self.intervalSeconds) ? self.intervalSeconds : 5)"
+    )
+    .message("timeoutSeconds (default 2) must be below intervalSeconds (default 5)"),
+    validation = Rule::new(
+        "self.type in ['HTTP', 'HTTPS'] || \
+         !(has(self.path) || has(self.host) || has(self.method) || has(self.expectStatus) || has(self.expectBody))"
+    )
+    .message("path, host, method, expectStatus and expectBody are only for types HTTP and HTTPS"),
+    validation = Rule::new("self.type == 'HTTPS' || !(has(self.serverName) || has(self.insecureSkipVerify))")
+        .message("serverName and insecureSkipVerify are only for type HTTPS"),
+    validation = Rule::new("self.type == 'UDP' || !(has(self.send) || has(self.expectPrefix))")
+        .message("send and expectPrefix are only for type UDP"),
+    validation = Rule::new("self.type == 'DNS' || !(has(self.query) || has(self.queryType))")
+        .message("query and queryType are only for type DNS"),
+    validation = Rule::new("self.type != 'DNS' || has(self.query)").message("query is required with type DNS"),
+    validation = Rule::new("self.type == 'GRPC' || !has(self.service)").message("service is only for type GRPC"),
+    validation = Rule::new("!has(self.expectBody) || !has(self.method) || self.method != 'HEAD'")
+        .message("expectBody needs method GET (a HEAD response has no body)"),
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheck {
+    /// The probe: TCP (a connection is accepted), HTTP, HTTPS, UDP (a datagram is answered), DNS (a query is
+    /// answered NOERROR with records) or GRPC (the standard grpc.health.v1 check over plaintext HTTP/2 answers
+    /// SERVING).
+    #[serde(rename = "type")]
+    pub type_: HealthCheckType,
+    /// Seconds between the starts of two probes of a backend. Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 2, max = 86400))]
+    pub interval_seconds: Option<i64>,
+    /// Seconds one probe may take as a whole (connect, TLS, request, reply); below `intervalSeconds`. Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub timeout_seconds: Option<i64>,
+    /// Consecutive successes that make an unhealthy backend healthy. Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4294967295_i64))]
+    pub rise: Option<i64>,
+    /// Consecutive failures that make a healthy backend unhealthy. Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4294967295_i64))]
+    pub fall: Option<i64>,
+    /// The port probed on every backend. Default: each backend's own port (a backend on port 0 then needs its own
+    /// `healthCheck.port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i64>,
+    /// An address of the node the probes are sent from. Default: the kernel chooses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_address: Option<String>,
+    /// HTTP and HTTPS: the request target, starting with "/" (a query is allowed). Default "/".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// HTTP and HTTPS: the Host header (host or host:port). Default: the backend's address and port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// HTTP and HTTPS: GET or HEAD. Default GET.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<HealthCheckMethod>,
+    /// HTTP and HTTPS: the accepted status codes, each "NNN" or "NNN-MMM" (100-599, first not above last).
+    /// Default ["200-299"].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub expect_status: Option<Vec<String>>,
+    /// HTTP and HTTPS: a substring the response body must contain (searched in its first 64 KiB); needs method
+    /// GET. Default: the body is not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_body: Option<String>,
+    /// HTTPS: the name sent as SNI and verified in the certificate. Default: the host of `host` if set, else the
+    /// backend's address (no SNI; the certificate must name the address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// HTTPS: accept any certificate (self-signed backends); the TLS handshake is still made. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_verify: Option<bool>,
+    /// UDP: the datagram sent, as hex digits (two per byte; may be empty). Default empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send: Option<String>,
+    /// UDP: the bytes the reply must start with, as hex digits (two per byte). Default empty: any reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_prefix: Option<String>,
+    /// DNS: the name asked for (required with type DNS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// DNS: the record type asked for: A, AAAA, CNAME, MX, NS, PTR, SOA, SRV or TXT. Default A.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_type: Option<DnsRecordType>,
+    /// GRPC: the service asked about. Default: the server as a whole (the empty service name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// What an unhealthy backend becomes: Inhibit (weight 0: no new connections, existing ones continue) or Remove
+    /// (deleted from the service). Default Inhibit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<FailureAction>,
+    /// A backend that becomes healthy gets its weight back over this many seconds, in steps. Default: at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub slow_start_seconds: Option<i64>,
+    /// The state of a backend seen for the first time, before its first `rise` or `fall` results: Healthy (the
+    /// default, as keepalived) or Unhealthy (no traffic until it has passed `rise` probes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_state: Option<InitialState>,
+}
+
+/// The probe: TCP (a connection is accepted), HTTP, HTTPS, UDP (a datagram is answered), DNS (a query is answered
+/// NOERROR with records) or GRPC (the standard grpc.health.v1 check over plaintext HTTP/2 answers SERVING).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+pub enum HealthCheckType {
+    /// A TCP connection is accepted.
+    #[serde(rename = "TCP")]
+    Tcp,
+    /// An HTTP/1.1 request is answered with an accepted status.
+    #[serde(rename = "HTTP")]
+    Http,
+    /// An HTTP/1.1 request over TLS is answered with an accepted status.
+    #[serde(rename = "HTTPS")]
+    Https,
+    /// A UDP datagram is answered.
+    #[serde(rename = "UDP")]
+    Udp,
+    /// A DNS query over UDP is answered NOERROR with at least one record.
+    #[serde(rename = "DNS")]
+    Dns,
+    /// The grpc.health.v1 check answers SERVING (plaintext HTTP/2).
+    #[serde(rename = "GRPC")]
+    Grpc,
+}
+
+/// HTTP and HTTPS: the request method, GET or HEAD. Default GET.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+pub enum HealthCheckMethod {
+    /// GET (the default).
+    #[serde(rename = "GET")]
+    Get,
+    /// HEAD: no body.
+    #[serde(rename = "HEAD")]
+    Head,
+}
+
+/// DNS: the record type asked for: A, AAAA, CNAME, MX, NS, PTR, SOA, SRV or TXT. Default A.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+pub enum DnsRecordType {
+    /// IPv4 address (the default).
+    A,
+    /// IPv6 address.
+    #[serde(rename = "AAAA")]
+    Aaaa,
+    /// Canonical name.
+    #[serde(rename = "CNAME")]
+    Cname,
+    /// Mail exchanger.
+    #[serde(rename = "MX")]
+    Mx,
+    /// Name server.
+    #[serde(rename = "NS")]
+    Ns,
+    /// Pointer.
+    #[serde(rename = "PTR")]
+    Ptr,
+    /// Start of authority.
+    #[serde(rename = "SOA")]
+    Soa,
+    /// Service locator.
+    #[serde(rename = "SRV")]
+    Srv,
+    /// Text.
+    #[serde(rename = "TXT")]
+    Txt,
+}
+
+/// What an unhealthy backend becomes: Inhibit (weight 0: no new connections, existing ones continue) or Remove
+/// (deleted from the service). Default Inhibit.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+pub enum FailureAction {
+    /// Weight 0: no new connections, the existing ones continue (the default).
+    Inhibit,
+    /// Deleted from the service.
+    Remove,
+}
+
+/// The state of a backend seen for the first time, before its first `rise` or `fall` results: Healthy (the default,
+/// as keepalived) or Unhealthy (no traffic until it has passed `rise` probes).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+pub enum InitialState {
+    /// Healthy until `fall` probes fail (the default, as keepalived).
+    Healthy,
+    /// Unhealthy until `rise` probes pass.
+    Unhealthy,
+}
+
+/// The server that stands in while the service has too few healthy backends.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SorryServer {
+    /// Its address (IPv4 or IPv6); another family than the service's needs forwarding method Tunnel.
+    pub address: String,
+    /// Its port. Default: the service's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 65535))]
+    pub port: Option<i64>,
+    /// How packets reach it. Default: `spec.forwarding`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<Forwarding>,
+}
+
+/// One backend's own change to the service's health check.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[x_kube(
+    cel,
+    validation = Rule::new("has(self.port) != has(self.disabled)")
+        .message("exactly one of port and disabled must be set"),
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendHealthCheck {
+    /// Probe this backend on this port instead of `spec.healthCheck.port` or its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i64>,
+    /// true: do not check this backend; it is always healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
 }
 
 /// Transport protocol of an address service: TCP (the default), UDP or SCTP. Not allowed with `fwmark`.
@@ -296,6 +559,9 @@ pub struct Backend {
     /// Forwarding of this backend; replaces `spec.forwarding` as a whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding: Option<Forwarding>,
+    /// This backend's change to `spec.healthCheck` (which it needs): another port to probe, or no check at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<BackendHealthCheck>,
 }
 
 /// Backends from the endpoints of a Service in the same namespace.
@@ -379,6 +645,14 @@ manifest_names!(ForwardingMethod {
     Local => "Local",
 });
 manifest_names!(TunnelType { Ipip => "IPIP", Gue => "GUE", Gre => "GRE" });
+manifest_names!(HealthCheckType {
+    Tcp => "TCP",
+    Http => "HTTP",
+    Https => "HTTPS",
+    Udp => "UDP",
+    Dns => "DNS",
+    Grpc => "GRPC",
+});
 manifest_names!(TunnelChecksum { NoChecksum => "None", Checksum => "Checksum", RemoteChecksum => "RemoteChecksum" });
 
 #[cfg(test)]

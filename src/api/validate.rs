@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::error::ValidationError;
 use super::object::ObjectId;
@@ -17,8 +18,14 @@ use crate::model::{
     self, DestConfig, DestKey, Destination, Family, ForwardMethod, Netmask, Service, ServiceConfig, ServiceFlags,
     ServiceKey, TunnelConfig,
 };
-use crate::table::{DEFAULT_DRAIN_TIMEOUT_SECS, DesiredService};
+use crate::table::{BackendCheck, DEFAULT_DRAIN_TIMEOUT_SECS, DesiredService};
 use kube::core::Selector;
+
+mod health;
+
+pub use health::{
+    DEFAULT_FALL, DEFAULT_INTERVAL_SECS, DEFAULT_QUORUM, DEFAULT_RISE, DEFAULT_TIMEOUT_SECS, MAX_HEALTH_SECS,
+};
 
 /// Scheduler used when `spec.scheduler` is not given (as ipvsadm).
 pub const DEFAULT_SCHEDULER: &str = "wlc";
@@ -61,7 +68,7 @@ pub struct Rejected {
 /// nodes it is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Declared {
-    /// The service, its static backends (`spec.backends`) and drain timeout.
+    /// The service, its static backends (`spec.backends`), drain timeout and health policy.
     pub service: DesiredService,
     /// Backends to take from EndpointSlices (`spec.backendsFrom`), in order.
     pub backends_from: Vec<EndpointsRef>,
@@ -82,8 +89,8 @@ pub struct EndpointsRef {
     pub config: DestConfig,
 }
 
-/// Validates `spec` (of object `id`) into what it declares: service, static destinations, drain timeout, endpoint
-/// references and node selector.
+/// Validates `spec` (of object `id`) into what it declares: service, static destinations, drain timeout, health
+/// policy (check, sorry server), endpoint references and node selector.
 pub fn validate(id: &ObjectId, spec: &VirtualServiceSpec) -> Result<Declared, Rejected> {
     let mut check = Check { id, errors: Vec::new() };
     let (key, family) = check.key(spec);
@@ -92,23 +99,31 @@ pub fn validate(id: &ObjectId, spec: &VirtualServiceSpec) -> Result<Declared, Re
         Some(fwd) => check.forwarding("spec.forwarding", fwd),
         None => Some((ForwardMethod::Masquerade, TunnelConfig::default())),
     };
-    let dests = check.backends(spec, family, default_forwarding);
+    let ctx = DestContext::new(spec, family, default_forwarding);
+    let backends = check.backends(spec, &ctx);
     let backends_from = check.backends_from(spec, default_forwarding);
     let node_selector = check.node_selector(spec);
     let drain = match spec.drain_timeout_seconds {
         None => Some(DEFAULT_DRAIN_TIMEOUT_SECS),
         Some(d) => check.range("spec.drainTimeoutSeconds", d, 0, i64::MAX),
     };
-    match (key, config, dests, drain, backends_from, node_selector) {
-        (Some(key), Some(config), Some(dests), Some(drain_timeout_secs), Some(backends_from), Some(node_selector))
-            if check.errors.is_empty() =>
-        {
+    let health = check.health(spec, &ctx, &backends, backends_from.as_deref());
+    match (key, config, backends.dests, drain, backends_from, node_selector, health) {
+        (
+            Some(key),
+            Some(config),
+            Some(dests),
+            Some(drain_timeout_secs),
+            Some(backends_from),
+            Some(node_selector),
+            Some(health),
+        ) if check.errors.is_empty() => {
             let service = DesiredService {
                 service: Service::new(key, config),
                 dests,
                 drain_timeout_secs,
                 origin: id.clone(),
-                health: None,
+                health: health.map(Arc::new),
             };
             Ok(Declared { service, backends_from, node_selector })
         }
@@ -120,6 +135,49 @@ pub fn validate(id: &ObjectId, spec: &VirtualServiceSpec) -> Result<Declared, Re
             Err(Rejected { errors: check.errors, key })
         }
     }
+}
+
+/// What every destination of a service (backend or sorry server) is checked against.
+struct DestContext {
+    is_fwmark: bool,
+    /// The service's port, when valid; fwmark services have none and their destinations default to 0.
+    service_port: Option<u16>,
+    /// The service's family, when it can be told.
+    family: Option<Family>,
+    /// `spec.forwarding`, or Masquerade; `None` when it is invalid (reported).
+    default_forwarding: Option<(ForwardMethod, TunnelConfig)>,
+}
+
+impl DestContext {
+    fn new(
+        spec: &VirtualServiceSpec,
+        family: Option<Family>,
+        default_forwarding: Option<(ForwardMethod, TunnelConfig)>,
+    ) -> Self {
+        let is_fwmark = spec.fwmark.is_some();
+        let service_port = if is_fwmark { Some(0) } else { spec.port.and_then(|p| u16::try_from(p).ok()) };
+        DestContext { is_fwmark, service_port, family, default_forwarding }
+    }
+}
+
+/// The fields of one destination as written (a backend's, or the sorry server's with the defaults).
+struct DestSpec<'a> {
+    address: &'a str,
+    port: Option<i64>,
+    weight: Option<i64>,
+    upper_threshold: Option<i64>,
+    lower_threshold: Option<i64>,
+    forwarding: Option<&'a Forwarding>,
+}
+
+/// `spec.backends`, validated.
+struct Backends {
+    /// The destinations; `None` when any backend has a problem (each reported).
+    dests: Option<BTreeMap<DestKey, Destination>>,
+    /// The valid backends' health check overrides.
+    checks: BTreeMap<DestKey, BackendCheck>,
+    /// Which entry each valid key came from (the first, for duplicates).
+    index: BTreeMap<DestKey, usize>,
 }
 
 /// Collects the problems of one object.
@@ -341,91 +399,26 @@ impl Check<'_> {
         checksum_ok.then_some((method, config))
     }
 
-    /// The destinations, or `None` when any backend has a problem (each reported).
-    fn backends(
-        &mut self,
-        spec: &VirtualServiceSpec,
-        family: Option<Family>,
-        default_forwarding: Option<(ForwardMethod, TunnelConfig)>,
-    ) -> Option<BTreeMap<DestKey, Destination>> {
-        let is_fwmark = spec.fwmark.is_some();
-        // The service's port, when valid; fwmark services have none and their backends default to 0.
-        let service_port = if is_fwmark { Some(0) } else { spec.port.and_then(|p| u16::try_from(p).ok()) };
-
+    /// The static backends (`spec.backends`) with their health check overrides.
+    fn backends(&mut self, spec: &VirtualServiceSpec, ctx: &DestContext) -> Backends {
         let mut dests = BTreeMap::new();
+        let mut checks = BTreeMap::new();
         let mut seen: BTreeMap<DestKey, usize> = BTreeMap::new();
         let mut all_ok = true;
         for (i, backend) in spec.backends.iter().enumerate() {
             let field = format!("spec.backends[{i}]");
             let errors_before = self.errors.len();
-
-            let addr = self.address(&format!("{field}.address"), &backend.address);
-            if let Some(addr) = addr
-                && !is_unicast(&addr)
-            {
-                self.error(
-                    format!("{field}.address"),
-                    format!("{addr} is not a unicast address; the kernel refuses it"),
-                );
-            }
-            let forwarding = match &backend.forwarding {
-                Some(fwd) => self.forwarding(&format!("{field}.forwarding"), fwd),
-                None => default_forwarding,
+            let given = DestSpec {
+                address: &backend.address,
+                port: backend.port,
+                weight: backend.weight,
+                upper_threshold: backend.upper_threshold,
+                lower_threshold: backend.lower_threshold,
+                forwarding: backend.forwarding.as_ref(),
             };
-            let method = forwarding.map(|(method, _)| method);
+            let (key, dest) = self.destination(&field, ctx, &given);
 
-            let port = match backend.port {
-                None => service_port,
-                Some(port) => {
-                    let port = self.range::<u16>(&format!("{field}.port"), port, 0, 65535);
-                    if let (Some(port), Some(service_port), Some(method)) = (port, service_port, method)
-                        && !is_fwmark
-                        && port != service_port
-                        && matches!(method, ForwardMethod::DirectRoute | ForwardMethod::Tunnel)
-                    {
-                        let name = if method == ForwardMethod::Tunnel { "Tunnel" } else { "DirectRouting" };
-                        self.error(
-                            format!("{field}.port"),
-                            format!(
-                                "{port} differs from spec.port {service_port}, but {name} cannot change the port \
-                                 (omit it to use the service's)"
-                            ),
-                        );
-                    }
-                    port
-                }
-            };
-
-            if let (Some(addr), Some(family), Some(method)) = (addr, family, method)
-                && Family::of(&addr) != family
-                && method != ForwardMethod::Tunnel
-            {
-                self.error(
-                    format!("{field}.address"),
-                    format!(
-                        "{addr} is {} but the service is {family}: another family needs forwarding method Tunnel",
-                        Family::of(&addr)
-                    ),
-                );
-            }
-
-            let weight = match backend.weight {
-                None => Some(DEFAULT_WEIGHT),
-                Some(w) => self.range(&format!("{field}.weight"), w, 0, i64::from(MAX_WEIGHT)),
-            };
-            let upper = self.threshold(&format!("{field}.upperThreshold"), backend.upper_threshold);
-            let lower = self.threshold(&format!("{field}.lowerThreshold"), backend.lower_threshold);
-            if let (Some(upper), Some(lower)) = (upper, lower)
-                && lower > upper
-            {
-                self.error(
-                    format!("{field}.lowerThreshold"),
-                    format!("{lower} is above upperThreshold {upper} (0 = no limit); the kernel refuses it"),
-                );
-            }
-
-            if let (Some(addr), Some(port)) = (addr, port) {
-                let key = DestKey::new(addr, port);
+            if let Some(key) = key {
                 if let Some(first) = seen.get(&key) {
                     self.error(field.clone(), format!("duplicate of spec.backends[{first}] ({key})"));
                 } else {
@@ -433,18 +426,116 @@ impl Check<'_> {
                 }
             }
 
-            match (addr, port, forwarding, weight, upper, lower) {
-                (Some(addr), Some(port), Some((forward, tunnel)), Some(weight), Some(upper), Some(lower))
-                    if self.errors.len() == errors_before =>
-                {
-                    let key = DestKey::new(addr, port);
-                    let config = DestConfig { forward, weight, upper_threshold: upper, lower_threshold: lower, tunnel };
-                    dests.insert(key, Destination::new(key, config));
+            let check = match &backend.health_check {
+                None => Some(None),
+                Some(given) => self.backend_check(&field, spec, given),
+            };
+            if let (Some(hc), Some(key), Some(None)) = (&spec.health_check, key, check)
+                && hc.port.is_none()
+                && key.port == 0
+            {
+                self.error(
+                    field.clone(),
+                    "port 0 leaves the health check nothing to probe: set spec.healthCheck.port, or this backend's \
+                     healthCheck.port or healthCheck.disabled",
+                );
+            }
+
+            match (dest, check) {
+                (Some(dest), Some(check)) if self.errors.len() == errors_before => {
+                    if let Some(check) = check {
+                        checks.insert(dest.key, check);
+                    }
+                    dests.insert(dest.key, dest);
                 }
                 _ => all_ok = false,
             }
         }
-        all_ok.then_some(dests)
+        Backends { dests: all_ok.then_some(dests), checks, index: seen }
+    }
+
+    /// One destination (a backend or the sorry server) at `field`: its key when address and port are valid, and the
+    /// destination when everything is (each problem reported).
+    fn destination(
+        &mut self,
+        field: &str,
+        ctx: &DestContext,
+        given: &DestSpec<'_>,
+    ) -> (Option<DestKey>, Option<Destination>) {
+        let errors_before = self.errors.len();
+        let addr = self.address(&format!("{field}.address"), given.address);
+        if let Some(addr) = addr
+            && !is_unicast(&addr)
+        {
+            self.error(format!("{field}.address"), format!("{addr} is not a unicast address; the kernel refuses it"));
+        }
+        let forwarding = match given.forwarding {
+            Some(fwd) => self.forwarding(&format!("{field}.forwarding"), fwd),
+            None => ctx.default_forwarding,
+        };
+        let method = forwarding.map(|(method, _)| method);
+
+        let port = match given.port {
+            None => ctx.service_port,
+            Some(port) => {
+                let port = self.range::<u16>(&format!("{field}.port"), port, 0, 65535);
+                if let (Some(port), Some(service_port), Some(method)) = (port, ctx.service_port, method)
+                    && !ctx.is_fwmark
+                    && port != service_port
+                    && matches!(method, ForwardMethod::DirectRoute | ForwardMethod::Tunnel)
+                {
+                    let name = if method == ForwardMethod::Tunnel { "Tunnel" } else { "DirectRouting" };
+                    self.error(
+                        format!("{field}.port"),
+                        format!(
+                            "{port} differs from spec.port {service_port}, but {name} cannot change the port \
+                             (omit it to use the service's)"
+                        ),
+                    );
+                }
+                port
+            }
+        };
+
+        if let (Some(addr), Some(family), Some(method)) = (addr, ctx.family, method)
+            && Family::of(&addr) != family
+            && method != ForwardMethod::Tunnel
+        {
+            self.error(
+                format!("{field}.address"),
+                format!(
+                    "{addr} is {} but the service is {family}: another family needs forwarding method Tunnel",
+                    Family::of(&addr)
+                ),
+            );
+        }
+
+        let weight = match given.weight {
+            None => Some(DEFAULT_WEIGHT),
+            Some(w) => self.range(&format!("{field}.weight"), w, 0, i64::from(MAX_WEIGHT)),
+        };
+        let upper = self.threshold(&format!("{field}.upperThreshold"), given.upper_threshold);
+        let lower = self.threshold(&format!("{field}.lowerThreshold"), given.lower_threshold);
+        if let (Some(upper), Some(lower)) = (upper, lower)
+            && lower > upper
+        {
+            self.error(
+                format!("{field}.lowerThreshold"),
+                format!("{lower} is above upperThreshold {upper} (0 = no limit); the kernel refuses it"),
+            );
+        }
+
+        let key = addr.zip(port).map(|(addr, port)| DestKey::new(addr, port));
+        let dest = match (key, forwarding, weight, upper, lower) {
+            (Some(key), Some((forward, tunnel)), Some(weight), Some(upper), Some(lower))
+                if self.errors.len() == errors_before =>
+            {
+                let config = DestConfig { forward, weight, upper_threshold: upper, lower_threshold: lower, tunnel };
+                Some(Destination::new(key, config))
+            }
+            _ => None,
+        };
+        (key, dest)
     }
 
     /// `spec.backendsFrom`, or `None` when an entry has a problem (each reported).

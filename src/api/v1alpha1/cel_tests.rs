@@ -98,3 +98,121 @@ fn a_lower_threshold_is_not_above_the_upper_one() {
     refused(svc(json!({"address": "10.0.0.1", "lowerThreshold": 1})), "lowerThreshold is above");
     accepted(svc(json!({"address": "10.0.0.1", "upperThreshold": 5, "lowerThreshold": 5})));
 }
+
+/// A service on 192.0.2.1:80 with one backend and `extra` merged into its spec.
+fn with(extra: Value) -> Value {
+    let mut spec = json!({"address": "192.0.2.1", "port": 80, "backends": [{"address": "10.0.0.1"}]});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    spec
+}
+
+fn check(hc: Value) -> Value {
+    with(json!({"healthCheck": hc}))
+}
+
+#[test]
+fn good_health_checks_pass() {
+    accepted(check(json!({"type": "TCP"})));
+    accepted(check(json!({"type": "HTTP", "intervalSeconds": 10, "timeoutSeconds": 9, "rise": 1, "fall": 1,
+        "port": 8081, "sourceAddress": "192.0.2.250", "path": "/healthz", "host": "web.example", "method": "GET",
+        "expectStatus": ["200", "301-302"], "expectBody": "ok", "onFailure": "Remove", "slowStartSeconds": 30,
+        "initialState": "Unhealthy"})));
+    accepted(check(
+        json!({"type": "HTTPS", "serverName": "web.example", "insecureSkipVerify": true, "method": "HEAD"}),
+    ));
+    accepted(check(json!({"type": "UDP", "send": "00ff", "expectPrefix": ""})));
+    accepted(check(json!({"type": "DNS", "query": "example.org", "queryType": "SOA"})));
+    accepted(check(json!({"type": "GRPC", "service": "shop.Cart"})));
+    accepted(with(json!({"sorryServer": {"address": "10.0.0.99"}, "quorum": 2, "hysteresis": 1})));
+    accepted(with(json!({"healthCheck": {"type": "TCP"},
+        "backends": [{"address": "10.0.0.1", "healthCheck": {"port": 9000}},
+                     {"address": "10.0.0.2", "healthCheck": {"disabled": true}}]})));
+    accepted(json!({"fwmark": 7, "family": "IPv4", "healthCheck": {"type": "TCP", "port": 443},
+        "backends": [{"address": "10.0.0.1"}]}));
+}
+
+#[test]
+fn the_timeout_is_below_the_interval_with_the_defaults() {
+    let message = "timeoutSeconds (default 2) must be below intervalSeconds (default 5)";
+    refused(check(json!({"type": "TCP", "timeoutSeconds": 5})), message);
+    refused(check(json!({"type": "TCP", "intervalSeconds": 2})), message);
+    refused(check(json!({"type": "TCP", "intervalSeconds": 4, "timeoutSeconds": 4})), message);
+    accepted(check(json!({"type": "TCP", "intervalSeconds": 2, "timeoutSeconds": 1})));
+    accepted(check(json!({"type": "TCP", "intervalSeconds": 3})));
+    accepted(check(json!({"type": "TCP", "timeoutSeconds": 4})));
+}
+
+#[test]
+fn probe_fields_only_with_their_type() {
+    let http = "path, host, method, expectStatus and expectBody are only for types HTTP and HTTPS";
+    for (field, value) in [
+        ("path", json!("/")),
+        ("host", json!("a")),
+        ("method", json!("GET")),
+        ("expectStatus", json!(["200"])),
+        ("expectBody", json!("ok")),
+    ] {
+        let mut hc = json!({"type": "TCP"});
+        hc[field] = value;
+        refused(check(hc), http);
+    }
+    let https = "serverName and insecureSkipVerify are only for type HTTPS";
+    refused(check(json!({"type": "HTTP", "serverName": "a"})), https);
+    refused(check(json!({"type": "HTTP", "insecureSkipVerify": false})), https);
+    let udp = "send and expectPrefix are only for type UDP";
+    refused(check(json!({"type": "TCP", "send": "00"})), udp);
+    refused(check(json!({"type": "DNS", "query": "a", "expectPrefix": "00"})), udp);
+    let dns = "query and queryType are only for type DNS";
+    refused(check(json!({"type": "HTTP", "query": "a"})), dns);
+    refused(check(json!({"type": "TCP", "queryType": "A"})), dns);
+    refused(check(json!({"type": "HTTPS", "service": "a"})), "service is only for type GRPC");
+}
+
+#[test]
+fn dns_needs_a_query_and_head_reads_no_body() {
+    refused(check(json!({"type": "DNS"})), "query is required with type DNS");
+    refused(check(json!({"type": "DNS", "queryType": "A"})), "query is required with type DNS");
+    refused(check(json!({"type": "HTTP", "method": "HEAD", "expectBody": "ok"})), "expectBody needs method GET");
+}
+
+#[test]
+fn quorum_and_hysteresis_need_a_sorry_server() {
+    refused(with(json!({"quorum": 2})), "quorum and hysteresis need sorryServer");
+    refused(with(json!({"hysteresis": 0})), "quorum and hysteresis need sorryServer");
+}
+
+#[test]
+fn a_backend_health_check_is_a_port_or_disabled_and_needs_the_service_check() {
+    let backend = |bhc: Value| {
+        with(json!({"healthCheck": {"type": "TCP"}, "backends": [{"address": "10.0.0.1", "healthCheck": bhc}]}))
+    };
+    let message = "exactly one of port and disabled must be set";
+    refused(backend(json!({"port": 9000, "disabled": true})), message);
+    refused(backend(json!({"port": 9000, "disabled": false})), message);
+    refused(backend(json!({})), message);
+    accepted(backend(json!({"disabled": false})));
+    refused(
+        with(json!({"backends": [{"address": "10.0.0.1", "healthCheck": {"disabled": true}}]})),
+        "backends[].healthCheck needs healthCheck",
+    );
+}
+
+#[test]
+fn a_backend_on_port_zero_needs_a_port_to_probe() {
+    let message = "a backend on port 0 needs healthCheck.port or its own healthCheck";
+    let fwmark =
+        |backend: Value| json!({"fwmark": 7, "family": "IPv4", "healthCheck": {"type": "TCP"}, "backends": [backend]});
+    refused(fwmark(json!({"address": "10.0.0.1"})), message);
+    refused(fwmark(json!({"address": "10.0.0.1", "port": 0})), message);
+    refused(fwmark(json!({"address": "10.0.0.1", "healthCheck": {"disabled": false}})), message);
+    accepted(fwmark(json!({"address": "10.0.0.1", "port": 443})));
+    accepted(fwmark(json!({"address": "10.0.0.1", "healthCheck": {"port": 443}})));
+    accepted(fwmark(json!({"address": "10.0.0.1", "healthCheck": {"disabled": true}})));
+    refused(
+        json!({"address": "192.0.2.1", "port": 0, "persistence": {}, "healthCheck": {"type": "TCP"},
+            "backends": [{"address": "10.0.0.1"}]}),
+        message,
+    );
+}

@@ -664,3 +664,434 @@ fn service_names_are_dns_labels() {
         assert!(!is_dns_label(bad), "{bad}");
     }
 }
+
+// ---- health checks and the sorry server ----
+
+mod health_checks {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::health::{self, DnsQueryType, HttpMethod, HttpProbe, HttpsProbe, Probe, Schedule, StatusRange};
+    use crate::table::{BackendCheck, HealthPolicy, OnFailure};
+
+    fn policy(yaml: &str) -> HealthPolicy {
+        let service = ok(yaml);
+        let policy = service.health.expect("a health policy");
+        (*policy).clone()
+    }
+
+    /// A service on 192.0.2.10:80 with two backends and `extra` (YAML lines) appended.
+    fn web(extra: &str) -> String {
+        format!("{WEB}{extra}")
+    }
+
+    fn check(extra: &str) -> String {
+        web(&format!("healthCheck:\n{extra}"))
+    }
+
+    #[test]
+    fn no_health_check_no_policy() {
+        assert_eq!(ok(WEB).health, None);
+    }
+
+    #[test]
+    fn a_full_http_check_maps_every_field() {
+        let p = policy(
+            "
+address: 192.0.2.10
+port: 80
+backends:
+  - address: 10.0.0.11
+    port: 8080
+    healthCheck: {port: 9100}
+  - address: 10.0.0.12
+    healthCheck: {disabled: true}
+  - address: 10.0.0.13
+    healthCheck: {disabled: false}
+healthCheck:
+  type: HTTP
+  intervalSeconds: 10
+  timeoutSeconds: 3
+  rise: 1
+  fall: 5
+  port: 8081
+  sourceAddress: 192.0.2.250
+  path: /healthz?full=1
+  host: web.example:8080
+  method: GET
+  expectStatus: ['200', '301-302']
+  expectBody: ok
+  onFailure: Remove
+  slowStartSeconds: 30
+  initialState: Unhealthy
+sorryServer:
+  address: 10.0.0.99
+  port: 8080
+  forwarding: {method: Local}
+quorum: 4
+hysteresis: 2
+",
+        );
+        let http = HttpProbe::new("/healthz?full=1")
+            .with_host("web.example:8080")
+            .with_method(HttpMethod::Get)
+            .with_status(vec![StatusRange::single(200).unwrap(), StatusRange::new(301, 302).unwrap()])
+            .with_body("ok");
+        let sorry = DestKey::new(v4("10.0.0.99"), 8080);
+        let want = HealthPolicy {
+            check: Some(health::Check::new(Probe::Http(http), Duration::from_secs(3))),
+            schedule: Schedule { interval: Duration::from_secs(10), rise: 1, fall: 5, initial_healthy: false },
+            port: Some(8081),
+            source: Some(v4("192.0.2.250")),
+            on_failure: OnFailure::Remove,
+            slow_start: Some(Duration::from_secs(30)),
+            sorry_server: Some(Destination::new(
+                sorry,
+                DestConfig { forward: ForwardMethod::Local, ..DestConfig::masquerade(1) },
+            )),
+            quorum: 4,
+            hysteresis: 2,
+            backends: BTreeMap::from([
+                (DestKey::new(v4("10.0.0.11"), 8080), BackendCheck::Port(9100)),
+                (DestKey::new(v4("10.0.0.12"), 80), BackendCheck::Disabled),
+            ]),
+        };
+        assert_eq!(p, want);
+    }
+
+    #[test]
+    fn defaults_are_tcp_every_5s_timeout_2_rise_2_fall_3_inhibit_healthy() {
+        let p = policy(&check("  type: TCP\n"));
+        assert_eq!(
+            p,
+            HealthPolicy {
+                check: Some(health::Check::new(Probe::Tcp, Duration::from_secs(2))),
+                schedule: Schedule { interval: Duration::from_secs(5), rise: 2, fall: 3, initial_healthy: true },
+                port: None,
+                source: None,
+                on_failure: OnFailure::Inhibit,
+                slow_start: None,
+                sorry_server: None,
+                quorum: 1,
+                hysteresis: 0,
+                backends: BTreeMap::new(),
+            }
+        );
+        let http = policy(&check("  type: HTTP\n"));
+        assert_eq!(http.check.map(|c| c.probe), Some(Probe::Http(HttpProbe::new("/"))));
+        let https = policy(&check("  type: HTTPS\n"));
+        assert_eq!(https.check.map(|c| c.probe), Some(Probe::Https(HttpsProbe::new(HttpProbe::new("/")))));
+    }
+
+    #[test]
+    fn each_probe_type_maps_its_fields() {
+        let probe = |extra: &str| policy(&check(extra)).check.map(|c| c.probe);
+        assert_eq!(
+            probe("  type: HTTPS\n  serverName: web.example\n  insecureSkipVerify: true\n  method: HEAD\n"),
+            Some(Probe::Https(
+                HttpsProbe::new(HttpProbe::new("/").with_method(HttpMethod::Head))
+                    .with_server_name("web.example")
+                    .insecure()
+            ))
+        );
+        assert_eq!(
+            probe("  type: UDP\n  send: 'DEADbeef'\n  expectPrefix: ''\n"),
+            Some(Probe::Udp { send: vec![0xde, 0xad, 0xbe, 0xef], expect_prefix: Vec::new() })
+        );
+        assert_eq!(probe("  type: UDP\n"), Some(Probe::Udp { send: Vec::new(), expect_prefix: Vec::new() }));
+        assert_eq!(
+            probe("  type: DNS\n  query: example.org\n"),
+            Some(Probe::Dns { query: "example.org".to_owned(), query_type: DnsQueryType::A })
+        );
+        assert_eq!(
+            probe("  type: DNS\n  query: _sip._udp.example.org.\n  queryType: SRV\n"),
+            Some(Probe::Dns { query: "_sip._udp.example.org.".to_owned(), query_type: DnsQueryType::Srv })
+        );
+        assert_eq!(probe("  type: GRPC\n"), Some(Probe::Grpc { service: None }));
+        assert_eq!(
+            probe("  type: GRPC\n  service: shop.Cart\n"),
+            Some(Probe::Grpc { service: Some("shop.Cart".to_owned()) })
+        );
+    }
+
+    #[test]
+    fn the_sorry_server_defaults_to_the_service_port_and_forwarding() {
+        let p = policy(
+            "address: 192.0.2.10\nport: 80\nforwarding: {method: DirectRouting}\nbackends: [{address: 10.0.0.11}]\n\
+             sorryServer: {address: 10.0.0.99}\n",
+        );
+        assert_eq!(p.check, None, "a sorry server alone probes nothing");
+        assert_eq!((p.quorum, p.hysteresis), (1, 0));
+        let sorry = p.sorry_server.expect("a sorry server");
+        assert_eq!(sorry.key, DestKey::new(v4("10.0.0.99"), 80));
+        assert_eq!(sorry.config, DestConfig { forward: ForwardMethod::DirectRoute, ..DestConfig::masquerade(1) });
+
+        // Its own port and forwarding, checked like a backend's.
+        let p = policy(&web("sorryServer: {address: 10.0.0.99, port: 8080, forwarding: {method: Masquerade}}\n"));
+        let sorry = p.sorry_server.expect("a sorry server");
+        assert_eq!((sorry.key, sorry.config), (DestKey::new(v4("10.0.0.99"), 8080), DestConfig::masquerade(1)));
+        let p = policy(&web("sorryServer: {address: 'fd00::99', forwarding: {method: Tunnel}}\n"));
+        assert_eq!(p.sorry_server.map(|s| s.config.forward), Some(ForwardMethod::Tunnel));
+    }
+
+    #[test]
+    fn the_sorry_server_is_checked_like_a_backend() {
+        assert_error(&web("sorryServer: {address: sorry}\n"), "spec.sorryServer.address", "not an IPv4 or IPv6");
+        assert_error(&web("sorryServer: {address: 10.0.0.99, port: 65536}\n"), "spec.sorryServer.port", "out of range");
+        assert_error(
+            &web("sorryServer: {address: 'fd00::99'}\n"),
+            "spec.sorryServer.address",
+            "another family needs forwarding method Tunnel",
+        );
+        assert_error(
+            &web("sorryServer: {address: 10.0.0.99, port: 8080, forwarding: {method: DirectRouting}}\n"),
+            "spec.sorryServer.port",
+            "DirectRouting cannot change the port",
+        );
+        assert_error(
+            &web("sorryServer: {address: 10.0.0.99, forwarding: {method: Tunnel, tunnel: {type: GUE}}}\n"),
+            "spec.sorryServer.forwarding.tunnel.port",
+            "required with type GUE",
+        );
+        assert_error(
+            &web("sorryServer: {address: 10.0.0.12}\n"),
+            "spec.sorryServer",
+            "10.0.0.12:80 is spec.backends[1]: the sorry server must not be one of the backends",
+        );
+    }
+
+    #[test]
+    fn quorum_and_hysteresis_need_a_sorry_server_and_their_ranges() {
+        assert_error(&web("quorum: 2\n"), "spec.quorum", "needs spec.sorryServer");
+        assert_error(&web("hysteresis: 1\n"), "spec.hysteresis", "needs spec.sorryServer");
+        let sorry = "sorryServer: {address: 10.0.0.99}\n";
+        assert_error(&web(&format!("{sorry}quorum: 0\n")), "spec.quorum", "0 is out of range 1-");
+        assert_error(&web(&format!("{sorry}hysteresis: -1\n")), "spec.hysteresis", "-1 is out of range 0-");
+        let p = policy(&web(&format!("{sorry}quorum: 3\nhysteresis: 1\n")));
+        assert_eq!((p.quorum, p.hysteresis), (3, 1));
+    }
+
+    #[test]
+    fn timing_and_counts_are_ranged() {
+        assert_error(
+            &check("  type: TCP\n  intervalSeconds: 1\n"),
+            "spec.healthCheck.intervalSeconds",
+            "out of range 2-86400",
+        );
+        assert_error(
+            &check("  type: TCP\n  timeoutSeconds: 0\n"),
+            "spec.healthCheck.timeoutSeconds",
+            "out of range 1-86400",
+        );
+        assert_error(&check("  type: TCP\n  rise: 0\n"), "spec.healthCheck.rise", "0 is out of range 1-4294967295");
+        assert_error(&check("  type: TCP\n  fall: -1\n"), "spec.healthCheck.fall", "out of range");
+        assert_error(&check("  type: TCP\n  port: 0\n"), "spec.healthCheck.port", "0 is out of range 1-65535");
+        assert_error(
+            &check("  type: TCP\n  slowStartSeconds: 0\n"),
+            "spec.healthCheck.slowStartSeconds",
+            "out of range 1-",
+        );
+    }
+
+    #[test]
+    fn the_timeout_is_below_the_interval_defaults_included() {
+        assert_error(
+            &check("  type: TCP\n  intervalSeconds: 3\n  timeoutSeconds: 3\n"),
+            "spec.healthCheck.timeoutSeconds",
+            "3 is not below intervalSeconds 3",
+        );
+        assert_error(
+            &check("  type: TCP\n  timeoutSeconds: 5\n"),
+            "spec.healthCheck.timeoutSeconds",
+            "5 is not below intervalSeconds 5 (the default)",
+        );
+        assert_error(
+            &check("  type: TCP\n  intervalSeconds: 2\n"),
+            "spec.healthCheck.intervalSeconds",
+            "2 is not above the default timeoutSeconds 2",
+        );
+        let p = policy(&check("  type: TCP\n  intervalSeconds: 2\n  timeoutSeconds: 1\n"));
+        assert_eq!(p.check.map(|c| c.timeout), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_field_of_another_type_names_the_field_and_the_type() {
+        for (extra, field, message) in [
+            ("  type: TCP\n  path: /\n", "path", "only for types HTTP and HTTPS, not TCP"),
+            ("  type: UDP\n  host: a\n", "host", "only for types HTTP and HTTPS, not UDP"),
+            ("  type: DNS\n  query: a\n  method: GET\n", "method", "not DNS"),
+            ("  type: GRPC\n  expectStatus: ['200']\n", "expectStatus", "not GRPC"),
+            ("  type: TCP\n  expectBody: ok\n", "expectBody", "not TCP"),
+            ("  type: HTTP\n  serverName: a\n", "serverName", "only for type HTTPS, not HTTP"),
+            ("  type: HTTP\n  insecureSkipVerify: false\n", "insecureSkipVerify", "only for type HTTPS, not HTTP"),
+            ("  type: TCP\n  send: '00'\n", "send", "only for type UDP, not TCP"),
+            ("  type: DNS\n  query: a\n  expectPrefix: '00'\n", "expectPrefix", "only for type UDP, not DNS"),
+            ("  type: HTTP\n  query: a\n", "query", "only for type DNS, not HTTP"),
+            ("  type: TCP\n  queryType: A\n", "queryType", "only for type DNS, not TCP"),
+            ("  type: HTTPS\n  service: a\n", "service", "only for type GRPC, not HTTPS"),
+        ] {
+            assert_error(&check(extra), &format!("spec.healthCheck.{field}"), message);
+        }
+    }
+
+    #[test]
+    fn http_fields_are_checked() {
+        let http = |extra: &str| check(&format!("  type: HTTP\n{extra}"));
+        assert_error(&http("  path: healthz\n"), "spec.healthCheck.path", "does not start with \"/\"");
+        assert_error(&http("  path: /a b\n"), "spec.healthCheck.path", "not a request target");
+        assert_error(&http("  host: 'a b'\n"), "spec.healthCheck.host", "not a host or host:port");
+        assert_error(&http("  expectStatus: []\n"), "spec.healthCheck.expectStatus", "empty");
+        for bad in ["2xx", "99", "600", "300-200", "200-600", "20-299", "200-", "-200", "0200"] {
+            assert_error(
+                &http(&format!("  expectStatus: ['200', '{bad}']\n")),
+                "spec.healthCheck.expectStatus[1]",
+                &format!("`{bad}` is not a status code or range"),
+            );
+        }
+        assert_error(&http("  expectBody: ''\n"), "spec.healthCheck.expectBody", "empty");
+        assert_error(&http("  method: HEAD\n  expectBody: ok\n"), "spec.healthCheck.expectBody", "use method GET");
+        let https = |extra: &str| check(&format!("  type: HTTPS\n{extra}"));
+        assert_error(&https("  serverName: 'bad name'\n"), "spec.healthCheck.serverName", "not a DNS name");
+        assert_error(&https("  host: 'web..example:8443'\n"), "spec.healthCheck.host", "TLS server name");
+        // An IPv6 literal host is an address, fine as the server name.
+        policy(&https("  host: '[2001:db8::1]:8443'\n"));
+    }
+
+    #[test]
+    fn udp_dns_and_grpc_fields_are_checked() {
+        for bad in ["0", "abc", "zz", "+f", "0x00"] {
+            assert_error(&check(&format!("  type: UDP\n  send: '{bad}'\n")), "spec.healthCheck.send", "not hex bytes");
+        }
+        assert_error(&check("  type: UDP\n  expectPrefix: 'g0'\n"), "spec.healthCheck.expectPrefix", "not hex bytes");
+        assert_error(&check("  type: DNS\n"), "spec.healthCheck.query", "required with type DNS");
+        assert_error(&check("  type: DNS\n  query: ''\n"), "spec.healthCheck.query", "empty");
+        assert_error(
+            &check(&format!("  type: DNS\n  query: {}.example\n", "a".repeat(64))),
+            "spec.healthCheck.query",
+            "not a DNS name",
+        );
+        assert_error(&check("  type: GRPC\n  service: ''\n"), "spec.healthCheck.service", "empty");
+    }
+
+    #[test]
+    fn the_source_address_is_a_unicast_address_of_the_backends_family() {
+        assert_error(&check("  type: TCP\n  sourceAddress: node-1\n"), "spec.healthCheck.sourceAddress", "not an IPv4");
+        assert_error(
+            &check("  type: TCP\n  sourceAddress: 224.0.0.1\n"),
+            "spec.healthCheck.sourceAddress",
+            "not a unicast address",
+        );
+        assert_error(
+            &check("  type: TCP\n  sourceAddress: 'fd00::1'\n"),
+            "spec.healthCheck.sourceAddress",
+            "fd00::1 is IPv6 but spec.backends[0] (10.0.0.11) is IPv4",
+        );
+    }
+
+    #[test]
+    fn backend_overrides_are_checked() {
+        let with = |hc: &str| {
+            format!(
+                "address: 192.0.2.10\nport: 80\nhealthCheck: {{type: TCP}}\n\
+                 backends: [{{address: 10.0.0.11}}, {{address: 10.0.0.12, healthCheck: {hc}}}]\n"
+            )
+        };
+        assert_error(&with("{port: 0}"), "spec.backends[1].healthCheck.port", "0 is out of range 1-65535");
+        assert_error(&with("{port: 9000, disabled: true}"), "spec.backends[1].healthCheck", "exclude each other");
+        assert_error(&with("{}"), "spec.backends[1].healthCheck", "empty");
+        assert_error(
+            "address: 192.0.2.10\nport: 80\nbackends: [{address: 10.0.0.11, healthCheck: {disabled: true}}]\n",
+            "spec.backends[0].healthCheck",
+            "needs spec.healthCheck",
+        );
+        let p = policy(&with("{port: 9000}"));
+        assert_eq!(p.backends, BTreeMap::from([(DestKey::new(v4("10.0.0.12"), 80), BackendCheck::Port(9000))]));
+        assert_eq!(p.target(&DestKey::new(v4("10.0.0.12"), 80)).map(|t| t.target.port()), Some(9000));
+        assert_eq!(p.target(&DestKey::new(v4("10.0.0.11"), 80)).map(|t| t.target.port()), Some(80));
+    }
+
+    #[test]
+    fn a_backend_on_port_0_needs_a_port_to_probe() {
+        let fwmark = "fwmark: 7\nfamily: IPv4\nbackends: [{address: 10.0.0.1}, {address: 10.0.0.2, port: 8080}]\n";
+        assert_error(
+            &format!("{fwmark}healthCheck: {{type: TCP}}\n"),
+            "spec.backends[0]",
+            "port 0 leaves the health check nothing to probe",
+        );
+        let p = policy(&format!("{fwmark}healthCheck: {{type: TCP, port: 443}}\n"));
+        assert_eq!(p.port, Some(443));
+        policy(
+            "fwmark: 7\nfamily: IPv4\nhealthCheck: {type: TCP}\n\
+             backends: [{address: 10.0.0.1, healthCheck: {port: 443}}, {address: 10.0.0.2, healthCheck: {disabled: true}}]\n",
+        );
+        assert_error(
+            "fwmark: 7\nfamily: IPv4\nhealthCheck: {type: TCP}\nbackends: [{address: 10.0.0.1, healthCheck: {disabled: false}}]\n",
+            "spec.backends[0]",
+            "nothing to probe",
+        );
+        // Endpoints keep port 0 with direct routing on a fwmark service: the check needs its own port.
+        assert_error(
+            "fwmark: 7\nfamily: IPv4\nforwarding: {method: DirectRouting}\nhealthCheck: {type: TCP}\n\
+             backendsFrom: [{service: web}]\n",
+            "spec.healthCheck.port",
+            "the backends of spec.backendsFrom[0] keep the service's port 0 (DirectRouting)",
+        );
+    }
+
+    #[test]
+    fn every_health_problem_is_reported_at_once() {
+        let r = rejected(
+            "
+address: 192.0.2.10
+port: 80
+backends:
+  - address: 10.0.0.11
+    healthCheck: {port: 70000}
+healthCheck:
+  type: TCP
+  timeoutSeconds: 9
+  rise: 0
+  path: /
+  sourceAddress: nowhere
+sorryServer: {address: 10.0.0.11}
+quorum: 0
+",
+        );
+        let fields: Vec<_> = r.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "spec.backends[0].healthCheck.port",
+                "spec.healthCheck.timeoutSeconds",
+                "spec.healthCheck.rise",
+                "spec.healthCheck.sourceAddress",
+                "spec.healthCheck.path",
+                "spec.sorryServer",
+                "spec.quorum",
+            ]
+        );
+        assert_eq!(r.key, Some(ServiceKey::tcp(v4("192.0.2.10"), 80)));
+    }
+
+    #[test]
+    fn unknown_health_fields_are_rejected_with_their_name() {
+        for (yaml, name) in [
+            ("address: 192.0.2.1\nport: 80\nhealthCheck: {type: TCP, command: /bin/true}\n", "command"),
+            ("address: 192.0.2.1\nport: 80\nsorryServer: {address: 10.0.0.1, weight: 2}\n", "weight"),
+            ("address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.1, healthCheck: {path: /}}]\n", "path"),
+        ] {
+            let err = serde_yaml::from_str::<VirtualServiceSpec>(yaml).unwrap_err().to_string();
+            assert!(err.contains(&format!("unknown field `{name}`")), "{err}");
+        }
+        let err = serde_yaml::from_str::<VirtualServiceSpec>("address: 192.0.2.1\nport: 80\nhealthCheck: {port: 80}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `type`"), "{err}");
+        let err =
+            serde_yaml::from_str::<VirtualServiceSpec>("address: 192.0.2.1\nport: 80\nhealthCheck: {type: ICMP}\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("unknown variant `ICMP`"), "{err}");
+    }
+}
