@@ -7,6 +7,8 @@
 //! - Ready endpoints are backends. Terminating and not-ready ones are left out, so the planner drains them like a
 //!   removed static backend (weight 0 while their connections last, up to `drainTimeoutSeconds`).
 //! - Of an endpoint's addresses only the first is used (they are fungible, as the EndpointSlice API says).
+//! - The backends share the service's health policy (`DesiredService::health`, cloned with the service); an
+//!   endpoint that is the sorry server is an error.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -58,6 +60,10 @@ pub fn resolve(
     let mut origin: BTreeMap<DestKey, String> = BTreeMap::new();
     for key in service.dests.keys() {
         origin.insert(*key, "in spec.backends".to_owned());
+    }
+    // The sorry server stands in for the backends; it cannot be one of them (validation checks the static ones).
+    if let Some(sorry) = service.health.as_ref().and_then(|h| h.sorry_server.as_ref()) {
+        origin.insert(sorry.key, "the sorry server (spec.sorryServer)".to_owned());
     }
     for from in &declared.backends_from {
         let Some(all) = slices.get(&(namespace.clone(), from.service.clone())) else { continue };
@@ -246,5 +252,36 @@ mod tests {
             ("web", "new", slice(&[(None, 8080)], &[("10.0.0.1", true)])),
         ]);
         assert_eq!(resolve_with(&d, &s), Ok(vec!["10.0.0.1:8080 w1".to_owned()]));
+    }
+
+    #[test]
+    fn endpoints_get_the_service_health_policy() {
+        let d = declared(
+            "address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.9, port: 8080}]\nbackendsFrom: [{service: web}]\n\
+             healthCheck: {type: HTTP, path: /healthz}\n",
+        );
+        let policy = d.service.health.clone().expect("a policy");
+        let s = slices(&[("web", "a", slice(&[(None, 8080)], &[("10.0.0.1", true)]))]);
+        let service = resolve(&id(), &d, &s).unwrap();
+        assert!(service.health.as_ref().is_some_and(|h| std::sync::Arc::ptr_eq(h, &policy)), "the same policy");
+        let endpoint = DestKey::new(v4("10.0.0.1"), 8080);
+        assert!(service.dests.contains_key(&endpoint));
+        let target = policy.target(&endpoint).expect("an endpoint is probed");
+        assert_eq!(target.target, "10.0.0.1:8080".parse().unwrap());
+        assert!(policy.backends.is_empty(), "endpoints have no overrides; they get the service's check");
+    }
+
+    #[test]
+    fn an_endpoint_cannot_be_the_sorry_server() {
+        let d = declared(
+            "address: 192.0.2.1\nport: 80\nbackendsFrom: [{service: web}]\nsorryServer: {address: 10.0.0.2, port: 8080}\n",
+        );
+        let s = slices(&[("web", "web-a", slice(&[(None, 8080)], &[("10.0.0.1", true), ("10.0.0.2", true)]))]);
+        assert_eq!(
+            resolve_with(&d, &s).unwrap_err(),
+            vec![
+                "prod/web: spec.backendsFrom[0]: backend 10.0.0.2:8080 from spec.backendsFrom[0] (EndpointSlice web-a) is also the sorry server (spec.sorryServer)"
+            ]
+        );
     }
 }
