@@ -146,8 +146,8 @@ fn examples_apply_and_read_back_like_ipvsadm() {
     ] {
         assert!(rules.iter().any(|r| r == line), "missing {line:?} in\n{}", rules.join("\n"));
     }
-    assert_eq!(rules.iter().filter(|l| l.starts_with("-A ")).count(), 8, "{rules:#?}");
-    assert_eq!(rules.iter().filter(|l| l.starts_with("-a ")).count(), 19, "{rules:#?}");
+    assert_eq!(rules.iter().filter(|l| l.starts_with("-A ")).count(), 9, "{rules:#?}");
+    assert_eq!(rules.iter().filter(|l| l.starts_with("-a ")).count(), 21, "{rules:#?}");
 
     let plan = ns.cli_run(&args("plan"));
     plan.expect_code(0);
@@ -336,7 +336,7 @@ fn services_of_other_tools_survive_every_pass() {
     }
     let apply = work.apply(&ns);
     apply.expect_code(0);
-    assert_eq!(ns.saved_rules().iter().filter(|l| l.starts_with("-A ")).count(), 2 + 8);
+    assert_eq!(ns.saved_rules().iter().filter(|l| l.starts_with("-A ")).count(), 2 + 9);
     assert_eq!(foreign_now(), foreign, "apply touched a foreign service");
 
     // Changes: an edit and a removed file.

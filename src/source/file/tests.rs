@@ -281,8 +281,8 @@ fn examples_validate_into_the_documented_table() {
     let out = desired_of(load);
     assert!(out.is_clean(), "{:#?} {:#?}", out.errors, out.conflicts);
     // The numbers examples/README.md states.
-    assert_eq!(out.table.services.len(), 8);
-    assert_eq!(out.table.services.values().map(|s| s.dests.len()).sum::<usize>(), 19);
+    assert_eq!(out.table.services.len(), 9);
+    assert_eq!(out.table.services.values().map(|s| s.dests.len()).sum::<usize>(), 21);
 }
 
 #[test]
