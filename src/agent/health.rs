@@ -299,7 +299,7 @@ mod tests {
 
     fn policy() -> HealthPolicy {
         HealthPolicy {
-            check: Check::new(Probe::Tcp, Duration::from_secs(1)),
+            check: Some(Check::new(Probe::Tcp, Duration::from_secs(1))),
             schedule: Schedule { interval: Duration::from_secs(2), rise: 2, fall: 3, initial_healthy: true },
             port: None,
             source: None,
