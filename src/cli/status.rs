@@ -73,9 +73,16 @@ pub fn render(report: &StatusReport, now: u64) -> String {
             rows.push(row(backend, now));
         }
     }
-    let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    // A service's line stands alone; the columns are as wide as the header and the backends need.
+    let is_service = |i: usize, row: &[String; 6]| i > 0 && !row[0].starts_with("  ");
+    let widths: Vec<usize> = (0..6)
+        .map(|c| {
+            let cells = rows.iter().enumerate().filter(|(i, r)| !is_service(*i, r));
+            cells.map(|(_, r)| r[c].chars().count()).max().unwrap_or(0)
+        })
+        .collect();
     for (i, row) in rows.iter().enumerate() {
-        let is_service = i > 0 && row[1].is_empty() && !row[0].starts_with("  ");
+        let is_service = is_service(i, row);
         let mut line = String::new();
         if is_service {
             line.push_str(&row[0]);

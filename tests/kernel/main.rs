@@ -8,4 +8,5 @@ mod agent;
 mod client;
 mod client_matrix;
 mod engine;
+mod health;
 mod support;
