@@ -128,6 +128,31 @@ pub struct HealthTracker {
     sorry: BTreeSet<ServiceKey>,
     /// Services in a slow start, and when they take their next step.
     steps: BTreeMap<ServiceKey, u64>,
+    /// What the checks say of each checked service's backends (for its status entry).
+    summaries: BTreeMap<ServiceKey, HealthSummary>,
+}
+
+/// What the checks say of one service's backends, as its status entry shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthSummary {
+    /// Checked backends that pass.
+    pub healthy: usize,
+    /// Checked backends that fail, with the last check error.
+    pub unhealthy: Vec<(crate::model::DestKey, Option<String>)>,
+}
+
+/// The summary of `service`'s checked backends, from `view`.
+fn summary(service: &DesiredService, policy: &HealthPolicy, view: &HealthView) -> HealthSummary {
+    let mut out = HealthSummary::default();
+    for key in service.dests.keys() {
+        let Some(target) = policy.target(key) else { continue };
+        match view.states.get(&target) {
+            Some(state) if !state.healthy => out.unhealthy.push((*key, state.last_error.clone())),
+            None if !policy.schedule.initial_healthy => out.unhealthy.push((*key, None)),
+            _ => out.healthy += 1,
+        }
+    }
+    out
 }
 
 fn health_in(view: &HealthView, key: &TargetKey) -> Option<TargetHealth> {
@@ -238,6 +263,11 @@ impl HealthTracker {
         self.recompute_all(declared, &due, view, now)
     }
 
+    /// What the checks say of each checked service.
+    pub fn summaries(&self) -> &BTreeMap<ServiceKey, HealthSummary> {
+        &self.summaries
+    }
+
     /// The states of the targets in use, as `view` has them (what is saved across restarts).
     pub fn states(&self, view: &HealthView) -> BTreeMap<TargetKey, crate::health::HealthState> {
         self.users.keys().filter_map(|t| view.states.get(t).map(|s| (t.clone(), s.clone()))).collect()
@@ -263,7 +293,12 @@ impl HealthTracker {
         let Some(service) = declared.services.get(key) else {
             self.sorry.remove(key);
             self.steps.remove(key);
+            self.summaries.remove(key);
             return self.effective.services.remove(key).is_some();
+        };
+        match service.health.as_deref().filter(|p| p.check.is_some()) {
+            Some(policy) => self.summaries.insert(*key, summary(service, policy, view)),
+            None => self.summaries.remove(key),
         };
         let result = effective(service, |target| health_in(view, target), now, self.sorry.contains(key));
         if result.sorry_active {
@@ -485,9 +520,12 @@ mod tests {
             assert_eq!(service.dests[&dest(1)].config.weight, 0);
         }
         assert!(tracker.health_changed(&declared, &one_down, 102).is_empty(), "seen once");
+        let key1 = ServiceKey::tcp([192, 0, 2, 1].into(), 80);
+        let summary = &tracker.summaries()[&key1];
+        assert_eq!((summary.healthy, summary.unhealthy.len()), (1, 1), "{summary:?}");
+        assert_eq!(summary.unhealthy[0].0, dest(1));
         // A weight edit keeps the targets; a new backend adds one; a service gone drops its own.
         let edited = table(&[(1, service(Some(policy()), &[(1, 9), (2, 5)])), (2, service(Some(policy()), &[(1, 7)]))]);
-        let key1 = ServiceKey::tcp([192, 0, 2, 1].into(), 80);
         assert!(!tracker.declared(&edited, Some(&[key1].into()), &one_down, 103));
         assert_eq!(tracker.effective().services[&key1].dests[&dest(1)].config.weight, 0, "still down");
         let grown =

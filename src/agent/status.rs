@@ -11,8 +11,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 use tracing::warn;
 
+use super::health::HealthSummary;
 use crate::api::ObjectId;
-use crate::api::v1alpha1::{API_VERSION, KIND, NodeStatus, VirtualService};
+use crate::api::v1alpha1::{API_VERSION, KIND, NodeStatus, UnhealthyBackend, VirtualService};
 use crate::model::ServiceKey;
 use crate::source::{DesiredState, ObjectReport, ObjectState, ReportChange, ReportsWanted};
 
@@ -48,7 +49,13 @@ pub struct KernelOutcome {
     pub refused: BTreeMap<ServiceKey, String>,
     /// Why the last pass did not run to its end, if it did not.
     pub pass_failed: Option<String>,
+    /// What the checks say of each checked service's backends.
+    pub health: BTreeMap<ServiceKey, HealthSummary>,
 }
+
+/// The failing backends an entry names, at most: a status entry must stay small (every write of it is a watch
+/// event for every agent); the counts say how many there are.
+pub const MAX_UNHEALTHY_LISTED: usize = 20;
 
 /// The entry node `node` reports for `report`; `None` when it reports nothing (the object does not select it, or is
 /// not a Kubernetes object). `lastTransitionTime` is kept from `previous` unless `programmed` or `reason` change.
@@ -83,6 +90,11 @@ pub fn entry(
         Some(p) if unchanged => p.last_transition_time.clone(),
         _ => Some(now.clone()),
     };
+    let health = match &report.state {
+        ObjectState::Desired { key, .. } => kernel.health.get(key),
+        _ => None,
+    };
+    let count = |n: usize| Some(i64::try_from(n).unwrap_or(i64::MAX));
     Some(NodeStatus {
         node_name: node.to_owned(),
         observed_generation: report.generation,
@@ -90,6 +102,16 @@ pub fn entry(
         reason: reason.to_owned(),
         message,
         backends,
+        healthy_backends: health.and_then(|h| count(h.healthy)),
+        unhealthy_backends: health.and_then(|h| count(h.unhealthy.len())),
+        unhealthy: health
+            .map(|h| {
+                let listed = h.unhealthy.iter().take(MAX_UNHEALTHY_LISTED);
+                listed
+                    .map(|(dest, error)| UnhealthyBackend { address: dest.to_string(), error: error.clone() })
+                    .collect()
+            })
+            .unwrap_or_default(),
         last_transition_time,
     })
 }
@@ -305,8 +327,11 @@ pub fn kernel_changes(previous: &KernelOutcome, next: &KernelOutcome) -> Reports
     if previous.pass_failed != next.pass_failed {
         return ReportsWanted { all: true, ..ReportsWanted::default() };
     }
-    let keys = previous.refused.keys().chain(next.refused.keys());
-    let keys = keys.filter(|key| previous.refused.get(key) != next.refused.get(key)).copied().collect();
+    let refused = previous.refused.keys().chain(next.refused.keys());
+    let mut keys: BTreeSet<ServiceKey> =
+        refused.filter(|key| previous.refused.get(key) != next.refused.get(key)).copied().collect();
+    let checked = previous.health.keys().chain(next.health.keys());
+    keys.extend(checked.filter(|key| previous.health.get(key) != next.health.get(key)).copied());
     ReportsWanted { keys, ..ReportsWanted::default() }
 }
 

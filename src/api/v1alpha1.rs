@@ -611,9 +611,29 @@ pub struct NodeStatus {
     /// Backends programmed on this node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backends: Option<i64>,
+    /// Of the health-checked backends, how many pass their checks from this node (absent without `healthCheck`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_backends: Option<i64>,
+    /// How many fail them (they have weight 0, or are removed with `onFailure: Remove`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_backends: Option<i64>,
+    /// The failing backends (at most 20), each with its last check error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unhealthy: Vec<UnhealthyBackend>,
     /// When `programmed` or `reason` last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
+}
+
+/// A backend failing its health checks on one node.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnhealthyBackend {
+    /// Address and port (`10.0.0.5:8080`, `[2001:db8::5]:8080`).
+    pub address: String,
+    /// The last check's error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The name each enum value has in manifests, for messages.

@@ -86,9 +86,11 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
 /// What a pass tells the status: the refusals of the services it looked at (a full pass looked at all of them;
 /// the others keep what an earlier pass found), or why it could not run.
 fn outcome_of(record: &PassRecord<'_, IpvsError>, refused: &mut BTreeMap<ServiceKey, String>) -> KernelOutcome {
+    // Only checked services have a summary (a copy per pass costs their number, not the table's).
+    let health = record.health.clone();
     let report = match record.result {
         Ok(report) => report,
-        Err(e) => return KernelOutcome { refused: refused.clone(), pass_failed: Some(e.to_string()) },
+        Err(e) => return KernelOutcome { refused: refused.clone(), pass_failed: Some(e.to_string()), health },
     };
     match record.scope {
         None => refused.clear(),
@@ -100,7 +102,7 @@ fn outcome_of(record: &PassRecord<'_, IpvsError>, refused: &mut BTreeMap<Service
     for op in &report.unanswered {
         refused.insert(*op.service_key(), format!("{op}: no answer from the kernel (outcome unknown)"));
     }
-    KernelOutcome { refused: refused.clone(), pass_failed: None }
+    KernelOutcome { refused: refused.clone(), pass_failed: None, health }
 }
 
 /// Writes status after each pass, from the index's reports and what the pass found.

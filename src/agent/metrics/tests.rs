@@ -16,6 +16,9 @@ async fn get(metrics: &Arc<Metrics>, path: &str) -> (StatusCode, String) {
     (status, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
+static NO_HEALTH: std::collections::BTreeMap<crate::model::ServiceKey, crate::agent::health::HealthSummary> =
+    std::collections::BTreeMap::new();
+
 fn record<'a>(
     desired: &'a Snapshot,
     result: &'a Result<PassReport<FakeError>, PassError<FakeError>>,
@@ -28,6 +31,7 @@ fn record<'a>(
         result,
         duration: Duration::from_millis(3),
         owned: 2,
+        health: &NO_HEALTH,
     }
 }
 

@@ -41,7 +41,8 @@ fn the_transition_time_moves_only_with_programmed_or_reason() {
     let first = entry(&desired(3), "n1", &KernelOutcome::default(), None, &at(10)).unwrap();
     let more = entry(&desired(4), "n1", &KernelOutcome::default(), Some(&first), &at(20)).unwrap();
     assert_eq!(more.last_transition_time, Some(at(10)), "a backend count change is no transition");
-    let refused = KernelOutcome { refused: [(key(), "invalid argument".to_owned())].into(), pass_failed: None };
+    let refused =
+        KernelOutcome { refused: [(key(), "invalid argument".to_owned())].into(), ..KernelOutcome::default() };
     let failed = entry(&desired(4), "n1", &refused, Some(&more), &at(30)).unwrap();
     assert_eq!((failed.programmed, failed.reason.as_str()), (false, KERNEL_REFUSED));
     assert_eq!(failed.message.as_deref(), Some("invalid argument"));
@@ -67,7 +68,7 @@ fn problems_name_what_went_wrong() {
     assert_eq!(e.reason, CONFLICT);
     assert_eq!(e.message.as_deref(), Some("service TCP 192.0.2.1:80 is claimed by prod/older, which is older"));
 
-    let down = KernelOutcome { refused: Default::default(), pass_failed: Some("reading failed".to_owned()) };
+    let down = KernelOutcome { pass_failed: Some("reading failed".to_owned()), ..KernelOutcome::default() };
     assert_eq!(entry(&desired(1), "n1", &down, None, &at(1)).unwrap().reason, PENDING);
     assert_eq!(entry(&report(ObjectState::NotSelected), "n1", &down, None, &at(1)), None);
 }
@@ -312,7 +313,8 @@ async fn the_writer_looks_only_at_what_changed_and_retries_what_failed() {
         };
         desired.update(|index| (index.apply(object), ()));
     }
-    let refused = KernelOutcome { refused: [(key(), "invalid argument".to_owned())].into(), pass_failed: None };
+    let refused =
+        KernelOutcome { refused: [(key(), "invalid argument".to_owned())].into(), ..KernelOutcome::default() };
     let write = tokio::spawn(async move {
         let ok = KernelOutcome::default();
         let first = writer.write(&desired, &ok, &at(1)).await;
@@ -346,12 +348,38 @@ async fn the_writer_looks_only_at_what_changed_and_retries_what_failed() {
 #[test]
 fn the_kernel_outcome_says_which_entries_it_changes() {
     let ok = KernelOutcome::default();
-    let refused = KernelOutcome { refused: [(key(), "invalid argument".to_owned())].into(), pass_failed: None };
+    let refused =
+        KernelOutcome { refused: [(key(), "invalid argument".to_owned())].into(), ..KernelOutcome::default() };
     assert_eq!(kernel_changes(&ok, &ok), ReportsWanted::default());
     assert_eq!(kernel_changes(&ok, &refused).keys, [key()].into());
     assert_eq!(kernel_changes(&refused, &ok).keys, [key()].into());
-    let other = KernelOutcome { refused: [(key(), "no memory".to_owned())].into(), pass_failed: None };
+    let other = KernelOutcome { refused: [(key(), "no memory".to_owned())].into(), ..KernelOutcome::default() };
     assert_eq!(kernel_changes(&refused, &other).keys, [key()].into(), "another reason is another message");
-    let down = KernelOutcome { refused: Default::default(), pass_failed: Some("read failed".to_owned()) };
+    let down = KernelOutcome { pass_failed: Some("read failed".to_owned()), ..KernelOutcome::default() };
     assert!(kernel_changes(&ok, &down).all && kernel_changes(&down, &ok).all);
+}
+
+#[test]
+fn a_checked_service_reports_its_healthy_and_unhealthy_backends() {
+    use crate::agent::health::HealthSummary;
+    use crate::model::DestKey;
+    let summary = HealthSummary {
+        healthy: 2,
+        unhealthy: vec![(DestKey::new([10, 0, 0, 3].into(), 8080), Some("connection refused".to_owned()))],
+    };
+    let kernel = KernelOutcome { health: [(key(), summary.clone())].into(), ..KernelOutcome::default() };
+    let e = entry(&desired(3), "n1", &kernel, None, &at(1)).unwrap();
+    assert_eq!((e.healthy_backends, e.unhealthy_backends), (Some(2), Some(1)));
+    assert_eq!(e.unhealthy[0].address, "10.0.0.3:8080");
+    assert_eq!(e.unhealthy[0].error.as_deref(), Some("connection refused"));
+    assert!(e.programmed, "a failing backend does not make the service unprogrammed");
+    let plain = entry(&desired(3), "n1", &KernelOutcome::default(), None, &at(1)).unwrap();
+    assert_eq!((plain.healthy_backends, plain.unhealthy_backends, plain.unhealthy.len()), (None, None, 0));
+    // A change of what the checks say is a change of that service's entry.
+    let healed = KernelOutcome {
+        health: [(key(), HealthSummary { healthy: 3, unhealthy: vec![] })].into(),
+        ..KernelOutcome::default()
+    };
+    assert_eq!(kernel_changes(&kernel, &healed).keys, [key()].into());
+    assert_eq!(kernel_changes(&kernel, &kernel.clone()), ReportsWanted::default());
 }
