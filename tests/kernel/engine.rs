@@ -361,7 +361,7 @@ fn services_of_other_tools_survive_every_pass() {
     }
     let apply = work.apply(&ns);
     apply.expect_code(0);
-    assert_eq!(apply.op_lines().len(), 7, "{apply}");
+    assert_eq!(apply.op_lines().len(), 8, "{apply}");
     assert_eq!(ns.saved_rules(), foreign, "emptying the manifests touched a foreign service");
     let plan = work.plan(&ns);
     plan.expect_code(0);
