@@ -179,9 +179,9 @@ pub struct VirtualServiceSpec {
 #[x_kube(
     cel,
     validation = Rule::new(
-        "(has(self.timeoutSeconds) ? self.timeoutSeconds : 2) < (has(self.intervalSeconds) ? self.intervalSeconds : 5)"
+        "!has(self.timeoutSeconds) || self.timeoutSeconds < (has(self.intervalSeconds) ? self.intervalSeconds : 5)"
     )
-    .message("timeoutSeconds (default 2) must be below intervalSeconds (default 5)"),
+    .message("timeoutSeconds must be below intervalSeconds (default 5)"),
     validation = Rule::new(
         "self.type in ['HTTP', 'HTTPS'] || \
          !(has(self.path) || has(self.host) || has(self.method) || has(self.expectStatus) || has(self.expectBody))"
@@ -207,9 +207,10 @@ pub struct HealthCheck {
     pub type_: HealthCheckType,
     /// Seconds between the starts of two probes of a backend. Default 5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 2, max = 86400))]
+    #[schemars(range(min = 1, max = 86400))]
     pub interval_seconds: Option<i64>,
-    /// Seconds one probe may take as a whole (connect, TLS, request, reply); below `intervalSeconds`. Default 2.
+    /// Seconds one probe may take as a whole (connect, TLS, request, reply); below `intervalSeconds`. Default 2, or
+    /// half the interval when that is shorter (checks every second time out after 500 ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub timeout_seconds: Option<i64>,

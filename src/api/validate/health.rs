@@ -20,7 +20,7 @@ use crate::table::{BackendCheck, HealthPolicy, OnFailure};
 
 /// Seconds between two probes of a backend when `intervalSeconds` is not given.
 pub const DEFAULT_INTERVAL_SECS: u64 = 5;
-/// Seconds a probe may take when `timeoutSeconds` is not given.
+/// Seconds a probe may take when `timeoutSeconds` is not given (half the interval when that is shorter).
 pub const DEFAULT_TIMEOUT_SECS: u64 = 2;
 /// Successes in a row that make an unhealthy backend healthy, when `rise` is not given.
 pub const DEFAULT_RISE: u32 = 2;
@@ -144,26 +144,28 @@ impl Check<'_> {
             None => Some(default),
             Some(v) => this.range::<u64>(&format!("{FIELD}.{name}"), v, min, MAX_HEALTH_SECS as i64),
         };
-        let interval = secs(self, "intervalSeconds", hc.interval_seconds, DEFAULT_INTERVAL_SECS, 2);
-        let timeout = secs(self, "timeoutSeconds", hc.timeout_seconds, DEFAULT_TIMEOUT_SECS, 1);
-        if let (Some(interval), Some(timeout)) = (interval, timeout)
+        let interval = secs(self, "intervalSeconds", hc.interval_seconds, DEFAULT_INTERVAL_SECS, 1);
+        let given_timeout = match hc.timeout_seconds {
+            None => Some(None),
+            Some(v) => self.range::<u64>(&format!("{FIELD}.timeoutSeconds"), v, 1, MAX_HEALTH_SECS as i64).map(Some),
+        };
+        if let (Some(interval), Some(Some(timeout))) = (interval, given_timeout)
             && timeout >= interval
         {
-            if hc.timeout_seconds.is_some() {
-                let default = if hc.interval_seconds.is_none() { " (the default)" } else { "" };
-                self.error(
-                    format!("{FIELD}.timeoutSeconds"),
-                    format!("{timeout} is not below intervalSeconds {interval}{default}"),
-                );
-            } else {
-                self.error(
-                    format!("{FIELD}.intervalSeconds"),
-                    format!(
-                        "{interval} is not above the default timeoutSeconds {timeout}: give a timeoutSeconds below it"
-                    ),
-                );
-            }
+            let default = if hc.interval_seconds.is_none() { " (the default)" } else { "" };
+            self.error(
+                format!("{FIELD}.timeoutSeconds"),
+                format!("{timeout} is not below intervalSeconds {interval}{default}"),
+            );
         }
+        // Not given: 2 s, or half the interval when that is shorter (checks every second time out after 500 ms).
+        let timeout = match (interval, given_timeout) {
+            (_, Some(Some(timeout))) => Some(Duration::from_secs(timeout)),
+            (Some(interval), Some(None)) => {
+                Some(Duration::from_secs(DEFAULT_TIMEOUT_SECS).min(Duration::from_millis(interval * 500)))
+            }
+            _ => None,
+        };
         let count = |this: &mut Self, name: &str, given: Option<i64>, default: u32| match given {
             None => Some(default),
             Some(v) => this.range::<u32>(&format!("{FIELD}.{name}"), v, 1, i64::from(u32::MAX)),
@@ -200,7 +202,7 @@ impl Check<'_> {
         let (interval, timeout, rise, fall) = (interval?, timeout?, rise?, fall?);
         let (port, source, probe, slow_start) = (port?, source?, probe?, slow_start?);
         (self.errors.len() == errors_before).then(|| Probing {
-            check: health::Check::new(probe, Duration::from_secs(timeout)),
+            check: health::Check::new(probe, timeout),
             schedule: Schedule { interval: Duration::from_secs(interval), rise, fall, initial_healthy },
             port,
             source,

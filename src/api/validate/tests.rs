@@ -875,9 +875,9 @@ hysteresis: 2
     #[test]
     fn timing_and_counts_are_ranged() {
         assert_error(
-            &check("  type: TCP\n  intervalSeconds: 1\n"),
+            &check("  type: TCP\n  intervalSeconds: 0\n"),
             "spec.healthCheck.intervalSeconds",
-            "out of range 2-86400",
+            "out of range 1-86400",
         );
         assert_error(
             &check("  type: TCP\n  timeoutSeconds: 0\n"),
@@ -906,13 +906,14 @@ hysteresis: 2
             "spec.healthCheck.timeoutSeconds",
             "5 is not below intervalSeconds 5 (the default)",
         );
-        assert_error(
-            &check("  type: TCP\n  intervalSeconds: 2\n"),
-            "spec.healthCheck.intervalSeconds",
-            "2 is not above the default timeoutSeconds 2",
-        );
         let p = policy(&check("  type: TCP\n  intervalSeconds: 2\n  timeoutSeconds: 1\n"));
         assert_eq!(p.check.map(|c| c.timeout), Some(Duration::from_secs(1)));
+        // Without a timeout: 2 s, or half the interval when that is shorter.
+        let timeout = |yaml: &str| policy(&check(yaml)).check.map(|c| c.timeout);
+        assert_eq!(timeout("  type: TCP\n"), Some(Duration::from_secs(2)));
+        assert_eq!(timeout("  type: TCP\n  intervalSeconds: 3\n"), Some(Duration::from_millis(1500)));
+        assert_eq!(timeout("  type: TCP\n  intervalSeconds: 1\n"), Some(Duration::from_millis(500)));
+        assert_eq!(policy(&check("  type: TCP\n  intervalSeconds: 1\n")).schedule.interval, Duration::from_secs(1));
     }
 
     #[test]
