@@ -2,10 +2,8 @@
 //! agent loop; the loop itself is the same as `run`'s.
 
 use std::collections::BTreeMap;
-use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -14,13 +12,12 @@ use tracing::info;
 
 use super::EXIT_OK;
 use super::args::AgentArgs;
-use super::commands::{connect, connector, print_report, shutdown_signal};
-use crate::agent::board::SharedBoard;
-use crate::agent::metrics::{HealthCollector, Metrics, router, status_router};
+use super::commands::{connect, connector, shutdown_signal};
+use super::operations::{Operations, observe_pass};
+use crate::agent::metrics::Metrics;
 use crate::agent::status::{KernelOutcome, Reported, StatusWriter};
 use crate::agent::{Agent, PassRecord};
 use crate::engine::Engine;
-use crate::health::{HealthScheduler, Prober, SchedulerConfig};
 use crate::ipvs::{IpvsError, NetnsSpec};
 use crate::model::ServiceKey;
 use crate::source::DesiredState;
@@ -34,16 +31,9 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
     let engine = Engine::new(connect(netns).await?, state)?;
     let desired = DesiredState::new();
     let node = args.node_name.clone();
-    // Checks run from this process (its network namespace), whatever `--netns` the table is in.
-    let checks = HealthScheduler::spawn(Prober::new(), SchedulerConfig::default());
-    let collector = HealthCollector::new(checks.shared_counters(), checks.subscribe());
-    let metrics = Metrics::with_health(Duration::from_secs(args.common.resync_seconds), Some(collector));
-    let board = SharedBoard::default();
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {} (--listen)", args.listen))?;
-    let routes = router(Arc::clone(&metrics)).merge(status_router(Arc::clone(&board), checks.subscribe()));
-    let http = tokio::spawn(axum::serve(listener, routes).into_future());
+    let ops = Operations::start(args.common.resync_seconds);
+    let metrics = Arc::clone(&ops.metrics);
+    let http = ops.serve(args.listen).await?;
     let api_metrics = Arc::clone(&metrics);
     let reported = Reported::default();
     let on_api = move |signal: ApiSignal| match signal {
@@ -63,16 +53,10 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
     let mut refused: BTreeMap<ServiceKey, String> = BTreeMap::new();
     let pass_metrics = Arc::clone(&metrics);
     let observer = Box::new(move |record: &PassRecord<'_, IpvsError>| {
-        pass_metrics.sources_ready();
-        pass_metrics.pass(record, record.duration, record.owned);
-        if let Ok(report) = record.result
-            && (!report.applied.is_empty() || !report.failures.is_empty() || !report.unanswered.is_empty())
-        {
-            print_report(report, record.desired);
-        }
+        observe_pass(&pass_metrics, record);
         outcome_tx.send_replace(outcome_of(record, &mut refused));
     });
-    let agent = Agent::new(engine, connector, desired, config, observer).with_health(checks).with_board(board);
+    let agent = ops.equip(Agent::new(engine, connector, desired, config, observer));
 
     let shutdown = shutdown_signal()?;
     info!(node = %node, listen = %args.listen, "agent running; SIGTERM leaves the IPVS table as it is");

@@ -6,6 +6,7 @@ mod args;
 mod commands;
 pub mod describe;
 pub mod ipvsadm_format;
+mod operations;
 mod run;
 mod status;
 

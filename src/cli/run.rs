@@ -3,7 +3,6 @@
 //! the table as it is on SIGTERM.
 
 use std::collections::BTreeSet;
-use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,12 +15,10 @@ use tracing::{error, info, warn};
 
 use super::EXIT_OK;
 use super::args::RunArgs;
-use super::commands::{connect, connector, print_report, shutdown_signal};
-use crate::agent::board::SharedBoard;
-use crate::agent::metrics::{HealthCollector, Metrics, router, status_router};
+use super::commands::{connect, connector, shutdown_signal};
+use super::operations::{Operations, observe_pass};
 use crate::agent::{Agent, PassRecord};
 use crate::engine::Engine;
-use crate::health::{HealthScheduler, Prober, SchedulerConfig};
 use crate::ipvs::{IpvsError, NetnsSpec};
 use crate::source::{Changed, DesiredState, FileSource};
 
@@ -59,32 +56,14 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
 
     let config = args.common.config();
     let connector = connector(netns);
-    // Checks run from this process (its network namespace), whatever `--netns` the table is in.
-    let checks = HealthScheduler::spawn(Prober::new(), SchedulerConfig::default());
-    let collector = HealthCollector::new(checks.shared_counters(), checks.subscribe());
-    let metrics = Metrics::with_health(Duration::from_secs(args.common.resync_seconds), Some(collector));
-    let board = SharedBoard::default();
+    let ops = Operations::start(args.common.resync_seconds);
     let http = match args.listen {
-        Some(listen) => {
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("listening on {listen} (--listen)"))?;
-            let routes = router(Arc::clone(&metrics)).merge(status_router(Arc::clone(&board), checks.subscribe()));
-            Some(tokio::spawn(axum::serve(listener, routes).into_future()))
-        }
+        Some(listen) => Some(ops.serve(listen).await?),
         None => None,
     };
-    let pass_metrics = Arc::clone(&metrics);
-    let observer = Box::new(move |record: &PassRecord<'_, IpvsError>| {
-        pass_metrics.sources_ready();
-        pass_metrics.pass(record, record.duration, record.owned);
-        if let Ok(report) = record.result
-            && (!report.applied.is_empty() || !report.failures.is_empty() || !report.unanswered.is_empty())
-        {
-            print_report(report, record.desired);
-        }
-    });
-    let agent = Agent::new(engine, connector, desired, config, observer).with_health(checks).with_board(board);
+    let metrics = Arc::clone(&ops.metrics);
+    let observer = Box::new(move |record: &PassRecord<'_, IpvsError>| observe_pass(&metrics, record));
+    let agent = ops.equip(Agent::new(engine, connector, desired, config, observer));
 
     let shutdown = shutdown_signal()?;
     info!(manifests = %args.manifests.display(), "running; SIGTERM leaves the IPVS table as it is");
