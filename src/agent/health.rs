@@ -244,17 +244,14 @@ impl HealthTracker {
             let health = health_in(view, target);
             if health != self.seen.get(target).copied() {
                 touched.extend(users.iter().copied());
+                // Remembered as applied, also when the change moves no weight.
+                match health {
+                    Some(health) => self.seen.insert(target.clone(), health),
+                    None => self.seen.remove(target),
+                };
             }
         }
-        let changed = self.recompute_all(declared, &touched, view, now);
-        // Remember what was applied, also for targets whose change moved no weight.
-        for target in self.users.keys() {
-            match health_in(view, target) {
-                Some(health) => self.seen.insert(target.clone(), health),
-                None => self.seen.remove(target),
-            };
-        }
-        changed
+        self.recompute_all(declared, &touched, view, now)
     }
 
     /// The services whose slow start takes a step at `now`, recomputed; those whose effective form changed.
@@ -318,13 +315,12 @@ impl HealthTracker {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::time::Duration;
 
     use proptest::prelude::*;
 
     use super::*;
-    use crate::health::{Check, Probe, Schedule};
+    use crate::health::Schedule;
     use crate::model::{DestConfig, DestKey, Destination, ServiceKey};
     use crate::table::{BackendCheck, fixtures};
 
@@ -332,20 +328,7 @@ mod tests {
         DestKey::new([10, 0, 0, last].into(), 8080)
     }
 
-    fn policy() -> HealthPolicy {
-        HealthPolicy {
-            check: Some(Check::new(Probe::Tcp, Duration::from_secs(1))),
-            schedule: Schedule { interval: Duration::from_secs(2), rise: 2, fall: 3, initial_healthy: true },
-            port: None,
-            source: None,
-            on_failure: OnFailure::Inhibit,
-            slow_start: None,
-            sorry_server: None,
-            quorum: 1,
-            hysteresis: 0,
-            backends: BTreeMap::new(),
-        }
-    }
+    use crate::table::fixtures::tcp_policy as policy;
 
     fn service(policy: Option<HealthPolicy>, weights: &[(u8, u32)]) -> Arc<DesiredService> {
         let dests: Vec<(DestKey, u32)> = weights.iter().map(|(d, w)| (dest(*d), *w)).collect();

@@ -197,9 +197,9 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
             let mut touched = self.tracker.health_changed(&self.desired.table, view, wall);
             touched.extend(self.tracker.steps_due(&self.desired.table, view, wall));
             drop(guard);
-            timers.step = self.step_timer(wall);
             if touched.is_empty() {
                 // A transition that moves no weight (another check's backend, or a state the table already has).
+                timers.step = self.step_timer(wall);
                 return;
             }
             health_scope = Some(touched);

@@ -44,6 +44,26 @@ pub fn desired_service(key: ServiceKey, scheduler: &str, dests: &[(DestKey, u32)
     }
 }
 
+/// A health policy for tests: TCP checks every 2 s (1 s timeout), rise 2, fall 3, starting healthy, weight 0 on
+/// failure, no slow start, no sorry server.
+pub fn tcp_policy() -> crate::table::HealthPolicy {
+    use std::time::Duration;
+
+    use crate::health::{Check, Probe, Schedule};
+    crate::table::HealthPolicy {
+        check: Some(Check::new(Probe::Tcp, Duration::from_secs(1))),
+        schedule: Schedule { interval: Duration::from_secs(2), rise: 2, fall: 3, initial_healthy: true },
+        port: None,
+        source: None,
+        on_failure: crate::table::OnFailure::Inhibit,
+        slow_start: None,
+        sorry_server: None,
+        quorum: 1,
+        hysteresis: 0,
+        backends: BTreeMap::new(),
+    }
+}
+
 /// A live table from entries.
 pub fn live(entries: impl IntoIterator<Item = ServiceEntry>) -> Table {
     Table { services: entries.into_iter().map(|e| (e.service.key, e)).collect::<BTreeMap<_, _>>() }

@@ -78,22 +78,8 @@ impl HealthPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::Probe;
 
-    fn policy() -> HealthPolicy {
-        HealthPolicy {
-            check: Some(Check::new(Probe::Tcp, Duration::from_secs(1))),
-            schedule: Schedule { interval: Duration::from_secs(2), rise: 2, fall: 3, initial_healthy: true },
-            port: None,
-            source: None,
-            on_failure: OnFailure::Inhibit,
-            slow_start: None,
-            sorry_server: None,
-            quorum: 1,
-            hysteresis: 0,
-            backends: BTreeMap::new(),
-        }
-    }
+    use crate::table::fixtures::tcp_policy as policy;
 
     #[test]
     fn a_backend_is_probed_on_its_port_unless_told_otherwise() {
