@@ -31,7 +31,7 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
     let engine = Engine::new(connect(netns).await?, state)?;
     let desired = DesiredState::new();
     let node = args.node_name.clone();
-    let ops = Operations::start(args.common.resync_seconds);
+    let ops = Operations::start(args.common.resync_seconds)?;
     let metrics = Arc::clone(&ops.metrics);
     let http = ops.serve(args.listen).await?;
     let api_metrics = Arc::clone(&metrics);

@@ -28,12 +28,13 @@ pub struct Operations {
 }
 
 impl Operations {
-    /// Starts the checks (no target yet) for a loop that resyncs every `resync_seconds`.
-    pub fn start(resync_seconds: u64) -> Self {
-        let checks = HealthScheduler::spawn(Prober::new(), SchedulerConfig::default());
+    /// Starts the checks (no target yet, on their own thread) for a loop that resyncs every `resync_seconds`.
+    pub fn start(resync_seconds: u64) -> Result<Self> {
+        let checks = HealthScheduler::spawn_dedicated(Prober::new(), SchedulerConfig::default())
+            .context("starting the health checks' thread")?;
         let collector = HealthCollector::new(checks.shared_counters(), checks.subscribe());
         let metrics = Metrics::with_health(Duration::from_secs(resync_seconds), Some(collector));
-        Operations { checks, metrics, board: SharedBoard::default() }
+        Ok(Operations { checks, metrics, board: SharedBoard::default() })
     }
 
     /// Serves `/metrics`, `/healthz`, `/readyz` and `/status` on `listen` (`--listen`).

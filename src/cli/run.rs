@@ -56,7 +56,7 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
 
     let config = args.common.config();
     let connector = connector(netns);
-    let ops = Operations::start(args.common.resync_seconds);
+    let ops = Operations::start(args.common.resync_seconds)?;
     let http = match args.listen {
         Some(listen) => Some(ops.serve(listen).await?),
         None => None,

@@ -7,11 +7,15 @@
 //! being probed, and a changed definition is a different key, so its counters start again.
 //!
 //! One driver task keeps every target's next due time in one ordered queue (no task or timer per target, so 10,000
-//! targets cost one sleeping task), starts due probes as tasks of its own `JoinSet` (dropping the scheduler ends
-//! them all), and bounds how many run at once with a semaphore. A target's first probe is offset within its
-//! interval by a hash of its key, so a large set does not probe in one burst, and a test can compute when.
-//! A probe runs under its check's timeout, and a target whose previous probe is still running (or still waiting
-//! for a permit) skips that tick: probes of one target never pile up behind a slow backend.
+//! targets cost one sleeping task), starts due probes as tasks (dropping the scheduler aborts them all), and
+//! bounds how many run at once with a semaphore. A target's first probe is offset within its interval by a hash
+//! of its key, so a large set does not probe in one burst, and a test can compute when.
+//!
+//! A probe runs under its check's timeout, kept in a second ordered queue of the same driver rather than as a
+//! tokio timer per probe: registering a timer while the runtime is busy wakes its I/O driver (an eventfd write),
+//! two per probe with a timer of each, a cost that counted at 10,000 probes a second. The driver aborts a probe
+//! that reaches its deadline and counts a timeout. A target whose previous probe is still running (or still
+//! waiting for a permit) skips that tick: probes of one target never pile up behind a slow backend.
 //!
 //! Results go into a [`HealthView`] on a `tokio::sync::watch` channel: every result updates the target's counters
 //! in place, and only changes of health (a transition, a target added or removed) bump its generation and wake the
@@ -27,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::check::Check;
@@ -126,14 +130,14 @@ impl TargetSet {
 /// Runs one probe for a key. The scheduler's only contact with the network, a trait so that tests can script
 /// results on paused time.
 pub trait ProbeRunner: Send + Sync + 'static {
-    /// Probes `key` once; returns the latency or why it failed. The scheduler bounds it by `key.check.timeout`
-    /// too, so an implementation that forgets its timeout cannot stall a target.
-    fn probe(&self, key: &TargetKey) -> impl Future<Output = Result<Duration, ProbeError>> + Send;
+    /// Probes `key` once; returns why it failed, if it did. It need not bound itself nor time itself: the
+    /// scheduler ends it at `key.check.timeout` (and counts a timeout), and measures its latency.
+    fn probe(&self, key: &TargetKey) -> impl Future<Output = Result<(), ProbeError>> + Send;
 }
 
 impl ProbeRunner for Prober {
-    fn probe(&self, key: &TargetKey) -> impl Future<Output = Result<Duration, ProbeError>> + Send {
-        self.run_check(&key.check, key.target, key.source)
+    fn probe(&self, key: &TargetKey) -> impl Future<Output = Result<(), ProbeError>> + Send {
+        self.exchange(&key.check.probe, key.target, key.source)
     }
 }
 
@@ -305,7 +309,7 @@ pub fn start_offset(key: &TargetKey, interval: Duration) -> Duration {
 pub struct HealthScheduler {
     shared: Arc<Shared>,
     view: watch::Receiver<HealthView>,
-    driver: tokio::task::JoinHandle<()>,
+    driver: tokio::task::AbortHandle,
 }
 
 struct Shared {
@@ -324,8 +328,26 @@ struct Inner {
     queue: BTreeSet<(Instant, Arc<TargetKey>)>,
     /// Keys with a probe started and not finished, whatever entry started it: a key removed and added again while
     /// its probe runs must not get a second one.
-    running: BTreeSet<Arc<TargetKey>>,
+    running: BTreeMap<Arc<TargetKey>, Flight>,
+    /// The deadlines of the probes holding a permit, with their flight numbers: the driver aborts a probe still
+    /// running at its deadline.
+    deadlines: BTreeSet<(Instant, u64, Arc<TargetKey>)>,
+    /// When the driver wakes next on its own (`None`: only when notified). A probe whose deadline is earlier
+    /// notifies it, so that the driver's sleep is rearmed only then, not for every probe.
+    armed: Option<Instant>,
     next_id: u64,
+    next_flight: u64,
+}
+
+/// One probe started and not finished.
+struct Flight {
+    /// Tells this probe from a later one of the same key.
+    number: u64,
+    /// The entry that started it ([`Entry::id`]), for its result.
+    entry: u64,
+    /// Its deadline, once it holds a permit.
+    deadline: Option<Instant>,
+    abort: AbortHandle,
 }
 
 struct Entry {
@@ -337,18 +359,30 @@ struct Entry {
 }
 
 impl HealthScheduler {
-    /// Starts an empty scheduler probing through `runner`. Must be called within a tokio runtime.
+    /// Starts an empty scheduler probing through `runner` on the current tokio runtime (tests drive it on paused
+    /// time this way). Must be called within a tokio runtime.
     pub fn spawn<R: ProbeRunner>(runner: R, config: SchedulerConfig) -> Self {
-        let (view_tx, view) = watch::channel(HealthView::default());
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner::default()),
-            view: view_tx,
-            changed: Notify::new(),
-            permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
-            counters: Arc::new(SchedulerCounters::new()),
-        });
-        let driver = tokio::spawn(drive(Arc::clone(&shared), Arc::new(runner)));
+        let (shared, view) = Shared::new(config);
+        let driver = tokio::spawn(drive(Arc::clone(&shared), Arc::new(runner))).abort_handle();
         HealthScheduler { shared, view, driver }
+    }
+
+    /// Starts an empty scheduler on a thread of its own running a single-threaded runtime: the driver and every
+    /// probe. Thousands of probes a second are small tasks that mostly wait on sockets; on a multi-threaded
+    /// runtime each one's spawn and wake-up also wakes other workers (futex calls, and cross-CPU interrupts in a
+    /// VM), which cost a third of the checks' CPU at 10,000 a second (benches/tools/health_load.rs, `--workers`).
+    /// It also keeps a burst of results from delaying the reconcile loop's tasks. Dropping the scheduler ends the
+    /// thread. Fails only when the thread or its runtime cannot be started.
+    pub fn spawn_dedicated<R: ProbeRunner>(runner: R, config: SchedulerConfig) -> std::io::Result<Self> {
+        let (shared, view) = Shared::new(config);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let driver = runtime.spawn(drive(Arc::clone(&shared), Arc::new(runner)));
+        let abort = driver.abort_handle();
+        std::thread::Builder::new().name("health-checks".into()).spawn(move || {
+            // Returns once the driver is aborted (the scheduler dropped); the runtime then drops every probe.
+            let _ = runtime.block_on(driver);
+        })?;
+        Ok(HealthScheduler { shared, view, driver: abort })
     }
 
     /// Replaces the set of targets. Targets that stay keep their state and their timing (a shorter interval takes
@@ -442,6 +476,9 @@ impl HealthScheduler {
 impl Drop for HealthScheduler {
     fn drop(&mut self) {
         self.driver.abort();
+        for flight in self.shared.lock().running.values() {
+            flight.abort.abort();
+        }
     }
 }
 
@@ -452,6 +489,18 @@ impl std::fmt::Debug for HealthScheduler {
 }
 
 impl Shared {
+    fn new(config: SchedulerConfig) -> (Arc<Self>, watch::Receiver<HealthView>) {
+        let (view_tx, view) = watch::channel(HealthView::default());
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner::default()),
+            view: view_tx,
+            changed: Notify::new(),
+            permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            counters: Arc::new(SchedulerCounters::new()),
+        });
+        (shared, view)
+    }
+
     /// The inner state; a panic elsewhere while holding it leaves consistent data (every update is a few map
     /// operations), so a poisoned lock is used as is rather than stopping all health checking.
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -468,7 +517,7 @@ impl Shared {
         let inner = self.lock();
         let Some(entry) = inner.entries.get(key).filter(|entry| entry.id == id) else { return };
         let Schedule { rise, fall, .. } = entry.schedule;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
+        let now = || SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
         self.view.send_if_modified(|view| {
             let Some(state) = view.states.get_mut(key) else { return false };
             let Some(transition) = state.record(result.as_ref().copied(), rise, fall, now) else { return false };
@@ -491,31 +540,89 @@ impl Shared {
         drop(inner);
     }
 
-    /// Starts the probes due at `now` and moves their targets to their next tick; returns the next due time.
-    fn start_due<R: ProbeRunner>(
-        self: &Arc<Self>,
-        now: Instant,
-        probes: &mut JoinSet<()>,
-        runner: &Arc<R>,
-    ) -> Option<Instant> {
-        let mut inner = self.lock();
-        let inner = &mut *inner;
+    /// Ends the probes whose deadline passed (counted as timeouts), starts the probes due at `now` and moves their
+    /// targets to their next tick; returns when the driver should wake next.
+    fn start_due<R: ProbeRunner>(self: &Arc<Self>, now: Instant, runner: &Arc<R>) -> Option<Instant> {
+        let mut timed_out = Vec::new();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        while let Some((deadline, number, key)) = inner.deadlines.first().cloned() {
+            if deadline > now {
+                break;
+            }
+            inner.deadlines.remove(&(deadline, number, Arc::clone(&key)));
+            if inner.running.get(&key).is_some_and(|flight| flight.number == number)
+                && let Some(flight) = inner.running.remove(&key)
+            {
+                flight.abort.abort();
+                timed_out.push((key, flight.entry));
+            }
+        }
+        let mut next_due = None;
         while let Some((due, key)) = inner.queue.first().cloned() {
             if due > now {
-                return Some(due);
+                next_due = Some(due);
+                break;
             }
             inner.queue.remove(&(due, Arc::clone(&key)));
             let Some(entry) = inner.entries.get_mut(&key) else { continue };
-            if inner.running.contains(&key) {
+            if inner.running.contains_key(&key) {
                 self.counters.skipped.fetch_add(1, Ordering::Relaxed);
             } else {
-                inner.running.insert(Arc::clone(&key));
-                probes.spawn(probe_once(Arc::clone(self), Arc::clone(runner), Arc::clone(&key), entry.id));
+                inner.next_flight += 1;
+                let number = inner.next_flight;
+                // The task cannot record anything before this flight is in `running`: it takes the lock first.
+                let task =
+                    tokio::spawn(probe_once(Arc::clone(self), Arc::clone(runner), Arc::clone(&key), number, now));
+                inner.running.insert(
+                    Arc::clone(&key),
+                    Flight { number, entry: entry.id, deadline: None, abort: task.abort_handle() },
+                );
             }
             entry.next_due = next_tick(entry.next_due, entry.schedule.interval, now);
             inner.queue.insert((entry.next_due, key));
         }
-        None
+        let next_deadline = inner.deadlines.first().map(|(deadline, ..)| *deadline);
+        inner.armed = match (next_due, next_deadline) {
+            (Some(due), Some(deadline)) => Some(due.min(deadline)),
+            (due, deadline) => due.or(deadline),
+        };
+        let armed = inner.armed;
+        drop(guard);
+        for (key, entry) in timed_out {
+            self.record(&key, entry, Err(ProbeError::Timeout(key.check.timeout)));
+        }
+        armed
+    }
+
+    /// Gives flight `number` of `key` its deadline (it holds a permit now); wakes the driver when that is earlier
+    /// than its next wake. `false` when the flight is gone (the target removed, or the scheduler dropped).
+    fn start_clock(&self, key: &Arc<TargetKey>, number: u64, deadline: Instant) -> bool {
+        let mut inner = self.lock();
+        let Some(flight) = inner.running.get_mut(key).filter(|flight| flight.number == number) else { return false };
+        flight.deadline = Some(deadline);
+        inner.deadlines.insert((deadline, number, Arc::clone(key)));
+        let earlier = inner.armed.is_none_or(|armed| deadline < armed);
+        if earlier {
+            inner.armed = Some(deadline);
+        }
+        drop(inner);
+        if earlier {
+            self.changed.notify_one();
+        }
+        true
+    }
+
+    /// Takes flight `number` of `key` off the books; returns the entry that started it, or `None` when the driver
+    /// already ended it (its timeout is counted) or it is not the key's current flight.
+    fn land(&self, key: &Arc<TargetKey>, number: u64) -> Option<u64> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let flight = inner.running.get(key).filter(|flight| flight.number == number)?;
+        if let Some(deadline) = flight.deadline {
+            inner.deadlines.remove(&(deadline, number, Arc::clone(key)));
+        }
+        inner.running.remove(key).map(|flight| flight.entry)
     }
 }
 
@@ -532,53 +639,72 @@ fn next_tick(due: Instant, interval: Duration, now: Instant) -> Instant {
     next + interval.saturating_mul(skip)
 }
 
-/// One probe: waits for a permit, runs under the check's timeout, counts the result, then lets the key be probed
-/// again (in that order, so that the next probe of the key sees this one's result).
-async fn probe_once<R: ProbeRunner>(shared: Arc<Shared>, runner: Arc<R>, key: Arc<TargetKey>, id: u64) {
-    let _running = Running { shared: Arc::clone(&shared), key: Arc::clone(&key) };
-    let Ok(_permit) = Arc::clone(&shared.permits).acquire_owned().await else { return };
-    shared.counters.in_flight.fetch_add(1, Ordering::Relaxed);
-    let timeout = key.check.timeout;
-    let result = match tokio::time::timeout(timeout, runner.probe(&key)).await {
-        Ok(result) => result,
-        Err(_elapsed) => Err(ProbeError::Timeout(timeout)),
-    };
-    shared.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-    shared.record(&key, id, result);
-}
-
-/// Marks a key's probe finished when dropped, also when the probe task panics or is aborted, so that a key is
-/// never left unprobeable.
-struct Running {
+/// One probe, started by the driver at `due`: waits for a permit, starts its deadline's clock, runs, and counts
+/// its result and latency unless the driver has ended it at its deadline (then the driver counted a timeout).
+async fn probe_once<R: ProbeRunner>(
     shared: Arc<Shared>,
+    runner: Arc<R>,
     key: Arc<TargetKey>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shared.lock().running.remove(&self.key);
+    number: u64,
+    due: Instant,
+) {
+    let mut flying = Landing { shared: Arc::clone(&shared), key: Arc::clone(&key), number, permitted: false };
+    // A free permit starts the clock at the driver's time; only a probe that waited for one reads the clock (in a
+    // VM without a usable TSC every reading is a system call).
+    let (_permit, start) = match Arc::clone(&shared.permits).try_acquire_owned() {
+        Ok(permit) => (permit, due),
+        Err(_) => match Arc::clone(&shared.permits).acquire_owned().await {
+            Ok(permit) => (permit, Instant::now()),
+            Err(_closed) => return,
+        },
+    };
+    shared.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+    flying.permitted = true;
+    if !shared.start_clock(&key, number, start + key.check.timeout) {
+        return;
+    }
+    let result = runner.probe(&key).await.map(|()| Instant::now().saturating_duration_since(start));
+    if let Some(entry) = shared.land(&key, number) {
+        shared.record(&key, entry, result);
     }
 }
 
-/// The driver: starts due probes, sleeps until the next due time, a change of targets or a finished probe.
+/// Takes a probe off the books when its task ends in any way: finished, aborted at its deadline or with the
+/// scheduler, or panicked, so that a key is never left unprobeable and the in-flight count stays right.
+struct Landing {
+    shared: Arc<Shared>,
+    key: Arc<TargetKey>,
+    number: u64,
+    permitted: bool,
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        if self.permitted {
+            self.shared.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        // A no-op after `land` or after the driver's timeout.
+        let _ = self.shared.land(&self.key, self.number);
+    }
+}
+
+/// The driver: ends probes at their deadlines, starts due probes, and sleeps until the next of either or a
+/// change (of targets, or an earlier deadline). Its one timer is rearmed only when that time changes.
 async fn drive<R: ProbeRunner>(shared: Arc<Shared>, runner: Arc<R>) {
-    let mut probes = JoinSet::new();
+    let sleep = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(sleep);
+    let mut armed = None;
     loop {
-        let next = shared.start_due(Instant::now(), &mut probes, &runner);
-        let sleep = async {
-            match next {
-                Some(due) => tokio::time::sleep_until(due).await,
-                None => std::future::pending().await,
-            }
-        };
+        let next = shared.start_due(Instant::now(), &runner);
+        if let Some(next) = next
+            && armed != Some(next)
+        {
+            sleep.as_mut().reset(next);
+            armed = Some(next);
+        }
         tokio::select! {
-            () = sleep => {}
+            () = &mut sleep, if next.is_some() => armed = None,
             () = shared.changed.notified() => {}
-            Some(joined) = probes.join_next(), if !probes.is_empty() => {
-                if let Err(err) = joined {
-                    tracing::error!(error = %err, "health probe task failed");
-                }
-            }
         }
     }
 }

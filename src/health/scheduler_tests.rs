@@ -46,7 +46,7 @@ impl Fake {
 struct FakeRunner(Arc<Fake>);
 
 impl ProbeRunner for FakeRunner {
-    fn probe(&self, key: &TargetKey) -> impl Future<Output = Result<Duration, ProbeError>> + Send {
+    fn probe(&self, key: &TargetKey) -> impl Future<Output = Result<(), ProbeError>> + Send {
         let fake = Arc::clone(&self.0);
         let key = key.clone();
         async move {
@@ -64,7 +64,7 @@ impl ProbeRunner for FakeRunner {
             // Leaves the counts consistent when the scheduler's timeout drops this future mid-sleep.
             let _done = Done(Arc::clone(&fake), key.clone());
             tokio::time::sleep(delay).await;
-            if fake.down.lock().unwrap().contains(&key.target) { Err(ProbeError::Refused) } else { Ok(delay) }
+            if fake.down.lock().unwrap().contains(&key.target) { Err(ProbeError::Refused) } else { Ok(()) }
         }
     }
 }
@@ -338,6 +338,25 @@ async fn a_probe_never_outlives_its_timeout() {
     assert_eq!(scheduler.counters().results("tcp", "timeout"), 1);
 }
 
+/// A probe's timeout runs from when it holds a permit: waiting behind other probes in a saturated scheduler is not
+/// the backend's slowness, and must not fail it.
+#[tokio::test(start_paused = true)]
+async fn waiting_for_a_permit_does_not_count_into_the_timeout() {
+    let (scheduler, fake) = start(SchedulerConfig { max_in_flight: 1 });
+    let check = Check::new(Probe::Tcp, Duration::from_millis(300));
+    let keys: Vec<TargetKey> = (1..=3).map(|n| TargetKey::new(addr(n), check.clone())).collect();
+    for key in &keys {
+        fake.set_delay(key.target, Duration::from_millis(200));
+    }
+    // Due every 10 ms, three probes of 200 ms share one permit: each waits up to 400 ms for it, beyond its timeout.
+    scheduler.set_targets(keys.iter().map(|key| (key.clone(), every(Duration::from_millis(10), 1, 1))).collect());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(scheduler.counters().results("tcp", "timeout"), 0, "200 ms probes, one at a time, never time out");
+    assert!(scheduler.counters().results("tcp", "ok") >= 10);
+    assert!(keys.iter().all(|key| scheduler.snapshot().healthy(key) == Some(true)));
+    assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_result_of_a_removed_target_is_dropped() {
     let (scheduler, fake) = start(SchedulerConfig::default());
@@ -466,6 +485,35 @@ async fn the_real_prober_drives_real_targets() {
     assert_eq!(view.states[&down].last_error.as_deref(), Some("connection refused"));
     assert!(scheduler.counters().results("tcp", "ok") >= 2);
     drop(listener);
+}
+
+/// On its own thread (as `run` and `agent` start it), the scheduler probes real targets, and dropping it stops
+/// every probe: the listener sees no connection once the drop has settled.
+#[tokio::test]
+async fn a_scheduler_on_its_own_thread_probes_until_dropped() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = TargetKey::new(listener.local_addr().unwrap(), Check::new(Probe::Tcp, Duration::from_secs(2)));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counting = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counting.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let scheduler = HealthScheduler::spawn_dedicated(Prober::new(), SchedulerConfig::default()).unwrap();
+    scheduler.set_targets(set(&[(&up, Schedule { initial_healthy: false, ..every(Duration::from_millis(20), 2, 1) })]));
+    let mut health = scheduler.subscribe();
+    tokio::time::timeout(Duration::from_secs(10), health.wait_for(|view| view.healthy(&up) == Some(true)))
+        .await
+        .expect("the target turns healthy")
+        .unwrap();
+    drop(health);
+    drop(scheduler);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after_drop = accepted.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), after_drop, "no probe after the scheduler is dropped");
 }
 
 /// Ten thousand targets every second: each is probed once per tick, none skips, the load spreads over the interval.

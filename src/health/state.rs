@@ -60,14 +60,15 @@ impl HealthState {
     /// Counts one probe result and returns the transition it causes, if any.
     ///
     /// `rise` and `fall` below 1 count as 1 (validation upstream refuses them; a threshold of 0 would otherwise
-    /// mean "flip without any result"). `now` is stamped into `last_transition` when the state flips. Counters
-    /// saturate instead of wrapping, so a target that stays up for years never reads as freshly recovered.
+    /// mean "flip without any result"). `now` (the wall clock, in seconds) is called only when the state flips,
+    /// for `last_transition`: thousands of results a second need no clock. Counters saturate instead of wrapping,
+    /// so a target that stays up for years never reads as freshly recovered.
     pub fn record(
         &mut self,
         result: Result<Duration, &ProbeError>,
         rise: u32,
         fall: u32,
-        now: u64,
+        now: impl FnOnce() -> u64,
     ) -> Option<Transition> {
         let transition = match result {
             Ok(_latency) => {
@@ -84,7 +85,7 @@ impl HealthState {
         };
         if let Some(transition) = transition {
             self.healthy = transition.healthy();
-            self.last_transition = Some(now);
+            self.last_transition = Some(now());
         }
         transition
     }
@@ -105,16 +106,16 @@ mod tests {
     fn a_healthy_target_needs_fall_failures_in_a_row() {
         let mut state = HealthState::new(true);
         let err = fail();
-        assert_eq!(state.record(Err(&err), 2, 3, 10), None);
-        assert_eq!(state.record(Err(&err), 2, 3, 11), None);
+        assert_eq!(state.record(Err(&err), 2, 3, || 10), None);
+        assert_eq!(state.record(Err(&err), 2, 3, || 11), None);
         assert_eq!(state.consecutive_fail, 2);
         assert!(state.healthy);
         assert_eq!(state.last_error.as_deref(), Some("connection refused"));
-        assert_eq!(state.record(Err(&err), 2, 3, 12), Some(Transition::BecameUnhealthy));
+        assert_eq!(state.record(Err(&err), 2, 3, || 12), Some(Transition::BecameUnhealthy));
         assert!(!state.healthy);
         assert_eq!(state.last_transition, Some(12));
         // Further failures are no new transition.
-        assert_eq!(state.record(Err(&err), 2, 3, 13), None);
+        assert_eq!(state.record(Err(&err), 2, 3, || 13), None);
         assert_eq!(state.consecutive_fail, 4);
     }
 
@@ -122,47 +123,47 @@ mod tests {
     fn an_unhealthy_target_needs_rise_successes_in_a_row() {
         let mut state = HealthState::new(false);
         let err = fail();
-        assert_eq!(state.record(OK, 2, 3, 1), None);
-        assert_eq!(state.record(Err(&err), 2, 3, 2), None, "a failure resets the successes");
+        assert_eq!(state.record(OK, 2, 3, || 1), None);
+        assert_eq!(state.record(Err(&err), 2, 3, || 2), None, "a failure resets the successes");
         assert_eq!(state.consecutive_ok, 0);
-        assert_eq!(state.record(OK, 2, 3, 3), None);
-        assert_eq!(state.record(OK, 2, 3, 4), Some(Transition::BecameHealthy));
+        assert_eq!(state.record(OK, 2, 3, || 3), None);
+        assert_eq!(state.record(OK, 2, 3, || 4), Some(Transition::BecameHealthy));
         assert!(state.healthy);
         assert_eq!(state.last_transition, Some(4));
         assert_eq!(state.last_error.as_deref(), Some("connection refused"), "the last error is kept for status");
-        assert_eq!(state.record(OK, 2, 3, 5), None);
+        assert_eq!(state.record(OK, 2, 3, || 5), None);
     }
 
     #[test]
     fn a_success_resets_the_failures() {
         let mut state = HealthState::new(true);
         let err = fail();
-        state.record(Err(&err), 1, 2, 0);
-        state.record(OK, 1, 2, 1);
+        state.record(Err(&err), 1, 2, || 0);
+        state.record(OK, 1, 2, || 1);
         assert_eq!(state.consecutive_fail, 0);
-        assert_eq!(state.record(Err(&err), 1, 2, 2), None);
-        assert_eq!(state.record(Err(&err), 1, 2, 3), Some(Transition::BecameUnhealthy));
+        assert_eq!(state.record(Err(&err), 1, 2, || 2), None);
+        assert_eq!(state.record(Err(&err), 1, 2, || 3), Some(Transition::BecameUnhealthy));
     }
 
     #[test]
     fn thresholds_of_zero_count_as_one() {
         let mut state = HealthState::new(true);
-        assert_eq!(state.record(OK, 0, 0, 0), None, "a success never takes a healthy target down");
-        assert_eq!(state.record(Err(&fail()), 0, 0, 1), Some(Transition::BecameUnhealthy));
-        assert_eq!(state.record(OK, 0, 0, 2), Some(Transition::BecameHealthy));
+        assert_eq!(state.record(OK, 0, 0, || 0), None, "a success never takes a healthy target down");
+        assert_eq!(state.record(Err(&fail()), 0, 0, || 1), Some(Transition::BecameUnhealthy));
+        assert_eq!(state.record(OK, 0, 0, || 2), Some(Transition::BecameHealthy));
     }
 
     #[test]
     fn counters_saturate() {
         let mut state = HealthState { consecutive_ok: u32::MAX, ..HealthState::new(true) };
-        assert_eq!(state.record(OK, 1, 1, 0), None);
+        assert_eq!(state.record(OK, 1, 1, || 0), None);
         assert_eq!(state.consecutive_ok, u32::MAX);
     }
 
     #[test]
     fn state_round_trips_through_json() {
         let mut state = HealthState::new(true);
-        state.record(Err(&ProbeError::Timeout(Duration::from_secs(1))), 1, 1, 1_700_000_000);
+        state.record(Err(&ProbeError::Timeout(Duration::from_secs(1))), 1, 1, || 1_700_000_000);
         let json = serde_json::to_string(&state).unwrap();
         let back: HealthState = serde_json::from_str(&json).unwrap();
         assert_eq!(back, state);
@@ -185,7 +186,7 @@ mod tests {
             for (step, ok) in results.iter().copied().enumerate() {
                 let before = state.healthy;
                 if ok { run_ok += 1; run_fail = 0; } else { run_fail += 1; run_ok = 0; }
-                let transition = state.record(if ok { OK } else { Err(&err) }, rise, fall, step as u64);
+                let transition = state.record(if ok { OK } else { Err(&err) }, rise, fall, || step as u64);
                 let expected = match (before, ok) {
                     (false, true) if run_ok >= rise => Some(Transition::BecameHealthy),
                     (true, false) if run_fail >= fall => Some(Transition::BecameUnhealthy),
@@ -214,7 +215,7 @@ mod tests {
             let mut state = HealthState::new(initial);
             for step in 0..len {
                 let ok = (step % 2 == 0) == first_ok;
-                let transition = state.record(if ok { OK } else { Err(&err) }, rise, fall, step as u64);
+                let transition = state.record(if ok { OK } else { Err(&err) }, rise, fall, || step as u64);
                 prop_assert_eq!(transition, None);
                 prop_assert_eq!(state.healthy, initial);
             }

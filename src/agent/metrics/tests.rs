@@ -96,11 +96,11 @@ impl crate::health::ProbeRunner for Scripted {
     fn probe(
         &self,
         key: &crate::health::TargetKey,
-    ) -> impl Future<Output = Result<Duration, crate::health::ProbeError>> + Send {
+    ) -> impl Future<Output = Result<(), crate::health::ProbeError>> + Send {
         let refused = key.target.port() == 1;
         async move {
             tokio::time::sleep(Duration::from_millis(3)).await;
-            if refused { Err(crate::health::ProbeError::Refused) } else { Ok(Duration::from_millis(3)) }
+            if refused { Err(crate::health::ProbeError::Refused) } else { Ok(()) }
         }
     }
 }

@@ -23,7 +23,7 @@ use rustls::RootCertStore;
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::time::Instant;
 
-use super::check::{Check, Probe};
+use super::check::Probe;
 use super::error::ProbeError;
 
 /// Runs probes. Holds what is expensive to build and the same for every probe: the TLS client configurations
@@ -52,16 +52,6 @@ impl Prober {
         SHARED.get_or_init(Prober::new)
     }
 
-    /// Runs `check` against `target`; see [`Prober::run`].
-    pub async fn run_check(
-        &self,
-        check: &Check,
-        target: SocketAddr,
-        source: Option<IpAddr>,
-    ) -> Result<Duration, ProbeError> {
-        self.run(&check.probe, target, source, check.timeout).await
-    }
-
     /// Runs `probe` against `target` from `source` (the kernel's choice when `None`) and returns how long it took.
     ///
     /// The whole probe — connect, TLS handshake, request, reply and body read — is bounded by `timeout`, so a slow
@@ -76,20 +66,25 @@ impl Prober {
         timeout: Duration,
     ) -> Result<Duration, ProbeError> {
         let start = Instant::now();
-        let exchange = async {
-            match probe {
-                Probe::Tcp => tcp::probe(target, source).await,
-                Probe::Http(http) => http::probe_plain(http, target, source).await,
-                Probe::Https(https) => http::probe_tls(https, &self.tls, target, source).await,
-                Probe::Udp { send, expect_prefix } => udp::probe(send, expect_prefix, target, source).await,
-                Probe::Dns { query, query_type } => dns::probe(query, *query_type, target, source).await,
-                Probe::Grpc { service } => grpc::probe(service.as_deref(), target, source).await,
-            }
-        };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok(())) => Ok(start.elapsed()),
-            Ok(Err(err)) => Err(err),
+        match tokio::time::timeout(timeout, self.exchange(probe, target, source)).await {
+            Ok(result) => result.map(|()| start.elapsed()),
             Err(_elapsed) => Err(ProbeError::Timeout(timeout)),
+        }
+    }
+
+    /// [`run`](Self::run) without the timeout and without timing itself, for a caller that does both: the
+    /// scheduler keeps every probe's deadline in its own queue instead of a timer per probe.
+    pub async fn exchange(&self, probe: &Probe, target: SocketAddr, source: Option<IpAddr>) -> Result<(), ProbeError> {
+        // The protocol exchanges are boxed: their state machines (TLS, HTTP/2) reach kilobytes, and unboxed they
+        // would make every probe's task that large, a TCP check's included, copied at each of thousands of spawns
+        // a second.
+        match probe {
+            Probe::Tcp => tcp::probe(target, source).await,
+            Probe::Http(http) => Box::pin(http::probe_plain(http, target, source)).await,
+            Probe::Https(https) => Box::pin(http::probe_tls(https, &self.tls, target, source)).await,
+            Probe::Udp { send, expect_prefix } => Box::pin(udp::probe(send, expect_prefix, target, source)).await,
+            Probe::Dns { query, query_type } => Box::pin(dns::probe(query, *query_type, target, source)).await,
+            Probe::Grpc { service } => Box::pin(grpc::probe(service.as_deref(), target, source)).await,
         }
     }
 }
