@@ -2,6 +2,7 @@
 //! in namespaces of their own (NAT: their replies route back through the director), and a client namespace asking
 //! the VIP. Stopping a backend's server takes it out (weight 0, every new connection lands on the survivor);
 //! starting it again brings it back; a restart of `run` flaps nothing; with both down the sorry server answers.
+//! With slow start, a recovered backend's weight climbs in steps, each an edit of the same destination.
 //!
 //! ```text
 //!   client 192.168.78.2 ── 192.168.78.1 [director: VIP 192.168.80.1 on lo, IPVS NAT] 192.168.71.1 ── b1 192.168.71.2:8080
@@ -82,13 +83,27 @@ impl Lab {
 
     /// The weight the kernel gives backend `i` (`None`: not in the service).
     fn weight(&self, i: usize) -> Option<u32> {
+        self.dest_column(i, &["-Ln"], 3)
+    }
+
+    /// The connections the kernel has counted for backend `i` since its destination was added: a destination
+    /// deleted and added again starts from 0.
+    fn conns(&self, i: usize) -> Option<u64> {
+        self.dest_column(i, &["-Ln", "--stats"], 2)
+    }
+
+    /// Column `column` of backend `i`'s line in `ipvsadm <flags> -t VIP:80`.
+    fn dest_column<T: std::str::FromStr>(&self, i: usize, flags: &[&str], column: usize) -> Option<T> {
         let dest = format!("192.168.{}.2:8080", [71, 72, 79][i]);
-        // Before the first pass the service does not exist (ipvsadm fails): no weight yet.
-        let out = self.director.exec("ipvsadm", &["-Ln", "-t", &format!("{VIP}:80")]);
+        let vip = format!("{VIP}:80");
+        let mut args = flags.to_vec();
+        args.extend(["-t", &vip]);
+        // Before the first pass the service does not exist (ipvsadm fails): no value yet.
+        let out = self.director.exec("ipvsadm", &args);
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .find(|line| line.contains(&dest))
-            .and_then(|line| line.split_whitespace().nth(3))
+            .and_then(|line| line.split_whitespace().nth(column))
             .and_then(|w| w.parse().ok())
     }
 }
@@ -207,5 +222,69 @@ fn health_checks_take_a_dead_backend_out_bring_it_back_and_call_the_sorry_server
     let answers = lab.ask(4);
     assert!(answers.iter().all(|a| a == "b2"), "{answers:?}");
     println!("a stopped backend was out {out_after:?} after its server stopped (checks every 2 s, fall 2)");
+    stop_gracefully(run);
+}
+
+const SLOW_START_MANIFEST: &str = r#"apiVersion: ipvs.dev/v1alpha1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  address: 192.168.80.1
+  port: 80
+  scheduler: wrr
+  backends:
+    - {address: 192.168.71.2, port: 8080, weight: 10}
+    - {address: 192.168.72.2, port: 8080, weight: 10}
+  healthCheck: {type: HTTP, path: /name, intervalSeconds: 1, rise: 2, fall: 2, slowStartSeconds: 20}
+"#;
+
+#[test]
+fn slow_start_brings_a_recovered_backend_back_in_steps_without_recreating_it() {
+    let lab = Lab::new();
+    let work = Workdir::new();
+    let b1 = lab.serve(&work, 0);
+    let _b2 = lab.serve(&work, 1);
+    work.write("web.yaml", SLOW_START_MANIFEST);
+    let run = start_run(&lab, &work, "run.log");
+    let log = || std::fs::read_to_string(work.path("run.log")).unwrap_or_default();
+    let weights = |want: [Option<u32>; 2]| {
+        let got = [lab.weight(0), lab.weight(1)];
+        if got == want { Ok(()) } else { Err(format!("weights {got:?}\n--- run log\n{}", log())) }
+    };
+    // Backends healthy from the start keep their weight: no ramp for them.
+    eventually(PATIENCE, "both backends at full weight", || weights([Some(10), Some(10)]));
+    let answers = lab.ask(6);
+    assert!(answers.iter().any(|a| a == "b1"), "{answers:?}");
+    // The kernel folds its per-CPU counters into what it reports every 2 s (its rate estimator's timer).
+    eventually(PATIENCE, "the kernel counted b1's connections", || match lab.conns(0) {
+        Some(conns) if conns > 0 => Ok(()),
+        other => Err(format!("b1's connections: {other:?}")),
+    });
+    let counted = lab.conns(0).unwrap_or(0);
+
+    drop(b1);
+    eventually(PATIENCE, "b1 out", || weights([Some(0), Some(10)]));
+    let _b1 = lab.serve(&work, 0);
+
+    // Back up (its server takes seconds to start under emulation, so the first steps may pass unseen; steps of
+    // 2 s leave several to see): the weight climbs in steps (one SET_DEST each) to 10; the destination is never deleted and added
+    // again (its connection count never restarts from 0), and b2 is untouched.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline && seen.last() != Some(&10) {
+        let weight = lab.weight(0).expect("b1 stays in the service while it ramps");
+        let conns = lab.conns(0).expect("b1's counters");
+        assert!(conns >= counted, "b1 recreated during slow start: {conns} connections counted, {counted} before");
+        assert_eq!(lab.weight(1), Some(10), "b2 untouched");
+        if seen.last() != Some(&weight) {
+            seen.push(weight);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(seen.last(), Some(&10), "b1 back at full weight: {seen:?}\n{}", log());
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "the weight only climbs: {seen:?}");
+    let steps: Vec<u32> = seen.iter().copied().filter(|w| (1..10).contains(w)).collect();
+    assert!(steps.len() >= 3, "slow start shows intermediate weights, not a jump: {seen:?}");
+    println!("b1's weights after it recovered (slow start over 20 s: 10 steps of 2 s): {seen:?}");
     stop_gracefully(run);
 }
