@@ -36,6 +36,7 @@ fn desired_service(i: u32) -> DesiredService {
         drain_timeout_secs: 300,
         origin: ipvs_reconciler::model::ObjectId::kubernetes("bench", format!("svc-{i}")),
         health: None,
+        bind_address: true,
     }
 }
 

@@ -33,5 +33,6 @@ pub mod engine;
 pub mod health;
 pub mod ipvs;
 pub mod model;
+pub mod netif;
 pub mod source;
 pub mod table;

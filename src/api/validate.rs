@@ -108,6 +108,8 @@ pub fn validate(id: &ObjectId, spec: &VirtualServiceSpec) -> Result<Declared, Re
         Some(d) => check.range("spec.drainTimeoutSeconds", d, 0, i64::MAX),
     };
     let health = check.health(spec, &ctx, &backends, backends_from.as_deref());
+    // Until `spec.bindAddress` exists (issue 8), every address service wants its VIP on the node.
+    let bind_address = spec.address.is_some();
     match (key, config, backends.dests, drain, backends_from, node_selector, health) {
         (
             Some(key),
@@ -124,6 +126,7 @@ pub fn validate(id: &ObjectId, spec: &VirtualServiceSpec) -> Result<Declared, Re
                 drain_timeout_secs,
                 origin: id.clone(),
                 health: health.map(Arc::new),
+                bind_address,
             };
             Ok(Declared { service, backends_from, node_selector })
         }

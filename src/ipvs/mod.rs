@@ -21,7 +21,7 @@ mod apply;
 mod client;
 mod connection;
 mod error;
-mod netns;
+pub(crate) mod netns;
 mod read;
 mod wire;
 

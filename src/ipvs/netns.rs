@@ -87,8 +87,22 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, IpvsError> + Send + 'static,
 {
-    let netns_err = |source: io::Error| IpvsError::Netns { path: path.to_owned(), source };
-    let file = File::open(path).map_err(netns_err)?;
+    run_in_netns_with(path, make, |path, source| IpvsError::Netns { path, source }).await
+}
+
+/// [`run_in_netns`] for any error type: `netns_err` makes one from a namespace that cannot be opened or joined
+/// (the rtnetlink sockets of `crate::netif` use it with their own error).
+pub(crate) async fn run_in_netns_with<T, E, F>(
+    path: &Path,
+    make: F,
+    netns_err: fn(PathBuf, io::Error) -> E,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+{
+    let file = File::open(path).map_err(|source| netns_err(path.to_owned(), source))?;
     let rt = tokio::runtime::Handle::current();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let owned = path.to_owned();
@@ -96,7 +110,7 @@ where
         .name("ipvs-netns".into())
         .spawn(move || {
             let result = setns(&file, CloneFlags::CLONE_NEWNET)
-                .map_err(|e| IpvsError::Netns { path: owned, source: io::Error::from(e) })
+                .map_err(|e| netns_err(owned, io::Error::from(e)))
                 .and_then(|()| {
                     let _guard = rt.enter();
                     make()
@@ -104,8 +118,8 @@ where
             // The receiver only goes away if the caller was cancelled; nothing to report then.
             let _ = tx.send(result);
         })
-        .map_err(netns_err)?;
-    rx.await.map_err(|_| netns_err(io::Error::other("namespace thread ended without an answer")))?
+        .map_err(|source| netns_err(path.to_owned(), source))?;
+    rx.await.map_err(|_| netns_err(path.to_owned(), io::Error::other("namespace thread ended without an answer")))?
 }
 
 #[cfg(test)]

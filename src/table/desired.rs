@@ -23,6 +23,9 @@ pub struct DesiredService {
     pub origin: ObjectId,
     /// How its backends are health checked; `None`: they are not (always healthy).
     pub health: Option<Arc<HealthPolicy>>,
+    /// Whether the node must hold the service's address as its own (every address service for now; a fwmark
+    /// service has no address).
+    pub bind_address: bool,
 }
 
 /// Every service the sources ask for, by kernel key. Entries are shared (`Arc`): a copy of the table, which the

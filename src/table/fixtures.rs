@@ -41,6 +41,7 @@ pub fn desired_service(key: ServiceKey, scheduler: &str, dests: &[(DestKey, u32)
         drain_timeout_secs: drain,
         origin: ObjectId::kubernetes("test", key.to_string()),
         health: None,
+        bind_address: matches!(key, ServiceKey::Addr { .. }),
     }
 }
 

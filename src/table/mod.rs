@@ -1,9 +1,11 @@
-//! The desired table and the planner: pure functions over ordered maps, no sockets, no Kubernetes.
+//! The desired table and the planners (the IPVS table's, and the node's virtual addresses'): pure functions over
+//! ordered maps, no sockets, no Kubernetes.
 
 mod desired;
 mod health;
 mod plan;
 mod simulate;
+mod vips;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -15,3 +17,4 @@ pub use desired::{DEFAULT_DRAIN_TIMEOUT_SECS, DesiredService, DesiredTable};
 pub use health::{BackendCheck, HealthPolicy, OnFailure};
 pub use plan::{Drains, Plan, PlanInput, plan};
 pub use simulate::{ApplyError, apply_op, apply_ops};
+pub use vips::{VipPlan, plan_vips, wanted_vips};

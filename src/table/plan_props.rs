@@ -137,6 +137,7 @@ fn desired_table() -> impl Strategy<Value = DesiredTable> {
                             drain_timeout_secs,
                             origin: crate::model::ObjectId::kubernetes("prop", key.to_string()),
                             health: None,
+                            bind_address: matches!(key, ServiceKey::Addr { .. }),
                         }),
                     )
                 })

@@ -10,3 +10,4 @@ mod client_matrix;
 mod engine;
 mod health;
 mod support;
+mod vips;

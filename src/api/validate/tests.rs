@@ -109,6 +109,12 @@ fn direct_routing_copies_the_service_port() {
 }
 
 #[test]
+fn an_address_service_wants_its_vip_on_the_node_and_a_fwmark_service_has_none() {
+    assert!(ok(WEB).bind_address);
+    assert!(!ok("fwmark: 42\nfamily: IPv4\n").bind_address);
+}
+
+#[test]
 fn fwmark_backends_default_to_port_zero() {
     let d = ok("fwmark: 42\nfamily: IPv4\nbackends: [{address: 10.0.0.1}, {address: 10.0.0.2, port: 8080}]\n");
     assert_eq!(d.service.key, ServiceKey::Fwmark { family: Family::V4, mark: 42 });

@@ -1,0 +1,178 @@
+//! The node's virtual addresses: the dummy interface that holds them (`ipvs0` by default, as kube-proxy's
+//! `kube-ipvs0`) and its addresses, over rtnetlink (the rtnetlink crate; no `ip` subprocess). IPVS receives only
+//! the packets the node takes as local, so a service's VIP must be an address of the node.
+//!
+//! This layer only lists, adds and removes; which addresses are wanted and which of them may be removed is the
+//! pure `table::plan_vips`'s. It never touches another interface, and refuses to use an interface of the name that
+//! is not a dummy (someone else's). Addresses are host prefixes (/32, /128); IPv6 ones skip duplicate address
+//! detection (`nodad`), so that a VIP is usable at once, not after DAD's second.
+
+mod error;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage};
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+use rtnetlink::{Handle, LinkDummy, LinkUnspec};
+
+pub use error::NetifError;
+
+use crate::ipvs::NetnsSpec;
+
+/// The default name of the interface that holds the VIPs.
+pub const DEFAULT_INTERFACE: &str = "ipvs0";
+
+/// An rtnetlink connection to one network namespace, for one interface's addresses.
+pub struct VipInterface {
+    handle: Handle,
+    name: String,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for VipInterface {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+/// One address as the kernel listed it on the interface.
+#[derive(Debug, Clone)]
+pub struct ListedAddress {
+    /// Its prefix length: only a host prefix is ever removed (that is what this program adds).
+    pub prefix_len: u8,
+    message: AddressMessage,
+}
+
+impl VipInterface {
+    /// Connects to `netns` (its rtnetlink socket is made there) for the interface `name`.
+    pub async fn open(netns: &NetnsSpec, name: &str) -> Result<Self, NetifError> {
+        let connect = || rtnetlink::new_connection().map_err(|source| NetifError::Socket { source });
+        let (connection, handle, _) = match netns.path() {
+            None => connect()?,
+            Some(path) => {
+                crate::ipvs::netns::run_in_netns_with(path, connect, |path, source| NetifError::Netns { path, source })
+                    .await?
+            }
+        };
+        Ok(VipInterface { handle, name: name.to_owned(), connection: tokio::spawn(connection) })
+    }
+
+    /// The interface's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The interface's index, creating it as a dummy (and setting it up) when missing. An existing interface of
+    /// that name that is not a dummy is refused: it is someone else's, and its addresses are not ours to manage.
+    pub async fn ensure(&self) -> Result<u32, NetifError> {
+        let link = match self.find().await? {
+            Some(link) => link,
+            None => {
+                self.handle
+                    .link()
+                    .add(LinkDummy::new(&self.name).build())
+                    .execute()
+                    .await
+                    .map_err(|source| self.netlink("create the dummy interface", source))?;
+                self.find().await?.ok_or_else(|| NetifError::Vanished { name: self.name.clone() })?
+            }
+        };
+        let kind = link.attributes.iter().find_map(|attr| match attr {
+            LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|info| match info {
+                LinkInfo::Kind(kind) => Some(kind.clone()),
+                _ => None,
+            }),
+            _ => None,
+        });
+        if kind != Some(InfoKind::Dummy) {
+            return Err(NetifError::NotDummy {
+                name: self.name.clone(),
+                kind: kind.map_or_else(|| "no kind".to_owned(), |kind| kind.to_string()),
+            });
+        }
+        let index = link.header.index;
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(|source| self.netlink("set the interface up", source))?;
+        Ok(index)
+    }
+
+    async fn find(&self) -> Result<Option<LinkMessage>, NetifError> {
+        let mut links = self.handle.link().get().match_name(self.name.clone()).execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link),
+            // The kernel answers a lookup of a missing name with ENODEV.
+            Err(rtnetlink::Error::NetlinkError(err)) if err.raw_code() == -libc::ENODEV => Ok(None),
+            Err(source) => Err(self.netlink("look the interface up", source)),
+        }
+    }
+
+    /// Every address on the interface `index` (one listing; a failure lists nothing, so the caller removes
+    /// nothing).
+    pub async fn addresses(&self, index: u32) -> Result<BTreeMap<IpAddr, ListedAddress>, NetifError> {
+        let mut listing = self.handle.address().get().set_link_index_filter(index).execute();
+        let mut out = BTreeMap::new();
+        while let Some(message) = listing.try_next().await.map_err(|source| self.netlink("list addresses", source))? {
+            // The kernel may ignore the filter (no strict checking): keep the interface's own.
+            if message.header.index != index {
+                continue;
+            }
+            let local = message.attributes.iter().find_map(|attr| match attr {
+                AddressAttribute::Local(addr) => Some(*addr),
+                _ => None,
+            });
+            let address = message.attributes.iter().find_map(|attr| match attr {
+                AddressAttribute::Address(addr) => Some(*addr),
+                _ => None,
+            });
+            // IPv4 gives the local address in IFA_LOCAL (IFA_ADDRESS is the peer's on point-to-point links).
+            if let Some(addr) = local.or(address) {
+                out.insert(addr, ListedAddress { prefix_len: message.header.prefix_len, message });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds `addr` to the interface `index` as a host prefix (IPv6 without DAD).
+    pub async fn add(&self, index: u32, addr: IpAddr) -> Result<(), NetifError> {
+        let mut request = self.handle.address().add(index, addr, host_prefix(addr));
+        if addr.is_ipv6() {
+            let message = request.message_mut();
+            message.header.flags |= AddressHeaderFlags::Nodad;
+            message.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        request.execute().await.map_err(|source| self.netlink_addr("add", addr, source))
+    }
+
+    /// Removes `addr`, as listed, from the interface. Refused for anything but a host prefix: this program
+    /// never added it.
+    pub async fn remove(&self, addr: IpAddr, listed: &ListedAddress) -> Result<(), NetifError> {
+        if listed.prefix_len != host_prefix(addr) {
+            return Err(NetifError::NotOurs { name: self.name.clone(), addr, prefix_len: listed.prefix_len });
+        }
+        self.handle
+            .address()
+            .del(listed.message.clone())
+            .execute()
+            .await
+            .map_err(|source| self.netlink_addr("remove", addr, source))
+    }
+
+    fn netlink(&self, op: &'static str, source: rtnetlink::Error) -> NetifError {
+        NetifError::Netlink { name: self.name.clone(), op, addr: None, source: Box::new(source) }
+    }
+
+    fn netlink_addr(&self, op: &'static str, addr: IpAddr, source: rtnetlink::Error) -> NetifError {
+        NetifError::Netlink { name: self.name.clone(), op, addr: Some(addr), source: Box::new(source) }
+    }
+}
+
+/// /32 for IPv4, /128 for IPv6.
+pub fn host_prefix(addr: IpAddr) -> u8 {
+    if addr.is_ipv4() { 32 } else { 128 }
+}
