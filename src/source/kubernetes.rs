@@ -71,16 +71,6 @@ impl Shown {
         self.entries.get(id)
     }
 
-    /// Whether `id`'s status holds an entry of this node.
-    pub fn contains_key(&self, id: &crate::api::ObjectId) -> bool {
-        self.entries.contains_key(id)
-    }
-
-    /// Whether no object holds an entry of this node.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Records this node's entry in `id`'s status.
     pub fn insert(&mut self, id: crate::api::ObjectId, entry: NodeStatus) {
         self.entries.insert(id, entry);

@@ -207,11 +207,11 @@ fn the_feed_tracks_which_objects_hold_an_entry_of_this_node() {
     let id = crate::api::ObjectId::kubernetes("prod", "web");
     assert_eq!(reported.lock().unwrap().get(&id).map(|e| e.node_name.as_str()), Some("n1"), "the entry itself");
     feed.on_event(KubeEvent::VirtualService(Box::new(Event::Apply(with_entry("n2")))));
-    assert!(!reported.lock().unwrap().contains_key(&id), "another node's entry is not ours");
+    assert!(reported.lock().unwrap().get(&id).is_none(), "another node's entry is not ours");
     feed.on_event(KubeEvent::VirtualService(Box::new(Event::Apply(with_entry("n1")))));
     assert!(reported.lock().unwrap().take_renewed().is_empty(), "an edit is no renewal");
     feed.on_event(KubeEvent::VirtualService(Box::new(Event::Delete(with_entry("n1")))));
-    assert!(reported.lock().unwrap().is_empty());
+    assert!(reported.lock().unwrap().get(&id).is_none(), "the deleted object's entry is gone");
     assert_eq!(reported.lock().unwrap().take_renewed(), [id.clone()].into(), "a deletion renews the object");
     assert!(reported.lock().unwrap().take_renewed().is_empty(), "taken once");
 
@@ -221,7 +221,7 @@ fn the_feed_tracks_which_objects_hold_an_entry_of_this_node() {
     again.metadata.creation_timestamp = Some(Time("2026-02-01T00:00:00Z".parse().unwrap()));
     list(&mut feed, vec![again], Vec::new(), &[]);
     assert_eq!(reported.lock().unwrap().take_renewed(), [id.clone()].into(), "a new creation time renews it");
-    assert!(!reported.lock().unwrap().contains_key(&id), "the new object holds no entry of this node");
+    assert!(reported.lock().unwrap().get(&id).is_none(), "the new object holds no entry of this node");
 }
 
 /// The real watchers (kube-runtime) against kube's tower-test mock: what the agent does when the API fails.
