@@ -546,14 +546,9 @@ impl Shared {
         let mut timed_out = Vec::new();
         let mut guard = self.lock();
         let inner = &mut *guard;
-        while let Some((deadline, number, key)) = inner.deadlines.first().cloned() {
-            if deadline > now {
-                break;
-            }
-            inner.deadlines.remove(&(deadline, number, Arc::clone(&key)));
-            if inner.running.get(&key).is_some_and(|flight| flight.number == number)
-                && let Some(flight) = inner.running.remove(&key)
-            {
+        while inner.deadlines.first().is_some_and(|(deadline, ..)| *deadline <= now) {
+            let Some((_, number, key)) = inner.deadlines.pop_first() else { break };
+            if let Some(flight) = inner.take_flight(&key, number) {
                 flight.abort.abort();
                 timed_out.push((key, flight.entry));
             }
@@ -616,13 +611,21 @@ impl Shared {
     /// Takes flight `number` of `key` off the books; returns the entry that started it, or `None` when the driver
     /// already ended it (its timeout is counted) or it is not the key's current flight.
     fn land(&self, key: &Arc<TargetKey>, number: u64) -> Option<u64> {
-        let mut guard = self.lock();
-        let inner = &mut *guard;
-        let flight = inner.running.get(key).filter(|flight| flight.number == number)?;
-        if let Some(deadline) = flight.deadline {
-            inner.deadlines.remove(&(deadline, number, Arc::clone(key)));
+        self.lock().take_flight(key, number).map(|flight| flight.entry)
+    }
+}
+
+impl Inner {
+    /// Removes flight `number` of `key` and its deadline, if it is the key's current flight.
+    fn take_flight(&mut self, key: &Arc<TargetKey>, number: u64) -> Option<Flight> {
+        if self.running.get(key).is_none_or(|flight| flight.number != number) {
+            return None;
         }
-        inner.running.remove(key).map(|flight| flight.entry)
+        let flight = self.running.remove(key)?;
+        if let Some(deadline) = flight.deadline {
+            self.deadlines.remove(&(deadline, number, Arc::clone(key)));
+        }
+        Some(flight)
     }
 }
 
@@ -648,7 +651,8 @@ async fn probe_once<R: ProbeRunner>(
     number: u64,
     due: Instant,
 ) {
-    let mut flying = Landing { shared: Arc::clone(&shared), key: Arc::clone(&key), number, permitted: false };
+    let mut flying =
+        Landing { shared: Arc::clone(&shared), key: Arc::clone(&key), number, permitted: false, landed: false };
     // A free permit starts the clock at the driver's time; only a probe that waited for one reads the clock (in a
     // VM without a usable TSC every reading is a system call).
     let (_permit, start) = match Arc::clone(&shared.permits).try_acquire_owned() {
@@ -664,7 +668,9 @@ async fn probe_once<R: ProbeRunner>(
         return;
     }
     let result = runner.probe(&key).await.map(|()| Instant::now().saturating_duration_since(start));
-    if let Some(entry) = shared.land(&key, number) {
+    let entry = shared.land(&key, number);
+    flying.landed = true;
+    if let Some(entry) = entry {
         shared.record(&key, entry, result);
     }
 }
@@ -675,7 +681,10 @@ struct Landing {
     shared: Arc<Shared>,
     key: Arc<TargetKey>,
     number: u64,
+    /// It holds a permit (counted in flight).
     permitted: bool,
+    /// The probe finished and took itself off the books: nothing left to take.
+    landed: bool,
 }
 
 impl Drop for Landing {
@@ -683,8 +692,11 @@ impl Drop for Landing {
         if self.permitted {
             self.shared.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
-        // A no-op after `land` or after the driver's timeout.
-        let _ = self.shared.land(&self.key, self.number);
+        if !self.landed {
+            // Aborted (at its deadline, with its target, with the scheduler) or panicked; a no-op after the
+            // driver's timeout took it.
+            let _ = self.shared.land(&self.key, self.number);
+        }
     }
 }
 
@@ -693,17 +705,15 @@ impl Drop for Landing {
 async fn drive<R: ProbeRunner>(shared: Arc<Shared>, runner: Arc<R>) {
     let sleep = tokio::time::sleep_until(Instant::now());
     tokio::pin!(sleep);
-    let mut armed = None;
     loop {
         let next = shared.start_due(Instant::now(), &runner);
         if let Some(next) = next
-            && armed != Some(next)
+            && (sleep.is_elapsed() || sleep.deadline() != next)
         {
             sleep.as_mut().reset(next);
-            armed = Some(next);
         }
         tokio::select! {
-            () = &mut sleep, if next.is_some() => armed = None,
+            () = &mut sleep, if next.is_some() => {}
             () = shared.changed.notified() => {}
         }
     }
