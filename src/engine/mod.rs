@@ -1,14 +1,22 @@
 //! The engine: one reconciliation pass over the kernel. It takes a desired table and pass options (plain values: it
 //! knows no source), reads the kernel through the [`Kernel`] trait, plans with `table::plan`, guards, remembers what it
-//! owns, applies and recovers from races. What runs passes, and when, is the agent's business (`crate::agent`).
+//! owns, applies and recovers from races; with a VIP interface, it keeps the node's addresses as the services need
+//! them (added before their services, removed after). What runs passes, and when, is the agent's business (`crate::agent`).
 
+pub mod addresses;
 mod ipvs_kernel;
 pub mod kernel;
 pub mod reconcile;
 pub mod state;
+mod vip_pass;
 
+pub use addresses::{FakeAddresses, NodeAddresses, NodeVips};
 pub use kernel::{FakeError, FakeKernel, Kernel, KernelFailure};
-pub use reconcile::{Engine, EngineError, EngineErrorOf, OpFailure, PassOptions, PassReport, PassReportOf};
+pub use reconcile::{
+    AddressFailure, AddressReport, Engine, EngineError, EngineErrorOf, OpFailure, PassOptions, PassReport, PassReportOf,
+};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vip_tests;

@@ -1,14 +1,17 @@
 //! One reconciliation pass: read, plan, guard, remember, apply, recover from races.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use tracing::{info, warn};
 
+use super::addresses::{Listing, NodeAddresses};
 use super::kernel::{Kernel, KernelFailure};
 use super::state::{State, StateError};
 use crate::health::{HealthState, TargetKey};
 use crate::model::{ObjectId, Op, ServiceKey, Table};
+use crate::netif::NetifError;
 use crate::table::{DesiredTable, Drains, Plan, PlanInput, apply_op, plan};
 
 /// A pass may delete at most this many owned services without `allow_mass_delete`, however small the table.
@@ -23,6 +26,9 @@ pub enum EngineError<E: std::error::Error + 'static> {
     /// Reading the kernel failed: nothing is planned, so nothing is deleted because of it.
     #[error("reading the IPVS table failed; nothing was changed: {0}")]
     Read(#[source] E),
+    /// Listing the VIP interface's addresses failed: nothing is planned, so nothing is changed because of it.
+    #[error("listing the VIP interface's addresses failed; nothing was changed: {0}")]
+    Addresses(#[source] NetifError),
     /// The ownership memory could not be read or written; changing the kernel without it could leak or steal services.
     #[error(transparent)]
     State(#[from] StateError),
@@ -57,6 +63,7 @@ impl<E: std::error::Error + 'static> EngineError<E> {
     pub fn metric_label(&self) -> &'static str {
         match self {
             EngineError::Read(_) => "read",
+            EngineError::Addresses(_) => "address_read",
             EngineError::State(_) => "state",
             EngineError::MassDelete { .. } => "mass_delete",
         }
@@ -92,6 +99,32 @@ pub struct PassReport<E> {
     pub held: Vec<ServiceKey>,
     /// Rounds of re-planning after races with other writers.
     pub race_rounds: usize,
+    /// What the pass did to the VIP interface's addresses.
+    pub addresses: AddressReport,
+}
+
+/// What a pass did to the VIP interface's addresses.
+#[derive(Debug, Default)]
+pub struct AddressReport {
+    /// Addresses added, in order.
+    pub added: Vec<IpAddr>,
+    /// Addresses removed, in order.
+    pub removed: Vec<IpAddr>,
+    /// Changes the kernel refused or did not answer.
+    pub failures: Vec<AddressFailure>,
+}
+
+/// An address change that failed, with the objects whose services need the address.
+#[derive(Debug)]
+pub struct AddressFailure {
+    /// The address.
+    pub addr: IpAddr,
+    /// Whether it was being added (else removed).
+    pub adding: bool,
+    /// The objects whose services need it (none when it was being removed).
+    pub objects: Vec<ObjectId>,
+    /// Why.
+    pub error: NetifError,
 }
 
 impl<E> Default for PassReport<E> {
@@ -104,6 +137,7 @@ impl<E> Default for PassReport<E> {
             unanswered: Vec::new(),
             held: Vec::new(),
             race_rounds: 0,
+            addresses: AddressReport::default(),
         }
     }
 }
@@ -111,7 +145,7 @@ impl<E> Default for PassReport<E> {
 impl<E: KernelFailure> PassReport<E> {
     /// Whether every planned operation was applied.
     pub fn is_success(&self) -> bool {
-        self.failures.is_empty() && self.unanswered.is_empty()
+        self.failures.is_empty() && self.unanswered.is_empty() && self.addresses.failures.is_empty()
     }
 
     /// Whether some operation may or may not have been applied (no answer came): the kernel must be read again
@@ -129,11 +163,16 @@ impl<E: KernelFailure> PassReport<E> {
 /// The engine: a kernel, the ownership memory, and the table as last observed.
 pub struct Engine<K> {
     kernel: K,
-    state: State,
-    state_path: PathBuf,
+    pub(super) state: State,
+    pub(super) state_path: PathBuf,
     /// The kernel's table as last read, kept up to date with what this engine applied since; `None` until the first
     /// full read. Incremental passes plan against it instead of reading the whole table again.
-    observed: Option<Table>,
+    pub(super) observed: Option<Table>,
+    /// The VIP interface, when this engine manages the node's addresses.
+    pub(super) addresses: Option<Box<dyn NodeAddresses>>,
+    /// The interface's addresses as last listed, kept up to date with the changes made since (as `observed`);
+    /// `None` until the first listing and whenever a change's outcome is unknown.
+    pub(super) listed: Option<Listing>,
 }
 
 /// The engine's error for kernel `K`.
@@ -145,7 +184,7 @@ impl<K: Kernel> Engine<K> {
     /// An engine over `kernel`, remembering ownership in `state_path` (loaded now).
     pub fn new(kernel: K, state_path: PathBuf) -> Result<Self, EngineErrorOf<K>> {
         let state = State::load(&state_path)?;
-        Ok(Engine { kernel, state, state_path, observed: None })
+        Ok(Engine { kernel, state, state_path, observed: None, addresses: None, listed: None })
     }
 
     /// The kernel.
@@ -226,17 +265,21 @@ impl<K: Kernel> Engine<K> {
             return self.reconcile_full(desired, now, opts).await;
         }
         self.refresh(touched).await?;
+        if self.listed.is_none() {
+            self.list_addresses().await.map_err(EngineError::Addresses)?;
+        }
         self.reconcile_observed(desired, now, opts, Some(touched)).await
     }
 
     /// Reads the whole table. The services this pass may act on (owned or desired) are passed along: the read
     /// must find each of them that exists, since a plan decides from absence.
+    /// The VIP interface's addresses are listed with it (one listing per full pass).
     async fn refresh_all(&mut self, desired: &DesiredTable) -> Result<(), EngineErrorOf<K>> {
         self.observed = None;
         let expected: BTreeSet<ServiceKey> = self.state.owned.iter().chain(desired.services.keys()).copied().collect();
         let table = self.kernel.read_table(&expected).await.map_err(EngineError::Read)?;
         self.observed = Some(table);
-        Ok(())
+        self.list_addresses().await.map_err(EngineError::Addresses)
     }
 
     /// Re-reads some services into the observed table. On failure the observed table is dropped, so the next pass
@@ -305,6 +348,8 @@ impl<K: Kernel> Engine<K> {
         scope: Option<&BTreeSet<ServiceKey>>,
     ) -> Result<PassReportOf<K>, EngineErrorOf<K>> {
         let owned_at_start = self.state.owned.len();
+        // The addresses of the services in scope (every address, on a full pass).
+        let among: Option<BTreeSet<IpAddr>> = scope.map(|keys| keys.iter().filter_map(ServiceKey::addr).collect());
         let mut plan = self.plan_observed(desired, now, scope);
         let held = hold_deletes(&mut plan.ops, opts);
         Self::guard(&plan.ops, 0, owned_at_start, opts)?;
@@ -333,7 +378,10 @@ impl<K: Kernel> Engine<K> {
         if !new_owned.is_empty() || (drains_changed && !plan.ops.is_empty()) {
             self.state.save(&self.state_path)?;
         }
+        // Addresses before the services that need them: a service is reachable from its first packet on.
+        self.add_addresses(desired, among.as_ref(), &mut report.addresses).await?;
         if plan.ops.is_empty() {
+            self.remove_addresses(desired, among.as_ref(), &mut report.addresses).await?;
             return Ok(report);
         }
         let saved = (self.state.owned.len(), self.state.drains.clone());
@@ -405,6 +453,8 @@ impl<K: Kernel> Engine<K> {
         if (self.state.owned.len(), &self.state.drains) != (saved.0, &saved.1) {
             self.state.save(&self.state_path)?;
         }
+        // Addresses after the services that needed them are gone.
+        self.remove_addresses(desired, among.as_ref(), &mut report.addresses).await?;
         Ok(report)
     }
 

@@ -1,5 +1,6 @@
-//! The engine's memory across restarts: which services it owns, which backends it is draining, and what the health
-//! checks last said of each target (so that a restart flaps nothing).
+//! The engine's memory across restarts: which services it owns, which backends it is draining, what the health
+//! checks last said of each target (so that a restart flaps nothing), and which addresses it added to the VIP
+//! interface.
 //!
 //! The file is written atomically (temporary file, fsync, rename, fsync of the directory) *before* the kernel is
 //! changed, so that a crash between the two never leaves a service in the kernel that the next run does not know it
@@ -9,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -66,6 +68,17 @@ pub struct State {
     pub drains: BTreeMap<(ServiceKey, DestKey), u64>,
     /// Each probe target's health as of its last transition (targets in use only).
     pub health: BTreeMap<TargetKey, HealthState>,
+    /// The addresses this program added to the VIP interface and has not removed.
+    pub vips: OwnedVips,
+}
+
+/// The addresses this program added, and the interface it added them to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnedVips {
+    /// The interface (`None` before the first address).
+    pub interface: Option<String>,
+    /// The addresses.
+    pub addrs: BTreeSet<IpAddr>,
 }
 
 /// One target's saved health.
@@ -85,6 +98,15 @@ struct StateFile {
     drains: Vec<DrainRecord>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     health: Vec<HealthRecord>,
+    /// Absent in files written before addresses were managed: nothing added yet.
+    #[serde(default, skip_serializing_if = "OwnedVips::is_empty")]
+    vips: OwnedVips,
+}
+
+impl OwnedVips {
+    fn is_empty(&self) -> bool {
+        self.interface.is_none() && self.addrs.is_empty()
+    }
 }
 
 impl State {
@@ -107,6 +129,7 @@ impl State {
             owned: file.owned.into_iter().collect(),
             drains: file.drains.into_iter().map(|d| ((d.service, d.dest), d.since)).collect(),
             health: file.health.into_iter().map(|h| (h.target, h.state)).collect(),
+            vips: file.vips,
         })
     }
 
@@ -126,6 +149,7 @@ impl State {
                 .iter()
                 .map(|(target, state)| HealthRecord { target: target.clone(), state: state.clone() })
                 .collect(),
+            vips: self.vips.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| io_err(io::Error::other(e)))?;
         let dir = match path.parent() {
@@ -181,10 +205,22 @@ mod tests {
         down.last_error = Some("connection refused".into());
         down.last_transition = Some(1_700_000_100);
         state.health.insert(TargetKey::new("10.0.0.1:8080".parse().unwrap(), check), down);
+        state.vips = OwnedVips {
+            interface: Some("ipvs0".into()),
+            addrs: ["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()].into(),
+        };
         state.save(&path).unwrap();
         assert_eq!(State::load(&path).unwrap(), state);
         let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    #[test]
+    fn a_file_from_before_addresses_were_managed_owns_no_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::write(&path, r#"{"version":1,"owned":[],"drains":[]}"#).unwrap();
+        assert_eq!(State::load(&path).unwrap().vips, OwnedVips::default());
     }
 
     #[test]

@@ -61,3 +61,46 @@ pub enum NetifError {
         prefix_len: u8,
     },
 }
+
+impl NetifError {
+    /// The errno of a kernel refusal, if this is one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetifError::Netlink { source, .. } => match source.as_ref() {
+                rtnetlink::Error::NetlinkError(message) => Some(-message.raw_code()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Whether the kernel answered with a refusal: the request was not carried out. Any other failure (the
+    /// socket, a lost answer) leaves its outcome unknown.
+    pub fn is_refusal(&self) -> bool {
+        self.errno().is_some()
+    }
+
+    /// Whether an add failed because the address is already there (someone else put it there since the listing).
+    pub fn is_exists(&self) -> bool {
+        self.errno() == Some(libc::EEXIST)
+    }
+
+    /// Whether a removal failed because the address is already gone.
+    pub fn is_gone(&self) -> bool {
+        matches!(self.errno(), Some(libc::EADDRNOTAVAIL | libc::ENOENT | libc::ESRCH))
+    }
+
+    /// A short stable label for metrics and status reasons.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            NetifError::Netns { .. } => "netns",
+            NetifError::Socket { .. } => "socket",
+            NetifError::Netlink { .. } if self.is_exists() => "address_exists",
+            NetifError::Netlink { .. } if self.errno().is_some() => "address_refused",
+            NetifError::Netlink { .. } => "netlink",
+            NetifError::NotDummy { .. } => "interface_not_dummy",
+            NetifError::Vanished { .. } => "interface_vanished",
+            NetifError::NotOurs { .. } => "address_not_ours",
+        }
+    }
+}

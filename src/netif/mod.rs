@@ -163,6 +163,14 @@ impl VipInterface {
             .map_err(|source| self.netlink_addr("remove", addr, source))
     }
 
+    /// Removes the host address `addr` (/32 or /128, as this program adds them) from the interface `index`.
+    /// The request is the one `add` would make, so the kernel matches exactly the address this program adds; an
+    /// address of another prefix length is not matched, and stays.
+    pub async fn remove_host(&self, index: u32, addr: IpAddr) -> Result<(), NetifError> {
+        let message = self.handle.address().add(index, addr, host_prefix(addr)).message_mut().clone();
+        self.handle.address().del(message).execute().await.map_err(|source| self.netlink_addr("remove", addr, source))
+    }
+
     fn netlink(&self, op: &'static str, source: rtnetlink::Error) -> NetifError {
         NetifError::Netlink { name: self.name.clone(), op, addr: None, source: Box::new(source) }
     }

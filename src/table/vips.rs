@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::desired::DesiredTable;
-use crate::model::ServiceKey;
+use crate::model::{ServiceKey, Table};
 
 /// Every address the table needs on the node, with the services that need it (for messages and status).
 pub fn wanted_vips(table: &DesiredTable) -> BTreeMap<IpAddr, Vec<ServiceKey>> {
@@ -33,6 +33,27 @@ pub fn wanted_vips(table: &DesiredTable) -> BTreeMap<IpAddr, Vec<ServiceKey>> {
         }
     }
     wanted
+}
+
+/// The addresses the node must keep: every address a declared service wants (see [`wanted_vips`]), and that of
+/// every owned service still in `live` that no object declares any more (its deletion is held back, or failed: it
+/// still serves, so its address stays until it is gone). With `among`, only those addresses are looked at (an
+/// incremental pass looks at the addresses of the services it touched; the scans stay in memory).
+pub fn needed_vips(
+    desired: &DesiredTable,
+    live: &Table,
+    owned: &BTreeSet<ServiceKey>,
+    among: Option<&BTreeSet<IpAddr>>,
+) -> BTreeSet<IpAddr> {
+    let looked_at = |addr: &IpAddr| among.is_none_or(|among| among.contains(addr));
+    let declared =
+        desired.services.iter().filter(|(_, service)| service.bind_address).filter_map(|(key, _)| key.addr());
+    let still_served = live
+        .services
+        .keys()
+        .filter(|key| owned.contains(key) && !desired.services.contains_key(key))
+        .filter_map(ServiceKey::addr);
+    declared.chain(still_served).filter(looked_at).collect()
 }
 
 /// What to change on the interface, and what the program owns afterwards.

@@ -1,0 +1,215 @@
+//! The address part of a pass: the VIP interface's addresses follow the services, with the IPVS table's rules.
+//!
+//! - One listing per full pass (and on the first incremental pass after a change whose outcome is unknown);
+//!   incremental passes plan against the listing kept up to date with this program's own changes, as the IPVS
+//!   table is. A failed listing fails the pass before anything changes.
+//! - Only addresses this program added are removed, and only as host prefixes; an address someone else put
+//!   there is used, never adopted.
+//! - Order: addresses are added before the pass's IPVS changes and removed after them, once no service this
+//!   program keeps needs them (a service whose deletion is held back keeps its address). When the IPVS outcome is
+//!   unknown, no address is removed in that pass.
+//! - Ownership is written to the state file before an address is added, as it is before a service is created.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use tracing::{info, warn};
+
+use super::addresses::NodeAddresses;
+use super::kernel::Kernel;
+use super::reconcile::{AddressFailure, AddressReport, Engine};
+use super::state::StateError;
+use crate::model::Table;
+use crate::netif::host_prefix;
+use crate::table::{DesiredTable, VipPlan, needed_vips, plan_vips};
+
+impl<K: Kernel> Engine<K> {
+    /// The same engine, keeping the node's addresses on `addresses`' interface as the services need them. When
+    /// the state file says the addresses it owns were added to another interface, they are left there and
+    /// forgotten (with a warning naming them): this engine manages one interface.
+    pub fn with_addresses(mut self, addresses: Box<dyn NodeAddresses>) -> Self {
+        let name = addresses.interface().to_owned();
+        let vips = &mut self.state.vips;
+        if vips.interface.as_ref().is_some_and(|old| *old != name) && !vips.addrs.is_empty() {
+            let left: Vec<String> = vips.addrs.iter().map(ToString::to_string).collect();
+            warn!(
+                old = vips.interface.as_deref().unwrap_or_default(),
+                new = %name,
+                addresses = %left.join(" "),
+                "the VIP interface changed: the addresses added to the old one are left there and no longer managed"
+            );
+            vips.addrs.clear();
+        }
+        vips.interface = Some(name);
+        self.addresses = Some(addresses);
+        self.listed = None;
+        self
+    }
+
+    /// Whether this engine manages the node's addresses.
+    pub fn manages_addresses(&self) -> bool {
+        self.addresses.is_some()
+    }
+
+    /// The VIP interface's addresses as last listed (and changed since), when they are managed.
+    pub fn listed_addresses(&self) -> Option<&super::addresses::Listing> {
+        self.listed.as_ref()
+    }
+
+    /// Lists the interface's addresses, when they are managed.
+    pub(super) async fn list_addresses(&mut self) -> Result<(), crate::netif::NetifError> {
+        self.listed = None;
+        if let Some(addresses) = &self.addresses {
+            self.listed = Some(addresses.list().await?);
+        }
+        Ok(())
+    }
+
+    /// The address changes that take the interface from its listing to what `desired` and the services kept in
+    /// `live` need, looking only at the addresses `among` (all of them: `None`).
+    fn address_plan(&self, desired: &DesiredTable, live: &Table, among: Option<&BTreeSet<IpAddr>>) -> Option<VipPlan> {
+        let listed = self.listed.as_ref()?;
+        let looked_at = |addr: &&IpAddr| among.is_none_or(|among| among.contains(*addr));
+        let needed = needed_vips(desired, live, &self.state.owned, among);
+        let on_interface: BTreeSet<IpAddr> = listed.keys().filter(looked_at).copied().collect();
+        let owned: BTreeSet<IpAddr> = self.state.vips.addrs.iter().filter(looked_at).copied().collect();
+        Some(plan_vips(&needed, &on_interface, &owned))
+    }
+
+    /// What a pass of `plan` would do to the addresses (the `plan` command): the additions before it, and the
+    /// removals once its operations are applied. `None` when addresses are not managed.
+    pub fn planned_addresses(&self, desired: &DesiredTable, ops: &[crate::model::Op]) -> Option<VipPlan> {
+        let live = self.observed.clone().unwrap_or_default();
+        let before = self.address_plan(desired, &live, None)?;
+        let mut after_ops = live;
+        for op in ops {
+            // A refusal here is the kernel's to report when the pass runs; the plan only needs the table after.
+            let _ = crate::table::apply_op(&mut after_ops, op);
+        }
+        let after = self.address_plan(desired, &after_ops, None)?;
+        Some(VipPlan { add: before.add, remove: after.remove, foreign: before.foreign, owned_after: after.owned_after })
+    }
+
+    /// Adds the missing addresses the services need, before the IPVS changes.
+    pub(super) async fn add_addresses(
+        &mut self,
+        desired: &DesiredTable,
+        among: Option<&BTreeSet<IpAddr>>,
+        report: &mut AddressReport,
+    ) -> Result<(), StateError> {
+        let empty = Table::default();
+        let live = self.observed.as_ref().unwrap_or(&empty);
+        let Some(plan) = self.address_plan(desired, live, among) else { return Ok(()) };
+        if plan.add.is_empty() {
+            return Ok(());
+        }
+        // Remember first: a crash after the address is added must not leave an address nobody knows is ours.
+        self.state.vips.addrs.extend(plan.add.iter().copied());
+        self.state.save(&self.state_path)?;
+        let mut forgotten = false;
+        for addr in plan.add {
+            let Some(addresses) = &self.addresses else { break };
+            match addresses.add(addr).await {
+                Ok(()) => {
+                    if let Some(listed) = self.listed.as_mut() {
+                        listed.insert(addr, host_prefix(addr));
+                    }
+                    report.added.push(addr);
+                }
+                Err(e) if e.is_exists() => {
+                    // Someone else added it since the listing: it is theirs, and it serves our services as well.
+                    info!(%addr, interface = addresses.interface(), "address added by someone else meanwhile: used, not owned");
+                    self.state.vips.addrs.remove(&addr);
+                    forgotten = true;
+                    // Its prefix is unknown until the next listing: one that is not a host prefix is never removed.
+                    self.listed = None;
+                }
+                Err(error) => {
+                    warn!(%addr, interface = addresses.interface(), %error, "adding a VIP failed");
+                    if error.is_refusal() {
+                        // Not added: nothing to own.
+                        self.state.vips.addrs.remove(&addr);
+                        forgotten = true;
+                    } else {
+                        // Maybe added: it stays owned (harmless if absent: the next listing forgets it) and the
+                        // next pass lists the interface again.
+                        self.listed = None;
+                    }
+                    let objects = objects_binding(desired, addr);
+                    report.failures.push(AddressFailure { addr, adding: true, objects, error });
+                }
+            }
+        }
+        if forgotten {
+            self.state.save(&self.state_path)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the owned addresses no service needs any more, after the IPVS changes. Owned addresses someone
+    /// removed are forgotten.
+    pub(super) async fn remove_addresses(
+        &mut self,
+        desired: &DesiredTable,
+        among: Option<&BTreeSet<IpAddr>>,
+        report: &mut AddressReport,
+    ) -> Result<(), StateError> {
+        // An unknown IPVS outcome (no observed table) or an unknown listing: nothing is known to be unneeded.
+        let Some(live) = self.observed.as_ref() else { return Ok(()) };
+        let Some(plan) = self.address_plan(desired, live, among) else { return Ok(()) };
+        let owned_before = self.state.vips.addrs.clone();
+        // Owned addresses no longer on the interface and not needed are forgotten; those still needed but missing
+        // (an add that failed) stay owned until the next pass adds them.
+        let looked_at = |addr: &IpAddr| among.is_none_or(|among| among.contains(addr));
+        let listed = self.listed.clone().unwrap_or_default();
+        self.state.vips.addrs.retain(|addr| {
+            !looked_at(addr) || listed.contains_key(addr) || plan.add.contains(addr) || plan.remove.contains(addr)
+        });
+        for addr in plan.remove {
+            let Some(addresses) = &self.addresses else { break };
+            if listed.get(&addr) != Some(&host_prefix(addr)) {
+                warn!(%addr, interface = addresses.interface(), "an owned VIP is no longer a host address: someone changed it; left alone and forgotten");
+                self.state.vips.addrs.remove(&addr);
+                continue;
+            }
+            match addresses.remove(addr).await {
+                Ok(()) => {
+                    self.state.vips.addrs.remove(&addr);
+                    if let Some(listed) = self.listed.as_mut() {
+                        listed.remove(&addr);
+                    }
+                    report.removed.push(addr);
+                }
+                Err(e) if e.is_gone() => {
+                    self.state.vips.addrs.remove(&addr);
+                    if let Some(listed) = self.listed.as_mut() {
+                        listed.remove(&addr);
+                    }
+                }
+                Err(error) => {
+                    warn!(%addr, interface = addresses.interface(), %error, "removing a VIP failed");
+                    if !error.is_refusal() {
+                        self.listed = None;
+                    }
+                    report.failures.push(AddressFailure { addr, adding: false, objects: Vec::new(), error });
+                }
+            }
+        }
+        if self.state.vips.addrs != owned_before {
+            self.state.save(&self.state_path)?;
+        }
+        Ok(())
+    }
+}
+
+/// The objects whose services bind `addr`, each once.
+fn objects_binding(desired: &DesiredTable, addr: IpAddr) -> Vec<crate::model::ObjectId> {
+    let mut objects: Vec<_> = desired
+        .services
+        .iter()
+        .filter(|(key, service)| service.bind_address && key.addr() == Some(addr))
+        .map(|(_, service)| service.origin.clone())
+        .collect();
+    objects.dedup();
+    objects
+}
