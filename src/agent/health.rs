@@ -46,9 +46,31 @@ pub fn effective(
     now: u64,
     sorry_was_active: bool,
 ) -> Effective {
-    let Some(policy) = declared.health.as_deref() else {
-        return Effective { service: Arc::clone(declared), sorry_active: false, next_step: None };
+    let mut result = match declared.health.as_deref() {
+        Some(policy) => weighed(declared, policy, health, now, sorry_was_active),
+        None => Effective { service: Arc::clone(declared), sorry_active: false, next_step: None },
     };
+    // Withdrawn while nothing takes new connections: routers that spread the address over several directors
+    // then send it elsewhere. A sorry server in the table takes them, so it keeps the address.
+    if declared.withdraw_address_when_down
+        && result.service.bind_address
+        && !result.service.dests.values().any(|dest| dest.config.weight > 0)
+    {
+        let mut service = DesiredService::clone(&result.service);
+        service.bind_address = false;
+        result.service = Arc::new(service);
+    }
+    result
+}
+
+/// The service with each backend weighed by its health, and the sorry server when needed.
+fn weighed(
+    declared: &Arc<DesiredService>,
+    policy: &HealthPolicy,
+    health: impl Fn(&TargetKey) -> Option<TargetHealth>,
+    now: u64,
+    sorry_was_active: bool,
+) -> Effective {
     let mut service = DesiredService::clone(declared);
     let mut next_step: Option<u64> = None;
     let mut healthy_weight: u64 = 0;
@@ -369,6 +391,29 @@ mod tests {
         let removing = service(Some(HealthPolicy { on_failure: OnFailure::Remove, ..policy() }), &[(1, 5), (2, 3)]);
         let e = effective(&removing, states(&[(1, false, Some(10)), (2, true, None)]), 100, false);
         assert_eq!(weights(&e), vec![("10.0.0.2:8080".into(), 3)]);
+    }
+
+    #[test]
+    fn the_address_is_withdrawn_while_nothing_takes_connections_and_kept_by_a_sorry_server() {
+        let withdrawing = |policy: Option<HealthPolicy>, weights: &[(u8, u32)]| {
+            let mut s = DesiredService::clone(&service(policy, weights));
+            s.withdraw_address_when_down = true;
+            Arc::new(s)
+        };
+        let checked = withdrawing(Some(policy()), &[(1, 5), (2, 3)]);
+        let one_up = effective(&checked, states(&[(1, false, Some(10)), (2, true, None)]), 100, false);
+        assert!(one_up.service.bind_address);
+        let all_down = effective(&checked, states(&[(1, false, Some(10)), (2, false, Some(10))]), 100, false);
+        assert!(!all_down.service.bind_address, "withdrawn");
+        assert_eq!(weights(&all_down).len(), 2, "the backends stay, at weight 0");
+        let sorry = Destination::new(DestKey::new([10, 9, 9, 9].into(), 8080), DestConfig::masquerade(1));
+        let covered = withdrawing(Some(HealthPolicy { sorry_server: Some(sorry), ..policy() }), &[(1, 5)]);
+        let e = effective(&covered, states(&[(1, false, Some(10))]), 100, false);
+        assert!(e.sorry_active && e.service.bind_address, "the sorry server takes the connections: kept");
+        let empty = withdrawing(None, &[]);
+        assert!(!effective(&empty, |_| None, 100, false).service.bind_address, "no backend at all, no checks");
+        let not_asked = service(Some(policy()), &[(1, 5)]);
+        assert!(effective(&not_asked, states(&[(1, false, Some(10))]), 100, false).service.bind_address);
     }
 
     #[test]

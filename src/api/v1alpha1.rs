@@ -66,6 +66,13 @@ pub const KIND: &str = "VirtualService";
     validation = Rule::new("has(self.address) != has(self.fwmark)").message("exactly one of address and fwmark must be set"),
     validation = Rule::new("!has(self.address) || has(self.port)").message("port is required with address"),
     validation = Rule::new("!has(self.fwmark) || has(self.family)").message("family is required with fwmark"),
+    validation = Rule::new("has(self.address) || !has(self.bindAddress)")
+        .message("bindAddress is only for address services (a fwmark service has no address)"),
+    validation = Rule::new(
+        "!has(self.withdrawAddressWhenDown) || !self.withdrawAddressWhenDown || \
+         (has(self.address) && (!has(self.bindAddress) || self.bindAddress))"
+    )
+    .message("withdrawAddressWhenDown needs an address this program binds (address set, bindAddress not false)"),
     validation = Rule::new("!has(self.fwmark) || !has(self.protocol)").message("protocol is not allowed with fwmark"),
     validation = Rule::new("!has(self.port) || self.port != 0 || has(self.persistence)")
         .message("port 0 (every port) requires persistence"),
@@ -105,6 +112,18 @@ pub struct VirtualServiceSpec {
     /// Virtual IP (IPv4 or IPv6). Required unless `fwmark` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// Whether the node holds `address` as its own: the program adds it as a /32 or /128 to its dummy interface
+    /// (`ipvs0` unless configured otherwise) while the service exists, since IPVS receives only the packets the
+    /// node takes as local. Set false when something else binds and announces the address (VRRP, kube-vip, a BGP
+    /// speaker). Default true. Only with `address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_address: Option<bool>,
+    /// Remove the address from the node while no backend can take new connections (none left, or all unhealthy or
+    /// at weight 0) and no sorry server stands in, so that routers spreading the address over several directors
+    /// (anycast, ECMP) stop sending here; it comes back with the first healthy backend. Default false. Needs an
+    /// address this program binds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdraw_address_when_down: Option<bool>,
     /// Virtual port; 0 means every port and requires `persistence` (as in ipvsadm). Required with `address`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 65535))]

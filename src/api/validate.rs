@@ -108,8 +108,7 @@ pub fn validate(id: &ObjectId, spec: &VirtualServiceSpec) -> Result<Declared, Re
         Some(d) => check.range("spec.drainTimeoutSeconds", d, 0, i64::MAX),
     };
     let health = check.health(spec, &ctx, &backends, backends_from.as_deref());
-    // Until `spec.bindAddress` exists (issue 8), every address service wants its VIP on the node.
-    let bind_address = spec.address.is_some();
+    let (bind_address, withdraw_address_when_down) = check.binding(spec);
     match (key, config, backends.dests, drain, backends_from, node_selector, health) {
         (
             Some(key),
@@ -127,6 +126,7 @@ pub fn validate(id: &ObjectId, spec: &VirtualServiceSpec) -> Result<Declared, Re
                 origin: id.clone(),
                 health: health.map(Arc::new),
                 bind_address,
+                withdraw_address_when_down,
             };
             Ok(Declared { service, backends_from, node_selector })
         }
@@ -584,6 +584,24 @@ impl Check<'_> {
             }
         }
         (self.errors.len() == errors_before && refs.len() == spec.backends_from.len()).then_some(refs)
+    }
+
+    /// `spec.bindAddress` (default true for an address service) and `spec.withdrawAddressWhenDown`; a
+    /// contradiction is reported, and the service then binds its address, without withdrawal.
+    fn binding(&mut self, spec: &VirtualServiceSpec) -> (bool, bool) {
+        if spec.address.is_none() && spec.bind_address.is_some() {
+            self.error("spec.bindAddress", "only for address services (a fwmark service has no address)");
+        }
+        let bind = spec.address.is_some() && spec.bind_address.unwrap_or(true);
+        let withdraw = spec.withdraw_address_when_down.unwrap_or(false);
+        if withdraw && !bind {
+            self.error(
+                "spec.withdrawAddressWhenDown",
+                "needs an address this program binds (spec.address set, spec.bindAddress not false)",
+            );
+            return (bind, false);
+        }
+        (bind, withdraw)
     }
 
     /// `spec.nodeSelector`: `Some(None)` when absent (every node), `None` when invalid (reported).

@@ -23,9 +23,12 @@ pub struct DesiredService {
     pub origin: ObjectId,
     /// How its backends are health checked; `None`: they are not (always healthy).
     pub health: Option<Arc<HealthPolicy>>,
-    /// Whether the node must hold the service's address as its own (every address service for now; a fwmark
+    /// Whether the node must hold the service's address as its own (`spec.bindAddress`, default true; a fwmark
     /// service has no address).
     pub bind_address: bool,
+    /// Whether the address is withdrawn while no backend takes new connections and no sorry server stands in
+    /// (`spec.withdrawAddressWhenDown`; applied with the backends' health).
+    pub withdraw_address_when_down: bool,
 }
 
 /// Every service the sources ask for, by kernel key. Entries are shared (`Arc`): a copy of the table, which the

@@ -42,6 +42,7 @@ pub fn desired_service(key: ServiceKey, scheduler: &str, dests: &[(DestKey, u32)
         origin: ObjectId::kubernetes("test", key.to_string()),
         health: None,
         bind_address: matches!(key, ServiceKey::Addr { .. }),
+        withdraw_address_when_down: false,
     }
 }
 

@@ -138,6 +138,7 @@ fn desired_table() -> impl Strategy<Value = DesiredTable> {
                             origin: crate::model::ObjectId::kubernetes("prop", key.to_string()),
                             health: None,
                             bind_address: matches!(key, ServiceKey::Addr { .. }),
+                            withdraw_address_when_down: false,
                         }),
                     )
                 })

@@ -179,6 +179,19 @@ fn dns_needs_a_query_and_head_reads_no_body() {
 }
 
 #[test]
+fn bind_address_is_for_address_services_and_withdrawal_for_bound_addresses() {
+    accepted(with(json!({"bindAddress": false})));
+    accepted(with(json!({"withdrawAddressWhenDown": true})));
+    accepted(with(json!({"bindAddress": true, "withdrawAddressWhenDown": true})));
+    accepted(with(json!({"bindAddress": false, "withdrawAddressWhenDown": false})));
+    refused(json!({"fwmark": 7, "family": "IPv4", "bindAddress": true}), "bindAddress is only for address services");
+    refused(
+        with(json!({"bindAddress": false, "withdrawAddressWhenDown": true})),
+        "withdrawAddressWhenDown needs an address this program binds",
+    );
+}
+
+#[test]
 fn quorum_and_hysteresis_need_a_sorry_server() {
     refused(with(json!({"quorum": 2})), "quorum and hysteresis need sorryServer");
     refused(with(json!({"hysteresis": 0})), "quorum and hysteresis need sorryServer");

@@ -115,6 +115,20 @@ fn an_address_service_wants_its_vip_on_the_node_and_a_fwmark_service_has_none() 
 }
 
 #[test]
+fn bind_address_false_leaves_the_vip_to_something_else_and_withdrawal_needs_a_bound_address() {
+    assert!(!ok(&format!("{WEB}bindAddress: false\n")).bind_address);
+    let withdrawn = ok(&format!("{WEB}withdrawAddressWhenDown: true\n"));
+    assert!(withdrawn.bind_address && withdrawn.withdraw_address_when_down);
+    assert!(!ok(WEB).withdraw_address_when_down, "off by default");
+    assert_error("fwmark: 42\nfamily: IPv4\nbindAddress: true\n", "spec.bindAddress", "only for address services");
+    assert_error(
+        &format!("{WEB}bindAddress: false\nwithdrawAddressWhenDown: true\n"),
+        "spec.withdrawAddressWhenDown",
+        "needs an address this program binds",
+    );
+}
+
+#[test]
 fn fwmark_backends_default_to_port_zero() {
     let d = ok("fwmark: 42\nfamily: IPv4\nbackends: [{address: 10.0.0.1}, {address: 10.0.0.2, port: 8080}]\n");
     assert_eq!(d.service.key, ServiceKey::Fwmark { family: Family::V4, mark: 42 });
