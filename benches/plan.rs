@@ -37,6 +37,7 @@ fn desired_service(i: u32) -> DesiredService {
         origin: ipvs_reconciler::model::ObjectId::kubernetes("bench", format!("svc-{i}")),
         health: None,
         bind_address: true,
+        withdraw_address_when_down: false,
     }
 }
 

@@ -72,6 +72,7 @@ pub struct Metrics {
     pass_seconds: Family<TriggerLabels, Histogram>,
     operations: Family<OpLabels, Counter>,
     owned_services: Gauge,
+    owned_addresses: Gauge,
     desired_services: Gauge,
     desired_destinations: Gauge,
     status_writes: Family<ResultLabels, Counter>,
@@ -113,6 +114,7 @@ impl Metrics {
             pass_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 4.0, 10))),
             operations: Family::default(),
             owned_services: Gauge::default(),
+            owned_addresses: Gauge::default(),
             desired_services: Gauge::default(),
             desired_destinations: Gauge::default(),
             status_writes: Family::default(),
@@ -132,6 +134,11 @@ impl Metrics {
         registry.register("pass_duration_seconds", "Duration of passes", metrics.pass_seconds.clone());
         registry.register("operations", "Netlink operations by verb and result", metrics.operations.clone());
         registry.register("owned_services", "IPVS services this program owns", metrics.owned_services.clone());
+        registry.register(
+            "owned_addresses",
+            "Addresses this program added to the VIP interface",
+            metrics.owned_addresses.clone(),
+        );
         registry.register("desired_services", "Services the sources ask for here", metrics.desired_services.clone());
         registry.register(
             "desired_destinations",
@@ -181,6 +188,16 @@ impl Metrics {
             for op in &report.unanswered {
                 self.operations.get_or_create(&OpLabels { verb: op.verb(), result: "unanswered" }).inc();
             }
+            let addresses = &report.addresses;
+            for (verb, count) in [("add_address", addresses.added.len()), ("remove_address", addresses.removed.len())] {
+                if count > 0 {
+                    self.operations.get_or_create(&OpLabels { verb, result: "ok" }).inc_by(count as u64);
+                }
+            }
+            for failure in &addresses.failures {
+                let verb = if failure.adding { "add_address" } else { "remove_address" };
+                self.operations.get_or_create(&OpLabels { verb, result: failure.error.metric_label() }).inc();
+            }
             if report.is_success() {
                 self.passed.store(true, Ordering::SeqCst);
                 self.last_success.set(unix_now());
@@ -188,6 +205,7 @@ impl Metrics {
         }
         let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.owned_services.set(gauge(owned));
+        self.owned_addresses.set(gauge(record.owned_addresses));
         self.desired_services.set(gauge(record.desired.table.services.len()));
         self.desired_destinations.set(gauge(record.desired.destinations));
         self.last_pass.store(unix_now() as u64, Ordering::SeqCst);

@@ -141,6 +141,8 @@ pub struct PassRecord<'a, E: std::error::Error + 'static> {
     pub duration: Duration,
     /// Services owned after it.
     pub owned: usize,
+    /// Addresses on the VIP interface owned after it.
+    pub owned_addresses: usize,
     /// What the checks say of each checked service's backends.
     pub health: &'a std::collections::BTreeMap<ServiceKey, health::HealthSummary>,
 }

@@ -245,6 +245,7 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
             result: &result,
             duration: started.elapsed(),
             owned: self.engine.state().owned.len(),
+            owned_addresses: self.engine.state().vips.addrs.len(),
             health: self.tracker.summaries(),
         };
         log_pass(&record);

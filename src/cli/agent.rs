@@ -12,12 +12,11 @@ use tracing::info;
 
 use super::EXIT_OK;
 use super::args::AgentArgs;
-use super::commands::{connect, connector, shutdown_signal};
+use super::commands::{connector, open_engine, shutdown_signal};
 use super::operations::{Operations, observe_pass};
 use crate::agent::metrics::Metrics;
 use crate::agent::status::{KernelOutcome, Reported, StatusWriter};
 use crate::agent::{Agent, PassRecord};
-use crate::engine::Engine;
 use crate::ipvs::{IpvsError, NetnsSpec};
 use crate::model::ServiceKey;
 use crate::source::DesiredState;
@@ -28,7 +27,7 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (KUBECONFIG, ~/.kube/config, or the in-cluster service account)")?;
-    let engine = Engine::new(connect(netns).await?, state)?;
+    let engine = open_engine(netns, state, &args.common.addresses).await?;
     let desired = DesiredState::new();
     let node = args.node_name.clone();
     let ops = Operations::start(args.common.resync_seconds)?;
@@ -85,6 +84,12 @@ fn outcome_of(record: &PassRecord<'_, IpvsError>, refused: &mut BTreeMap<Service
     }
     for op in &report.unanswered {
         refused.insert(*op.service_key(), format!("{op}: no answer from the kernel (outcome unknown)"));
+    }
+    // A service whose VIP could not be added is in the kernel but receives nothing: not programmed.
+    for failure in report.addresses.failures.iter().filter(|f| f.adding) {
+        for key in &failure.services {
+            refused.insert(*key, format!("adding its address {} failed: {}", failure.addr, failure.error));
+        }
     }
     KernelOutcome { refused: refused.clone(), pass_failed: None, health }
 }

@@ -88,6 +88,16 @@ pub struct DumpArgs {
     /// Show tunnel options (as `ipvsadm --tun-info`).
     #[arg(long)]
     pub tun_info: bool,
+    /// Show the VIP interface's addresses instead of the IPVS table, each marked as added by this program
+    /// (owned, from the state file) or not.
+    #[arg(long)]
+    pub addresses: bool,
+    /// The VIP interface, with --addresses.
+    #[arg(long, default_value = crate::netif::DEFAULT_INTERFACE, env = "IPVS_RECONCILER_VIP_INTERFACE")]
+    pub vip_interface: String,
+    /// The state file, with --addresses [default: as `apply`].
+    #[arg(long, env = "IPVS_RECONCILER_STATE")]
+    pub state: Option<PathBuf>,
 }
 
 /// Where manifests and ownership memory come from.
@@ -98,12 +108,28 @@ pub struct SourceArgs {
     pub files: Vec<PathBuf>,
 }
 
+/// Where the node's virtual addresses go.
+#[derive(Debug, Clone, Args)]
+pub struct AddressArgs {
+    /// The dummy interface that holds the services' VIPs as /32 and /128 addresses (made when missing; an
+    /// interface of that name that is not a dummy is refused).
+    #[arg(long, default_value = crate::netif::DEFAULT_INTERFACE, env = "IPVS_RECONCILER_VIP_INTERFACE")]
+    pub vip_interface: String,
+    /// Manage no address at all: every VIP is bound by something else (VRRP, kube-vip, a BGP speaker, by
+    /// hand). Addresses added earlier are left where they are, and still remembered as this program's.
+    #[arg(long, env = "IPVS_RECONCILER_NO_BIND_ADDRESSES")]
+    pub no_bind_addresses: bool,
+}
+
 /// `plan` / `apply` options.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// Manifests.
     #[command(flatten)]
     pub source: SourceArgs,
+    /// The VIP interface.
+    #[command(flatten)]
+    pub addresses: AddressArgs,
     /// Which services this program owns, remembered across runs [default: /var/lib/ipvs-reconciler/state.json,
     /// or state-NAME.json beside it with --netns NAME].
     #[arg(long, env = "IPVS_RECONCILER_STATE")]
@@ -129,6 +155,9 @@ pub struct LoopArgs {
     /// Full re-read and repair of drift every this many seconds.
     #[arg(long, default_value_t = 60)]
     pub resync_seconds: u64,
+    /// The VIP interface.
+    #[command(flatten)]
+    pub addresses: AddressArgs,
 }
 
 impl LoopArgs {

@@ -7,15 +7,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use tracing::warn;
 
-use super::args::{ApplyArgs, Cli, Command, DumpArgs, Output, ValidateArgs};
+use super::args::{AddressArgs, ApplyArgs, Cli, Command, DumpArgs, Output, ValidateArgs};
 use super::describe::{describe, describe_applied};
 use super::ipvsadm_format::{self, Columns, ListOptions};
 use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
 use crate::agent::pass_options;
 use crate::api::{self, Conflict, ValidationError};
 use crate::engine::state::DEFAULT_STATE_PATH;
-use crate::engine::{Engine, KernelFailure, PassReport};
+use crate::engine::state::State;
+use crate::engine::{Engine, KernelFailure, NodeVips, PassReport};
 use crate::ipvs::{Ipvs, NetnsSpec};
+use crate::netif::VipInterface;
 use crate::source::{Changed, DesiredState, FileSource, Snapshot};
 
 /// Runs the parsed command line; the `Ok` value is the exit code.
@@ -25,6 +27,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         None => NetnsSpec::Current,
     };
     match cli.command {
+        Command::Dump(args) if args.addresses => dump_addresses(&netns, &cli.netns, &args).await,
         Command::Dump(args) => dump(&netns, &args).await,
         Command::Validate(args) => validate(&args),
         Command::Status(args) => super::status::status(&args).await,
@@ -65,6 +68,17 @@ pub fn state_path(given: Option<PathBuf>, netns: &Option<String>) -> PathBuf {
         }
         None => default.to_owned(),
     }
+}
+
+/// The engine of `plan`, `apply`, `run` and `agent`: the IPVS client and the ownership memory, with the VIP
+/// interface unless `--no-bind-addresses`.
+pub async fn open_engine(netns: &NetnsSpec, state: PathBuf, addresses: &AddressArgs) -> Result<Engine<Ipvs>> {
+    let engine = Engine::new(connect(netns).await?, state)?;
+    if addresses.no_bind_addresses {
+        return Ok(engine);
+    }
+    let interface = VipInterface::open(netns, &addresses.vip_interface).await?;
+    Ok(engine.with_addresses(Box::new(NodeVips::new(interface))))
 }
 
 /// A connector for the agent: a new client in the same namespace.
@@ -128,6 +142,24 @@ async fn dump(netns: &NetnsSpec, args: &DumpArgs) -> Result<i32> {
                 out.write_all(serde_yaml::to_string(object)?.as_bytes())?;
             }
         }
+    }
+    Ok(EXIT_OK)
+}
+
+/// `dump --addresses`: the VIP interface's addresses, each marked as this program's (from the state file) or not.
+async fn dump_addresses(netns: &NetnsSpec, netns_name: &Option<String>, args: &DumpArgs) -> Result<i32> {
+    let state = State::load(&state_path(args.state.clone(), netns_name))?;
+    let interface = VipInterface::open(netns, &args.vip_interface).await?;
+    let Some(index) = interface.lookup().await? else {
+        println!("{}: no such interface (no address added yet)", args.vip_interface);
+        return Ok(EXIT_OK);
+    };
+    let listed = interface.addresses(index).await?;
+    let ours = state.vips.interface.as_deref() == Some(args.vip_interface.as_str());
+    println!("{} ({} address(es))", args.vip_interface, listed.len());
+    for (addr, address) in &listed {
+        let owner = if ours && state.vips.addrs.contains(addr) { "owned" } else { "not owned" };
+        println!("  {addr}/{}  {owner}", address.prefix_len);
     }
     Ok(EXIT_OK)
 }
@@ -216,21 +248,31 @@ async fn plan(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs) 
     let bad = report_problems(&loaded);
     let desired = loaded.desired;
     let opts = pass_options(&desired, args.allow_mass_delete);
-    let mut engine = Engine::new(connect(netns).await?, state_path(args.state.clone(), netns_name))?;
+    let mut engine = open_engine(netns, state_path(args.state.clone(), netns_name), &args.addresses).await?;
     let plan = engine.plan_only(&desired.table, now(), &opts).await?;
+    let addresses = engine.planned_addresses(&desired.table, &plan.ops).unwrap_or_default();
     let live = engine.observed().cloned().unwrap_or_default();
+    let interface = &args.addresses.vip_interface;
     for key in &plan.adopted {
         println!("adopt {key} (exists in the kernel, declared by {})", origin(&desired, key));
+    }
+    // In the order a pass makes them: addresses first, then the services, then the addresses no longer needed.
+    for addr in &addresses.add {
+        println!("add address {addr}/{} to {interface}", crate::netif::host_prefix(*addr));
     }
     for op in &plan.ops {
         println!("{}", describe(op, &live));
     }
-    if plan.ops.is_empty() {
+    for addr in &addresses.remove {
+        println!("remove address {addr}/{} from {interface}", crate::netif::host_prefix(*addr));
+    }
+    let unchanged = plan.ops.is_empty() && addresses.is_empty();
+    if unchanged {
         println!("no changes");
     }
     Ok(if bad {
         EXIT_ERROR
-    } else if plan.ops.is_empty() {
+    } else if unchanged {
         EXIT_OK
     } else {
         EXIT_CHANGES
@@ -246,7 +288,7 @@ async fn apply(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs)
     let bad = report_problems(&loaded);
     let desired = loaded.desired;
     let opts = pass_options(&desired, args.allow_mass_delete);
-    let mut engine = Engine::new(connect(netns).await?, state_path(args.state.clone(), netns_name))?;
+    let mut engine = open_engine(netns, state_path(args.state.clone(), netns_name), &args.addresses).await?;
     let report = engine.reconcile_full(&desired.table, now(), &opts).await?;
     print_report(&report, &desired);
     Ok(if bad || !report.is_success() { EXIT_ERROR } else { EXIT_OK })
@@ -257,8 +299,23 @@ pub fn print_report<E: KernelFailure>(report: &PassReport<E>, desired: &Snapshot
     for key in &report.plan.adopted {
         println!("adopted {key} (declared by {})", origin(desired, key));
     }
+    for addr in &report.addresses.added {
+        println!("added address {addr}/{}", crate::netif::host_prefix(*addr));
+    }
     for line in describe_applied(&report.applied, &report.before) {
         println!("{line}");
+    }
+    for addr in &report.addresses.removed {
+        println!("removed address {addr}/{}", crate::netif::host_prefix(*addr));
+    }
+    for f in &report.addresses.failures {
+        let verb = if f.adding { "add" } else { "remove" };
+        let needed: Vec<String> = f.services.iter().map(|key| format!("{key} of {}", origin(desired, key))).collect();
+        if needed.is_empty() {
+            eprintln!("failed: {verb} address {}: {}", f.addr, f.error);
+        } else {
+            eprintln!("failed: {verb} address {} (needed by {}): {}", f.addr, needed.join(", "), f.error);
+        }
     }
     for f in &report.failures {
         match &f.object {
@@ -276,7 +333,11 @@ pub fn print_report<E: KernelFailure>(report: &PassReport<E>, desired: &Snapshot
     if draining > 0 {
         println!("{draining} backend(s) draining (weight 0) until their connections end");
     }
-    println!("{} operation(s) applied, {} failed", report.applied.len(), report.failures.len());
+    println!(
+        "{} operation(s) applied, {} failed",
+        report.applied.len() + report.addresses.added.len() + report.addresses.removed.len(),
+        report.failures.len() + report.addresses.failures.len()
+    );
 }
 
 #[cfg(test)]

@@ -57,7 +57,12 @@ pub fn observe_pass(metrics: &Metrics, record: &PassRecord<'_, IpvsError>) {
     metrics.sources_ready();
     metrics.pass(record, record.duration, record.owned);
     if let Ok(report) = record.result
-        && (!report.applied.is_empty() || !report.failures.is_empty() || !report.unanswered.is_empty())
+        && (!report.applied.is_empty()
+            || !report.failures.is_empty()
+            || !report.unanswered.is_empty()
+            || !report.addresses.added.is_empty()
+            || !report.addresses.removed.is_empty()
+            || !report.addresses.failures.is_empty())
     {
         print_report(report, record.desired);
     }

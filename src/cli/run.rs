@@ -15,16 +15,15 @@ use tracing::{error, info, warn};
 
 use super::EXIT_OK;
 use super::args::RunArgs;
-use super::commands::{connect, connector, shutdown_signal};
+use super::commands::{connector, open_engine, shutdown_signal};
 use super::operations::{Operations, observe_pass};
 use crate::agent::{Agent, PassRecord};
-use crate::engine::Engine;
 use crate::ipvs::{IpvsError, NetnsSpec};
 use crate::source::{Changed, DesiredState, FileSource};
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i32> {
-    let engine = Engine::new(connect(netns).await?, state)?;
+    let engine = open_engine(netns, state, &args.common.addresses).await?;
     let desired = DesiredState::new();
 
     let (tx, events) = mpsc::channel::<()>(1);

@@ -121,8 +121,8 @@ pub struct AddressFailure {
     pub addr: IpAddr,
     /// Whether it was being added (else removed).
     pub adding: bool,
-    /// The objects whose services need it (none when it was being removed).
-    pub objects: Vec<ObjectId>,
+    /// The declared services that need it (none when it was being removed).
+    pub services: Vec<ServiceKey>,
     /// Why.
     pub error: NetifError,
 }

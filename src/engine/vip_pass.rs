@@ -135,8 +135,8 @@ impl<K: Kernel> Engine<K> {
                         // next pass lists the interface again.
                         self.listed = None;
                     }
-                    let objects = objects_binding(desired, addr);
-                    report.failures.push(AddressFailure { addr, adding: true, objects, error });
+                    let services = services_binding(desired, addr);
+                    report.failures.push(AddressFailure { addr, adding: true, services, error });
                 }
             }
         }
@@ -191,7 +191,7 @@ impl<K: Kernel> Engine<K> {
                     if !error.is_refusal() {
                         self.listed = None;
                     }
-                    report.failures.push(AddressFailure { addr, adding: false, objects: Vec::new(), error });
+                    report.failures.push(AddressFailure { addr, adding: false, services: Vec::new(), error });
                 }
             }
         }
@@ -202,14 +202,12 @@ impl<K: Kernel> Engine<K> {
     }
 }
 
-/// The objects whose services bind `addr`, each once.
-fn objects_binding(desired: &DesiredTable, addr: IpAddr) -> Vec<crate::model::ObjectId> {
-    let mut objects: Vec<_> = desired
+/// The declared services that bind `addr`.
+fn services_binding(desired: &DesiredTable, addr: IpAddr) -> Vec<crate::model::ServiceKey> {
+    desired
         .services
         .iter()
         .filter(|(key, service)| service.bind_address && key.addr() == Some(addr))
-        .map(|(_, service)| service.origin.clone())
-        .collect();
-    objects.dedup();
-    objects
+        .map(|(key, _)| *key)
+        .collect()
 }

@@ -185,7 +185,7 @@ fn a_refused_address_is_reported_with_its_object_and_the_service_still_programme
     assert!(!report.is_success());
     let [failure] = report.addresses.failures.as_slice() else { panic!("{:?}", report.addresses) };
     assert_eq!((failure.addr, failure.adding), (ip(1), true));
-    assert_eq!(failure.objects, vec![desired_service(svc(1), "wlc", &[], 0).origin]);
+    assert_eq!(failure.services, vec![svc(1)]);
     assert_eq!(failure.error.metric_label(), "address_refused");
     assert!(f.kernel.snapshot().services.contains_key(&svc(1)));
     assert!(f.saved().vips.addrs.is_empty(), "a refused address is not owned");

@@ -102,6 +102,11 @@ impl VipInterface {
         Ok(index)
     }
 
+    /// The interface's index, when it exists (nothing is made: for reading).
+    pub async fn lookup(&self) -> Result<Option<u32>, NetifError> {
+        Ok(self.find().await?.map(|link| link.header.index))
+    }
+
     async fn find(&self) -> Result<Option<LinkMessage>, NetifError> {
         let mut links = self.handle.link().get().match_name(self.name.clone()).execute();
         match links.try_next().await {

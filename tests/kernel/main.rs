@@ -10,4 +10,5 @@ mod client_matrix;
 mod engine;
 mod health;
 mod support;
+mod vip_traffic;
 mod vips;

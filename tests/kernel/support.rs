@@ -77,6 +77,44 @@ impl Netns {
         lines
     }
 
+    /// Runs `f` on a thread that has joined this namespace: sockets it makes (a listener, a client's
+    /// connection) live in the namespace, whichever thread uses them afterwards.
+    pub fn inside<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = self.path();
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).expect("open the namespace file");
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("join the namespace");
+            f()
+        })
+        .join()
+        .expect("the thread in the namespace panicked")
+    }
+
+    /// Writes a sysctl of this namespace (`net.ipv4.ip_forward` and the like are per namespace).
+    pub fn sysctl(&self, key: &str, value: &str) {
+        let out = self.exec("sysctl", &["-qw", &format!("{key}={value}")]);
+        assert!(out.status.success(), "sysctl {key}={value}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A veth pair: `here` in this namespace with `here_cidr`, `there` in `peer` with `there_cidr` (empty: no
+    /// address), both up.
+    pub fn veth(&self, here: &str, here_cidr: &str, peer: &Netns, there: &str, there_cidr: &str) {
+        self.ip(&["link", "add", here, "type", "veth", "peer", "name", there, "netns", &peer.name]);
+        for (ns, dev, cidr) in [(self, here, here_cidr), (peer, there, there_cidr)] {
+            if !cidr.is_empty() {
+                ns.ip(&["addr", "add", cidr, "dev", dev]);
+            }
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+    }
+
+    /// `ip -o addr show dev DEV` in this namespace: one line per address.
+    pub fn addresses_of(&self, dev: &str) -> String {
+        let out = self.exec("ip", &["-o", "addr", "show", "dev", dev]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Runs the `ipvs-reconciler` binary with `--netns` set to this namespace.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(binary()).arg("--netns").arg(&self.name).args(args).output().expect("run ipvs-reconciler")

@@ -31,6 +31,7 @@ fn record<'a>(
         result,
         duration: Duration::from_millis(3),
         owned: 2,
+        owned_addresses: 1,
         health: &NO_HEALTH,
     }
 }
@@ -65,7 +66,9 @@ async fn ready_after_complete_sources_and_a_successful_pass_and_it_stays_so_duri
 async fn metrics_count_passes_operations_and_state() {
     let metrics = Metrics::new(Duration::from_secs(60));
     let desired = Snapshot::default();
-    let ok: Result<PassReport<FakeError>, PassError<FakeError>> = Ok(PassReport::default());
+    let mut report = PassReport::default();
+    report.addresses.added = vec!["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()];
+    let ok: Result<PassReport<FakeError>, PassError<FakeError>> = Ok(report);
     metrics.pass(&record(&desired, &ok), Duration::from_millis(3), 2);
     let failed: Result<PassReport<FakeError>, PassError<FakeError>> = Err(PassError::Connect("no netlink".into()));
     metrics.pass(&record(&desired, &failed), Duration::from_millis(3), 2);
@@ -78,6 +81,8 @@ async fn metrics_count_passes_operations_and_state() {
         "ipvs_reconciler_passes_total{trigger=\"resync\",result=\"ok\"} 1",
         "ipvs_reconciler_passes_total{trigger=\"resync\",result=\"connect\"} 1",
         "ipvs_reconciler_owned_services 2",
+        "ipvs_reconciler_owned_addresses 1",
+        "ipvs_reconciler_operations_total{verb=\"add_address\",result=\"ok\"} 2",
         "ipvs_reconciler_status_writes_total{result=\"ok\"} 1",
         "ipvs_reconciler_watch_errors_total{resource=\"endpointslices\"} 1",
         "ipvs_reconciler_watch_restarts_total{resource=\"virtualservices\"} 1",
