@@ -1,6 +1,7 @@
 //! The agent's loop on the in-memory kernel and paused tokio time: when passes run, what they read, and how they
 //! recover.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,8 @@ struct Seen {
 struct Fixture {
     state: DesiredState,
     kernel: Arc<FakeKernel>,
+    /// The VIP interface (every fixture's engine manages addresses).
+    addresses: Arc<crate::engine::FakeAddresses>,
     seen: Arc<Mutex<Vec<Seen>>>,
     connects: Arc<AtomicUsize>,
     start: Instant,
@@ -79,7 +82,10 @@ impl Fixture {
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let connects = Arc::new(AtomicUsize::new(0));
         let start = Instant::now();
-        let engine = Engine::new(Arc::clone(&kernel), dir.path().join("state.json")).unwrap();
+        let addresses = Arc::new(crate::engine::FakeAddresses::watching(Arc::clone(&kernel)));
+        let engine = Engine::new(Arc::clone(&kernel), dir.path().join("state.json"))
+            .unwrap()
+            .with_addresses(Box::new(Arc::clone(&addresses)));
         let connector = {
             let (kernel, connects) = (Arc::clone(&kernel), Arc::clone(&connects));
             move || {
@@ -115,7 +121,7 @@ impl Fixture {
                 })
                 .await;
         });
-        Fixture { state, kernel, seen, connects, start, stop: Some(stop), agent: Some(handle), dir }
+        Fixture { state, kernel, addresses, seen, connects, start, stop: Some(stop), agent: Some(handle), dir }
     }
 
     fn apply(&self, object: SourceObject) {
@@ -637,5 +643,37 @@ async fn a_restart_keeps_every_backend_where_its_checks_left_it() {
     checks.set_down(1, false);
     wait(Duration::from_secs(4) + TICK).await;
     assert_eq!(f.weight(1, 1), Some(5));
+    f.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_with_every_backend_down_withdraws_its_vip_and_gets_it_back_on_recovery() {
+    let checks = Checks::default();
+    let f = Fixture::start_with(config(), Some(checks.scheduler()), tempfile::tempdir().unwrap(), Arc::default());
+    let mut object = checked(1, &[(1, 5), (2, 3)], "");
+    let yaml = format!("{}withdrawAddressWhenDown: true\n", serde_yaml::to_string(&object.spec).unwrap());
+    object.spec = serde_yaml::from_str(&yaml).unwrap();
+    f.apply(object);
+    f.apply(web(2, &[(1, 7)]));
+    f.state.mark_ready();
+    wait(Duration::from_millis(10)).await;
+    let vips = |lasts: &[u8]| lasts.iter().map(|l| IpAddr::from([192, 0, 2, *l])).collect::<BTreeSet<_>>();
+    assert_eq!(f.addresses.addrs(), vips(&[1, 2]));
+
+    checks.set_down(1, true);
+    wait(Duration::from_secs(4) + TICK).await;
+    assert_eq!(f.addresses.addrs(), vips(&[1, 2]), "one backend left: the VIP stays");
+    checks.set_down(2, true);
+    wait(Duration::from_secs(4) + TICK).await;
+    assert_eq!((f.weight(1, 1), f.weight(1, 2)), (Some(0), Some(0)));
+    assert_eq!(f.addresses.addrs(), vips(&[2]), "nothing takes connections: withdrawn; the other service keeps its");
+    assert!(f.kernel.snapshot().services.contains_key(&vip(1)), "the service itself stays, ready for recovery");
+
+    checks.set_down(2, false);
+    wait(Duration::from_secs(4) + TICK).await;
+    assert_eq!(f.addresses.addrs(), vips(&[1, 2]), "back with the first healthy backend");
+    let events = f.addresses.take_events();
+    let last = events.last().expect("address events");
+    assert!(last.added && last.addr == IpAddr::from([192, 0, 2, 1]), "{events:?}");
     f.stop().await;
 }
