@@ -29,6 +29,7 @@
 pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod director;
 pub mod engine;
 pub mod health;
 pub mod ipvs;
