@@ -61,6 +61,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SysctlLabels {
+    sysctl: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResourceLabels {
     resource: &'static str,
 }
@@ -73,6 +78,7 @@ pub struct Metrics {
     operations: Family<OpLabels, Counter>,
     owned_services: Gauge,
     owned_addresses: Gauge,
+    contradictions: Family<SysctlLabels, Gauge>,
     desired_services: Gauge,
     desired_destinations: Gauge,
     status_writes: Family<ResultLabels, Counter>,
@@ -115,6 +121,7 @@ impl Metrics {
             operations: Family::default(),
             owned_services: Gauge::default(),
             owned_addresses: Gauge::default(),
+            contradictions: Family::default(),
             desired_services: Gauge::default(),
             desired_destinations: Gauge::default(),
             status_writes: Family::default(),
@@ -138,6 +145,12 @@ impl Metrics {
             "owned_addresses",
             "Addresses this program added to the VIP interface",
             metrics.owned_addresses.clone(),
+        );
+        registry.register(
+            "sysctl_contradictions",
+            "Declared services a sysctl's value contradicts (NAT without forwarding, ...), by sysctl; one log line \
+             when it appears",
+            metrics.contradictions.clone(),
         );
         registry.register("desired_services", "Services the sources ask for here", metrics.desired_services.clone());
         registry.register(
@@ -169,6 +182,7 @@ impl Metrics {
 
     /// Records a pass.
     pub fn pass<E: KernelFailure>(&self, record: &PassRecord<'_, E>, duration: Duration, owned: usize) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         let trigger = record.kind.label();
         let result = match record.result {
             Ok(report) if report.is_success() => "ok",
@@ -198,12 +212,24 @@ impl Metrics {
                 let verb = if failure.adding { "add_address" } else { "remove_address" };
                 self.operations.get_or_create(&OpLabels { verb, result: failure.error.metric_label() }).inc();
             }
+            // Only full passes look at the sysctls: the gauges keep the last full pass's findings.
+            if record.full {
+                for sysctl in crate::director::Sysctl::ALL {
+                    let services = report
+                        .director
+                        .contradictions
+                        .iter()
+                        .filter(|c| c.sysctl == sysctl)
+                        .map(|c| c.services.len())
+                        .sum::<usize>();
+                    self.contradictions.get_or_create(&SysctlLabels { sysctl: sysctl.name() }).set(gauge(services));
+                }
+            }
             if report.is_success() {
                 self.passed.store(true, Ordering::SeqCst);
                 self.last_success.set(unix_now());
             }
         }
-        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.owned_services.set(gauge(owned));
         self.owned_addresses.set(gauge(record.owned_addresses));
         self.desired_services.set(gauge(record.desired.table.services.len()));

@@ -27,7 +27,7 @@ pub async fn agent(netns: &NetnsSpec, state: PathBuf, args: &AgentArgs) -> Resul
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (KUBECONFIG, ~/.kube/config, or the in-cluster service account)")?;
-    let engine = open_engine(netns, state, &args.common.addresses).await?;
+    let engine = open_engine(netns, state, &args.common.addresses, &args.common.director).await?;
     let desired = DesiredState::new();
     let node = args.node_name.clone();
     let ops = Operations::start(args.common.resync_seconds)?;

@@ -121,6 +121,58 @@ pub struct AddressArgs {
     pub no_bind_addresses: bool,
 }
 
+/// The director's own settings: timeouts, sysctls, sync daemons. The file gives them all (the agent's ConfigMap
+/// mounts one); the flags override it.
+#[derive(Debug, Clone, Args)]
+pub struct DirectorArgs {
+    /// A YAML file of director settings (`timeouts`, `sysctls`, `syncDaemons`; see README).
+    #[arg(long, env = "IPVS_RECONCILER_DIRECTOR_CONFIG")]
+    pub director_config: Option<PathBuf>,
+    /// IPVS TCP (established) timeout, seconds.
+    #[arg(long)]
+    pub timeout_tcp: Option<u32>,
+    /// IPVS TCP-after-FIN timeout, seconds.
+    #[arg(long)]
+    pub timeout_tcpfin: Option<u32>,
+    /// IPVS UDP timeout, seconds.
+    #[arg(long)]
+    pub timeout_udp: Option<u32>,
+    /// A sysctl to keep set, KEY=VALUE; KEY is one of conntrack, expire_nodest_conn, expire_quiescent_template,
+    /// conn_reuse_mode, ip_forward, ipv6_forwarding. Repeatable. Sysctls not given are checked against the
+    /// services and reported when they contradict them.
+    #[arg(long = "sysctl", value_name = "KEY=VALUE")]
+    pub sysctls: Vec<String>,
+}
+
+impl DirectorArgs {
+    /// The configuration these flags give: the file's, with the flags over it.
+    pub fn config(&self) -> anyhow::Result<crate::director::DirectorConfig> {
+        let mut config = match &self.director_config {
+            Some(path) => crate::director::DirectorConfig::load(path)?,
+            None => crate::director::DirectorConfig::default(),
+        };
+        for (slot, flag) in [
+            (&mut config.timeouts.tcp, self.timeout_tcp),
+            (&mut config.timeouts.tcp_fin, self.timeout_tcpfin),
+            (&mut config.timeouts.udp, self.timeout_udp),
+        ] {
+            if flag.is_some() {
+                *slot = flag;
+            }
+        }
+        for pair in &self.sysctls {
+            let Some((key, value)) = pair.split_once('=') else {
+                anyhow::bail!("--sysctl {pair:?}: expected KEY=VALUE");
+            };
+            let value: u32 =
+                value.trim().parse().map_err(|_| anyhow::anyhow!("--sysctl {pair:?}: {value:?} is not a number"))?;
+            config.set_sysctl(key.trim(), value);
+        }
+        config.check("flags")?;
+        Ok(config)
+    }
+}
+
 /// `plan` / `apply` options.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -130,6 +182,9 @@ pub struct ApplyArgs {
     /// The VIP interface.
     #[command(flatten)]
     pub addresses: AddressArgs,
+    /// The director's settings.
+    #[command(flatten)]
+    pub director: DirectorArgs,
     /// Which services this program owns, remembered across runs [default: /var/lib/ipvs-reconciler/state.json,
     /// or state-NAME.json beside it with --netns NAME].
     #[arg(long, env = "IPVS_RECONCILER_STATE")]
@@ -158,6 +213,9 @@ pub struct LoopArgs {
     /// The VIP interface.
     #[command(flatten)]
     pub addresses: AddressArgs,
+    /// The director's settings.
+    #[command(flatten)]
+    pub director: DirectorArgs,
 }
 
 impl LoopArgs {

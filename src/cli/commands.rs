@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use tracing::warn;
 
-use super::args::{AddressArgs, ApplyArgs, Cli, Command, DumpArgs, Output, ValidateArgs};
+use super::args::{AddressArgs, ApplyArgs, Cli, Command, DirectorArgs, DumpArgs, Output, ValidateArgs};
 use super::describe::{describe, describe_applied};
 use super::ipvsadm_format::{self, Columns, ListOptions};
 use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
@@ -15,7 +15,7 @@ use crate::agent::pass_options;
 use crate::api::{self, Conflict, ValidationError};
 use crate::engine::state::DEFAULT_STATE_PATH;
 use crate::engine::state::State;
-use crate::engine::{Engine, KernelFailure, NodeVips, PassReport};
+use crate::engine::{Engine, IpvsDirector, KernelFailure, NodeVips, PassReport};
 use crate::ipvs::{Ipvs, NetnsSpec};
 use crate::netif::VipInterface;
 use crate::source::{Changed, DesiredState, FileSource, Snapshot};
@@ -70,10 +70,17 @@ pub fn state_path(given: Option<PathBuf>, netns: &Option<String>) -> PathBuf {
     }
 }
 
-/// The engine of `plan`, `apply`, `run` and `agent`: the IPVS client and the ownership memory, with the VIP
-/// interface unless `--no-bind-addresses`.
-pub async fn open_engine(netns: &NetnsSpec, state: PathBuf, addresses: &AddressArgs) -> Result<Engine<Ipvs>> {
-    let engine = Engine::new(connect(netns).await?, state)?;
+/// The engine of `plan`, `apply`, `run` and `agent`: the IPVS client and the ownership memory, the director's
+/// settings, and the VIP interface unless `--no-bind-addresses`.
+pub async fn open_engine(
+    netns: &NetnsSpec,
+    state: PathBuf,
+    addresses: &AddressArgs,
+    director: &DirectorArgs,
+) -> Result<Engine<Ipvs>> {
+    let config = director.config()?;
+    let engine =
+        Engine::new(connect(netns).await?, state)?.with_director(Box::new(IpvsDirector::new(netns.clone())), config);
     if addresses.no_bind_addresses {
         return Ok(engine);
     }
@@ -248,7 +255,8 @@ async fn plan(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs) 
     let bad = report_problems(&loaded);
     let desired = loaded.desired;
     let opts = pass_options(&desired, args.allow_mass_delete);
-    let mut engine = open_engine(netns, state_path(args.state.clone(), netns_name), &args.addresses).await?;
+    let mut engine =
+        open_engine(netns, state_path(args.state.clone(), netns_name), &args.addresses, &args.director).await?;
     let plan = engine.plan_only(&desired.table, now(), &opts).await?;
     let addresses = engine.planned_addresses(&desired.table, &plan.ops).unwrap_or_default();
     let live = engine.observed().cloned().unwrap_or_default();
@@ -288,7 +296,8 @@ async fn apply(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs)
     let bad = report_problems(&loaded);
     let desired = loaded.desired;
     let opts = pass_options(&desired, args.allow_mass_delete);
-    let mut engine = open_engine(netns, state_path(args.state.clone(), netns_name), &args.addresses).await?;
+    let mut engine =
+        open_engine(netns, state_path(args.state.clone(), netns_name), &args.addresses, &args.director).await?;
     let report = engine.reconcile_full(&desired.table, now(), &opts).await?;
     print_report(&report, &desired);
     Ok(if bad || !report.is_success() { EXIT_ERROR } else { EXIT_OK })
@@ -307,6 +316,12 @@ pub fn print_report<E: KernelFailure>(report: &PassReport<E>, desired: &Snapshot
     }
     for addr in &report.addresses.removed {
         println!("removed address {addr}/{}", crate::netif::host_prefix(*addr));
+    }
+    for change in &report.director.changes {
+        println!("director: {change}");
+    }
+    for f in &report.director.failures {
+        eprintln!("failed: {}: {}", f.what, f.error);
     }
     for f in &report.addresses.failures {
         let verb = if f.adding { "add" } else { "remove" };
@@ -336,7 +351,7 @@ pub fn print_report<E: KernelFailure>(report: &PassReport<E>, desired: &Snapshot
     println!(
         "{} operation(s) applied, {} failed",
         report.applied.len() + report.addresses.added.len() + report.addresses.removed.len(),
-        report.failures.len() + report.addresses.failures.len()
+        report.failures.len() + report.addresses.failures.len() + report.director.failures.len()
     );
 }
 

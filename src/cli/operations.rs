@@ -62,7 +62,9 @@ pub fn observe_pass(metrics: &Metrics, record: &PassRecord<'_, IpvsError>) {
             || !report.unanswered.is_empty()
             || !report.addresses.added.is_empty()
             || !report.addresses.removed.is_empty()
-            || !report.addresses.failures.is_empty())
+            || !report.addresses.failures.is_empty()
+            || !report.director.changes.is_empty()
+            || !report.director.failures.is_empty())
     {
         print_report(report, record.desired);
     }

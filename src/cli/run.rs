@@ -23,7 +23,7 @@ use crate::source::{Changed, DesiredState, FileSource};
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i32> {
-    let engine = open_engine(netns, state, &args.common.addresses).await?;
+    let engine = open_engine(netns, state, &args.common.addresses, &args.common.director).await?;
     let desired = DesiredState::new();
 
     let (tx, events) = mpsc::channel::<()>(1);

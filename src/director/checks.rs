@@ -26,7 +26,16 @@ impl std::fmt::Display for Contradiction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let shown: Vec<String> = self.services.iter().take(3).map(ToString::to_string).collect();
         let more = self.services.len().saturating_sub(shown.len());
-        write!(f, "{} is {} but {} service(s) need {}: {} ({}", self.sysctl, self.found, self.services.len(), self.wanted, self.why, shown.join(", "))?;
+        write!(
+            f,
+            "{} is {} but {} service(s) need {}: {} ({}",
+            self.sysctl,
+            self.found,
+            self.services.len(),
+            self.wanted,
+            self.why,
+            shown.join(", ")
+        )?;
         if more > 0 {
             write!(f, " and {more} more")?;
         }
@@ -34,15 +43,24 @@ impl std::fmt::Display for Contradiction {
     }
 }
 
+/// A sysctl, the value the services need, why, and which services need it.
+type Rule = (Sysctl, u32, &'static str, fn(&ServiceKey, &DesiredService) -> bool);
+
 /// Every contradiction between `values` (the sysctls as read; one missing is not checked) and `desired`.
 pub fn contradictions(desired: &DesiredTable, values: &BTreeMap<Sysctl, u32>) -> Vec<Contradiction> {
-    let rules: [(Sysctl, u32, &'static str, fn(&ServiceKey, &DesiredService) -> bool); 4] = [
-        (Sysctl::IpForward, 1, "NAT replies come back through the director, which must forward them", |key, service| {
-            key.family() == Family::V4 && masquerades(service)
-        }),
-        (Sysctl::Ipv6Forwarding, 1, "NAT replies come back through the director, which must forward them", |key, service| {
-            key.family() == Family::V6 && masquerades(service)
-        }),
+    let rules: [Rule; 4] = [
+        (
+            Sysctl::IpForward,
+            1,
+            "NAT replies come back through the director, which must forward them",
+            |key, service| key.family() == Family::V4 && masquerades(service),
+        ),
+        (
+            Sysctl::Ipv6Forwarding,
+            1,
+            "NAT replies come back through the director, which must forward them",
+            |key, service| key.family() == Family::V6 && masquerades(service),
+        ),
         (
             Sysctl::ExpireQuiescentTemplate,
             1,
@@ -96,7 +114,7 @@ mod tests {
         let nat = desired_service(svc(1), "rr", &[(dest(1), 1)], 300);
         let mut dr = desired_service(svc(2), "rr", &[(dest(2), 1)], 300);
         for d in dr.dests.values_mut() {
-            d.config = DestConfig { forward: ForwardMethod::DirectRoute, ..d.config.clone() };
+            d.config = DestConfig { forward: ForwardMethod::DirectRoute, ..d.config };
         }
         let table = desired([nat, dr]);
         let found = contradictions(&table, &values(&[(Sysctl::IpForward, 0), (Sysctl::Ipv6Forwarding, 0)]));

@@ -119,11 +119,12 @@ impl DirectorConfig {
 
     /// Checks every field; `origin` names the file or `flags`.
     pub fn check(&self, origin: &str) -> Result<(), ConfigError> {
-        let invalid =
-            |field: String, reason: String| ConfigError::Invalid { origin: origin.to_owned(), field, reason };
-        for (field, value) in
-            [("timeouts.tcp", self.timeouts.tcp), ("timeouts.tcpFin", self.timeouts.tcp_fin), ("timeouts.udp", self.timeouts.udp)]
-        {
+        let invalid = |field: String, reason: String| ConfigError::Invalid { origin: origin.to_owned(), field, reason };
+        for (field, value) in [
+            ("timeouts.tcp", self.timeouts.tcp),
+            ("timeouts.tcpFin", self.timeouts.tcp_fin),
+            ("timeouts.udp", self.timeouts.udp),
+        ] {
             if let Some(value) = value
                 && !(1..=MAX_TIMEOUT).contains(&value)
             {
@@ -144,7 +145,10 @@ impl DirectorConfig {
         for (i, daemon) in self.sync_daemons.iter().enumerate() {
             let field = |name: &str| format!("syncDaemons[{i}].{name}");
             if seen.contains(&daemon.state) {
-                return Err(invalid(field("state"), format!("a second {:?}: one master and one backup at most", daemon.state)));
+                return Err(invalid(
+                    field("state"),
+                    format!("a second {:?}: one master and one backup at most", daemon.state),
+                ));
             }
             seen.push(daemon.state);
             if daemon.interface.is_empty() || daemon.interface.len() > 15 || daemon.interface.contains('/') {

@@ -78,7 +78,15 @@ mod tests {
     use super::*;
 
     fn daemon(state: DaemonState, interface: &str, id: u32) -> SyncDaemon {
-        SyncDaemon { state, interface: interface.into(), sync_id: id, max_len: None, group: None, port: None, ttl: None }
+        SyncDaemon {
+            state,
+            interface: interface.into(),
+            sync_id: id,
+            max_len: None,
+            group: None,
+            port: None,
+            ttl: None,
+        }
     }
 
     /// As the kernel reports a daemon: every default filled in.
@@ -116,9 +124,10 @@ mod tests {
     }
 
     fn any_daemon(state: DaemonState) -> impl Strategy<Value = Option<SyncDaemon>> {
-        prop::option::of((prop::sample::select(vec!["eth0", "eth1"]), 0u32..3, prop::option::of(1u8..3)).prop_map(
-            move |(interface, id, ttl)| SyncDaemon { ttl, ..daemon(state, interface, id) },
-        ))
+        prop::option::of(
+            (prop::sample::select(vec!["eth0", "eth1"]), 0u32..3, prop::option::of(1u8..3))
+                .prop_map(move |(interface, id, ttl)| SyncDaemon { ttl, ..daemon(state, interface, id) }),
+        )
     }
 
     fn pair() -> impl Strategy<Value = Vec<SyncDaemon>> {

@@ -4,6 +4,8 @@
 //! them (added before their services, removed after). What runs passes, and when, is the agent's business (`crate::agent`).
 
 pub mod addresses;
+pub mod director_kernel;
+mod director_pass;
 mod ipvs_kernel;
 pub mod kernel;
 pub mod reconcile;
@@ -11,11 +13,15 @@ pub mod state;
 mod vip_pass;
 
 pub use addresses::{FakeAddresses, NodeAddresses, NodeVips};
+pub use director_kernel::{DirectorError, DirectorKernel, FakeDirector, IpvsDirector};
+pub use director_pass::{DirectorFailure, DirectorReport};
 pub use kernel::{FakeError, FakeKernel, Kernel, KernelFailure};
 pub use reconcile::{
     AddressFailure, AddressReport, Engine, EngineError, EngineErrorOf, OpFailure, PassOptions, PassReport, PassReportOf,
 };
 
+#[cfg(test)]
+mod director_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

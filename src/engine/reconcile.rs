@@ -101,6 +101,8 @@ pub struct PassReport<E> {
     pub race_rounds: usize,
     /// What the pass did to the VIP interface's addresses.
     pub addresses: AddressReport,
+    /// What a full pass did to the director's settings and found of them.
+    pub director: super::director_pass::DirectorReport,
 }
 
 /// What a pass did to the VIP interface's addresses.
@@ -138,6 +140,7 @@ impl<E> Default for PassReport<E> {
             held: Vec::new(),
             race_rounds: 0,
             addresses: AddressReport::default(),
+            director: Default::default(),
         }
     }
 }
@@ -145,7 +148,10 @@ impl<E> Default for PassReport<E> {
 impl<E: KernelFailure> PassReport<E> {
     /// Whether every planned operation was applied.
     pub fn is_success(&self) -> bool {
-        self.failures.is_empty() && self.unanswered.is_empty() && self.addresses.failures.is_empty()
+        self.failures.is_empty()
+            && self.unanswered.is_empty()
+            && self.addresses.failures.is_empty()
+            && self.director.failures.is_empty()
     }
 
     /// Whether some operation may or may not have been applied (no answer came): the kernel must be read again
@@ -173,6 +179,8 @@ pub struct Engine<K> {
     /// The interface's addresses as last listed, kept up to date with the changes made since (as `observed`);
     /// `None` until the first listing and whenever a change's outcome is unknown.
     pub(super) listed: Option<Listing>,
+    /// The director's settings, when this engine keeps them.
+    pub(super) director: Option<super::director_pass::Director>,
 }
 
 /// The engine's error for kernel `K`.
@@ -184,7 +192,7 @@ impl<K: Kernel> Engine<K> {
     /// An engine over `kernel`, remembering ownership in `state_path` (loaded now).
     pub fn new(kernel: K, state_path: PathBuf) -> Result<Self, EngineErrorOf<K>> {
         let state = State::load(&state_path)?;
-        Ok(Engine { kernel, state, state_path, observed: None, addresses: None, listed: None })
+        Ok(Engine { kernel, state, state_path, observed: None, addresses: None, listed: None, director: None })
     }
 
     /// The kernel.
@@ -249,7 +257,9 @@ impl<K: Kernel> Engine<K> {
         opts: &PassOptions,
     ) -> Result<PassReportOf<K>, EngineErrorOf<K>> {
         self.refresh_all(desired).await?;
-        self.reconcile_observed(desired, now, opts, None).await
+        let mut report = self.reconcile_observed(desired, now, opts, None).await?;
+        self.director_pass(desired, &mut report.director).await?;
+        Ok(report)
     }
 
     /// An incremental pass: re-read only `touched` services, plan against the observed table, apply. Falls back to

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::health::{HealthState, TargetKey};
-use crate::model::{DestKey, ServiceKey};
+use crate::model::{DestKey, ServiceKey, SyncDaemon};
 
 /// Default location of the state file.
 pub const DEFAULT_STATE_PATH: &str = "/var/lib/ipvs-reconciler/state.json";
@@ -70,6 +70,8 @@ pub struct State {
     pub health: BTreeMap<TargetKey, HealthState>,
     /// The addresses this program added to the VIP interface and has not removed.
     pub vips: OwnedVips,
+    /// The connection-sync daemons this program started, as it asked for them.
+    pub daemons: Vec<SyncDaemon>,
 }
 
 /// The addresses this program added, and the interface it added them to.
@@ -101,6 +103,8 @@ struct StateFile {
     /// Absent in files written before addresses were managed: nothing added yet.
     #[serde(default, skip_serializing_if = "OwnedVips::is_empty")]
     vips: OwnedVips,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    daemons: Vec<SyncDaemon>,
 }
 
 impl OwnedVips {
@@ -130,6 +134,7 @@ impl State {
             drains: file.drains.into_iter().map(|d| ((d.service, d.dest), d.since)).collect(),
             health: file.health.into_iter().map(|h| (h.target, h.state)).collect(),
             vips: file.vips,
+            daemons: file.daemons,
         })
     }
 
@@ -150,6 +155,7 @@ impl State {
                 .map(|(target, state)| HealthRecord { target: target.clone(), state: state.clone() })
                 .collect(),
             vips: self.vips.clone(),
+            daemons: self.daemons.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| io_err(io::Error::other(e)))?;
         let dir = match path.parent() {

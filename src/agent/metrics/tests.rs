@@ -68,6 +68,13 @@ async fn metrics_count_passes_operations_and_state() {
     let desired = Snapshot::default();
     let mut report = PassReport::default();
     report.addresses.added = vec!["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()];
+    report.director.contradictions = vec![crate::director::Contradiction {
+        sysctl: crate::director::Sysctl::IpForward,
+        found: 0,
+        wanted: 1,
+        why: "NAT",
+        services: vec![crate::model::ServiceKey::tcp([192, 0, 2, 1].into(), 80)],
+    }];
     let ok: Result<PassReport<FakeError>, PassError<FakeError>> = Ok(report);
     metrics.pass(&record(&desired, &ok), Duration::from_millis(3), 2);
     let failed: Result<PassReport<FakeError>, PassError<FakeError>> = Err(PassError::Connect("no netlink".into()));
@@ -82,6 +89,8 @@ async fn metrics_count_passes_operations_and_state() {
         "ipvs_reconciler_passes_total{trigger=\"resync\",result=\"connect\"} 1",
         "ipvs_reconciler_owned_services 2",
         "ipvs_reconciler_owned_addresses 1",
+        "ipvs_reconciler_sysctl_contradictions{sysctl=\"net.ipv4.ip_forward\"} 1",
+        "ipvs_reconciler_sysctl_contradictions{sysctl=\"net.ipv4.vs.conntrack\"} 0",
         "ipvs_reconciler_operations_total{verb=\"add_address\",result=\"ok\"} 2",
         "ipvs_reconciler_status_writes_total{result=\"ok\"} 1",
         "ipvs_reconciler_watch_errors_total{resource=\"endpointslices\"} 1",
