@@ -7,6 +7,7 @@
 mod agent;
 mod client;
 mod client_matrix;
+mod director;
 mod engine;
 mod health;
 mod support;
