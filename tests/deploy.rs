@@ -84,3 +84,22 @@ fn the_cluster_examples_are_valid_virtual_services() {
     }
     assert!(seen >= 2);
 }
+
+#[test]
+fn the_agents_director_config_loads_and_its_commented_examples_are_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config/director.yaml");
+    let config = ipvs_reconciler::director::DirectorConfig::load(&path).unwrap();
+    assert!(config.is_empty(), "the default changes nothing on the nodes");
+    // The commented lines, uncommented, are a valid configuration of every setting.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let examples: String = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# "))
+        .map(|line| line.split("  #").next().unwrap_or_default().trim_end().to_owned() + "\n")
+        .collect();
+    let config = ipvs_reconciler::director::DirectorConfig::parse(&examples, "examples")
+        .unwrap_or_else(|e| panic!("{e}\n{examples}"));
+    assert_eq!(config.sync_daemons.len(), 2);
+    assert_eq!(config.sysctls.len(), 6);
+    assert_eq!(config.timeouts.tcp, Some(900));
+}
