@@ -24,6 +24,9 @@ echo
 echo "### ipvs-reconciler dump"
 "$bin" --netns "$ns" dump
 echo
+echo "### ipvs-reconciler dump --addresses (the VIPs it bound on ipvs0, so that the node takes their packets)"
+"$bin" --netns "$ns" dump --addresses --state "$state/state.json"
+echo
 echo "### ipvsadm -Ln (the reference client reads the same table)"
 ip netns exec "$ns" ipvsadm -Ln
 echo
