@@ -18,7 +18,11 @@
 //! - [`source`]: where desired state comes from, and the one place it is merged: sources feed the `ObjectIndex`
 //!   (conflicts, held keys, changed keys), shared with the agent as a `DesiredState`. Produces desired state only.
 //! - [`engine`]: one pass: read, plan, guard, apply, remember ownership. Takes a desired table and options; knows
-//!   no source.
+//!   no source. With a VIP interface it keeps the node's addresses as the services need them, and with the
+//!   director's settings it keeps timeouts, sysctls and sync daemons on full passes.
+//! - [`netif`]: the dummy interface that holds the VIPs, over rtnetlink (list, add, remove host addresses).
+//! - [`director`]: the director's own settings, pure: configuration, the checks of sysctls against the services,
+//!   the sync-daemon plan.
 //! - [`agent`]: the only layer that wires sources, engine and kernel: when passes run (quiet period, resync, drains,
 //!   retries, reconnects).
 //! - [`health`]: health probes (TCP, HTTP(S), UDP, DNS, gRPC) against one backend; knows nothing of Kubernetes or

@@ -553,13 +553,17 @@ impl crate::health::ProbeRunner for Checks {
     }
 }
 
-/// `d/web<last>` with TCP checks every 2 s, rise 2, fall 2, and backends `10.0.0.<b>` of weight `w`.
-fn checked(last: u8, backends: &[(u8, u32)], extra: &str) -> SourceObject {
-    let mut object = web(last, backends);
-    let check = format!("healthCheck: {{type: TCP, intervalSeconds: 2, timeoutSeconds: 1, rise: 2, fall: 2{extra}}}\n");
-    let yaml = format!("{}{check}", serde_yaml::to_string(&object.spec).unwrap());
+/// `object` with one more line of spec (`key: value`).
+fn extended(mut object: SourceObject, line: &str) -> SourceObject {
+    let yaml = format!("{}{line}\n", serde_yaml::to_string(&object.spec).unwrap());
     object.spec = serde_yaml::from_str(&yaml).unwrap();
     object
+}
+
+/// `d/web<last>` with TCP checks every 2 s, rise 2, fall 2, and backends `10.0.0.<b>` of weight `w`.
+fn checked(last: u8, backends: &[(u8, u32)], extra: &str) -> SourceObject {
+    let check = format!("healthCheck: {{type: TCP, intervalSeconds: 2, timeoutSeconds: 1, rise: 2, fall: 2{extra}}}");
+    extended(web(last, backends), &check)
 }
 
 #[tokio::test(start_paused = true)]
@@ -596,10 +600,7 @@ async fn a_failing_backend_gets_weight_zero_and_its_weight_back_once_it_recovers
 async fn removal_on_failure_drains_the_backend_and_a_sorry_server_answers_when_none_is_left() {
     let checks = Checks::default();
     let f = Fixture::start_with(config(), Some(checks.scheduler()), tempfile::tempdir().unwrap(), Arc::default());
-    let mut object = checked(1, &[(1, 1), (2, 1)], ", onFailure: Remove");
-    let yaml = format!("{}sorryServer: {{address: 10.0.0.9}}\n", serde_yaml::to_string(&object.spec).unwrap());
-    object.spec = serde_yaml::from_str(&yaml).unwrap();
-    f.apply(object);
+    f.apply(extended(checked(1, &[(1, 1), (2, 1)], ", onFailure: Remove"), "sorryServer: {address: 10.0.0.9}"));
     f.state.mark_ready();
     wait(Duration::from_millis(10)).await;
     assert_eq!(f.weight(1, 9), None, "no sorry server while the backends are healthy");
@@ -650,10 +651,7 @@ async fn a_restart_keeps_every_backend_where_its_checks_left_it() {
 async fn a_service_with_every_backend_down_withdraws_its_vip_and_gets_it_back_on_recovery() {
     let checks = Checks::default();
     let f = Fixture::start_with(config(), Some(checks.scheduler()), tempfile::tempdir().unwrap(), Arc::default());
-    let mut object = checked(1, &[(1, 5), (2, 3)], "");
-    let yaml = format!("{}withdrawAddressWhenDown: true\n", serde_yaml::to_string(&object.spec).unwrap());
-    object.spec = serde_yaml::from_str(&yaml).unwrap();
-    f.apply(object);
+    f.apply(extended(checked(1, &[(1, 5), (2, 3)], ""), "withdrawAddressWhenDown: true"));
     f.apply(web(2, &[(1, 7)]));
     f.state.mark_ready();
     wait(Duration::from_millis(10)).await;
