@@ -23,9 +23,10 @@ pub trait NodeAddresses: Send + Sync {
     /// The interface's name, for messages and the state file.
     fn interface(&self) -> &str;
 
-    /// Every address on the interface, in one listing (the interface is made when missing). A failure lists
+    /// Every address on the interface, in one listing. With `create` the interface is made (and set up) when
+    /// missing; without (for `plan`, which changes nothing) a missing interface lists nothing. A failure lists
     /// nothing: the engine then changes nothing.
-    fn list(&self) -> BoxFuture<'_, Result<Listing, NetifError>>;
+    fn list(&self, create: bool) -> BoxFuture<'_, Result<Listing, NetifError>>;
 
     /// Adds `addr` as a host address (/32, /128; IPv6 without DAD).
     fn add(&self, addr: IpAddr) -> BoxFuture<'_, Result<(), NetifError>>;
@@ -64,11 +65,18 @@ impl NodeAddresses for NodeVips {
         self.interface.name()
     }
 
-    fn list(&self) -> BoxFuture<'_, Result<Listing, NetifError>> {
+    fn list(&self, create: bool) -> BoxFuture<'_, Result<Listing, NetifError>> {
         Box::pin(async move {
             // Every listing looks the interface up again: someone may have deleted it (it is then made again,
             // empty, and every wanted address is added back).
-            let index = self.interface.ensure().await?;
+            let index = if create {
+                self.interface.ensure().await?
+            } else {
+                match self.interface.lookup().await? {
+                    Some(index) => index,
+                    None => return Ok(Listing::new()),
+                }
+            };
             self.index.store(index, Ordering::Relaxed);
             let listed = self.interface.addresses(index).await?;
             Ok(listed.into_iter().map(|(addr, listed)| (addr, listed.prefix_len)).collect())
@@ -165,7 +173,7 @@ impl NodeAddresses for FakeAddresses {
         "ipvs0"
     }
 
-    fn list(&self) -> BoxFuture<'_, Result<Listing, NetifError>> {
+    fn list(&self, _create: bool) -> BoxFuture<'_, Result<Listing, NetifError>> {
         let result = if self.fail_list.load(Ordering::SeqCst) {
             Err(NetifError::Netlink {
                 name: "ipvs0".into(),
@@ -195,8 +203,8 @@ impl<A: NodeAddresses> NodeAddresses for Arc<A> {
         A::interface(self)
     }
 
-    fn list(&self) -> BoxFuture<'_, Result<Listing, NetifError>> {
-        A::list(self)
+    fn list(&self, create: bool) -> BoxFuture<'_, Result<Listing, NetifError>> {
+        A::list(self, create)
     }
 
     fn add(&self, addr: IpAddr) -> BoxFuture<'_, Result<(), NetifError>> {

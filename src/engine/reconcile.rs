@@ -239,7 +239,7 @@ impl<K: Kernel> Engine<K> {
         now: u64,
         opts: &PassOptions,
     ) -> Result<Plan, EngineErrorOf<K>> {
-        self.refresh_all(desired).await?;
+        self.refresh_all(desired, false).await?;
         let mut plan = self.plan_observed(desired, now, None);
         let held = hold_deletes(&mut plan.ops, opts);
         Self::guard(&plan.ops, 0, self.state.owned.len(), opts)?;
@@ -256,7 +256,7 @@ impl<K: Kernel> Engine<K> {
         now: u64,
         opts: &PassOptions,
     ) -> Result<PassReportOf<K>, EngineErrorOf<K>> {
-        self.refresh_all(desired).await?;
+        self.refresh_all(desired, true).await?;
         let mut report = self.reconcile_observed(desired, now, opts, None).await?;
         self.director_pass(desired, &mut report.director).await?;
         Ok(report)
@@ -276,20 +276,21 @@ impl<K: Kernel> Engine<K> {
         }
         self.refresh(touched).await?;
         if self.listed.is_none() {
-            self.list_addresses().await.map_err(EngineError::Addresses)?;
+            self.list_addresses(true).await.map_err(EngineError::Addresses)?;
         }
         self.reconcile_observed(desired, now, opts, Some(touched)).await
     }
 
     /// Reads the whole table. The services this pass may act on (owned or desired) are passed along: the read
     /// must find each of them that exists, since a plan decides from absence.
-    /// The VIP interface's addresses are listed with it (one listing per full pass).
-    async fn refresh_all(&mut self, desired: &DesiredTable) -> Result<(), EngineErrorOf<K>> {
+    /// The VIP interface's addresses are listed with it (one listing per full pass); `change` says whether the
+    /// pass may change things (only then is a missing VIP interface made).
+    async fn refresh_all(&mut self, desired: &DesiredTable, change: bool) -> Result<(), EngineErrorOf<K>> {
         self.observed = None;
         let expected: BTreeSet<ServiceKey> = self.state.owned.iter().chain(desired.services.keys()).copied().collect();
         let table = self.kernel.read_table(&expected).await.map_err(EngineError::Read)?;
         self.observed = Some(table);
-        self.list_addresses().await.map_err(EngineError::Addresses)
+        self.list_addresses(change).await.map_err(EngineError::Addresses)
     }
 
     /// Re-reads some services into the observed table. On failure the observed table is dropped, so the next pass

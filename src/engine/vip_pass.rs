@@ -56,11 +56,12 @@ impl<K: Kernel> Engine<K> {
         self.listed.as_ref()
     }
 
-    /// Lists the interface's addresses, when they are managed.
-    pub(super) async fn list_addresses(&mut self) -> Result<(), crate::netif::NetifError> {
+    /// Lists the interface's addresses, when they are managed; with `create`, the interface is made when
+    /// missing (a pass that may change things).
+    pub(super) async fn list_addresses(&mut self, create: bool) -> Result<(), crate::netif::NetifError> {
         self.listed = None;
         if let Some(addresses) = &self.addresses {
-            self.listed = Some(addresses.list().await?);
+            self.listed = Some(addresses.list(create).await?);
         }
         Ok(())
     }

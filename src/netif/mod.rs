@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage};
-use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use rtnetlink::{Handle, LinkDummy, LinkUnspec};
 
 pub use error::NetifError;
@@ -67,7 +67,7 @@ impl VipInterface {
     /// The interface's index, creating it as a dummy (and setting it up) when missing. An existing interface of
     /// that name that is not a dummy is refused: it is someone else's, and its addresses are not ours to manage.
     pub async fn ensure(&self) -> Result<u32, NetifError> {
-        let link = match self.find().await? {
+        let link = match self.find_dummy().await? {
             Some(link) => link,
             None => {
                 self.handle
@@ -76,9 +76,30 @@ impl VipInterface {
                     .execute()
                     .await
                     .map_err(|source| self.netlink("create the dummy interface", source))?;
-                self.find().await?.ok_or_else(|| NetifError::Vanished { name: self.name.clone() })?
+                self.find_dummy().await?.ok_or_else(|| NetifError::Vanished { name: self.name.clone() })?
             }
         };
+        let index = link.header.index;
+        if !link.header.flags.contains(LinkFlags::Up) {
+            self.handle
+                .link()
+                .set(LinkUnspec::new_with_index(index).up().build())
+                .execute()
+                .await
+                .map_err(|source| self.netlink("set the interface up", source))?;
+        }
+        Ok(index)
+    }
+
+    /// The interface's index, when it exists (nothing is made or changed: for reading, and for `plan`). An
+    /// interface of the name that is not a dummy is refused, as [`VipInterface::ensure`] refuses it.
+    pub async fn lookup(&self) -> Result<Option<u32>, NetifError> {
+        Ok(self.find_dummy().await?.map(|link| link.header.index))
+    }
+
+    /// The interface when it exists and is a dummy; refused when it exists and is not.
+    async fn find_dummy(&self) -> Result<Option<LinkMessage>, NetifError> {
+        let Some(link) = self.find().await? else { return Ok(None) };
         let kind = link.attributes.iter().find_map(|attr| match attr {
             LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|info| match info {
                 LinkInfo::Kind(kind) => Some(kind.clone()),
@@ -92,19 +113,7 @@ impl VipInterface {
                 kind: kind.map_or_else(|| "no kind".to_owned(), |kind| kind.to_string()),
             });
         }
-        let index = link.header.index;
-        self.handle
-            .link()
-            .set(LinkUnspec::new_with_index(index).up().build())
-            .execute()
-            .await
-            .map_err(|source| self.netlink("set the interface up", source))?;
-        Ok(index)
-    }
-
-    /// The interface's index, when it exists (nothing is made: for reading).
-    pub async fn lookup(&self) -> Result<Option<u32>, NetifError> {
-        Ok(self.find().await?.map(|link| link.header.index))
+        Ok(Some(link))
     }
 
     async fn find(&self) -> Result<Option<LinkMessage>, NetifError> {

@@ -117,11 +117,15 @@ fn direct_routing_the_real_server_answers_the_client_itself() {
 }
 
 #[test]
-fn a_failed_address_listing_deletes_nothing() {
+fn plan_makes_nothing_and_a_failed_address_listing_deletes_nothing() {
     require_vm();
     let director = Netns::new("vip-fail");
     let work = Workdir::new();
     work.write("web.yaml", &manifest("web", "192.0.2.30", 80, "Masquerade", "172.16.0.1", 8080));
+    let plan = work.plan(&director).expect_code(2).clone();
+    assert!(plan.stdout.contains("add address 192.0.2.30/32 to ipvs0"), "{plan}");
+    let links = director.exec("ip", &["-o", "link", "show"]);
+    assert!(!String::from_utf8_lossy(&links.stdout).contains("ipvs0"), "plan made the interface: {plan}");
     work.apply(&director).expect_code(0);
     // Someone replaces ipvs0 with an interface that is not a dummy: listing its addresses is refused.
     director.ip(&["link", "del", "ipvs0"]);
