@@ -143,10 +143,15 @@ fn the_agent_programs_what_selects_its_node_follows_endpoints_and_reports_status
     let elsewhere = json!({"address": "192.0.2.52", "port": 80, "nodeSelector": {"matchLabels": {"role": "db"}}});
     api.put("virtualservices", virtual_service("elsewhere", "2026-01-01T00:00:00Z", elsewhere));
 
+    // The director settings as the DaemonSet passes them (its ConfigMap, mounted).
+    let director = work.path("director.yaml");
+    std::fs::write(&director, "timeouts: {tcp: 700, tcpFin: 60, udp: 40}\n").unwrap();
+
     let log = std::fs::File::create(work.path("agent.log")).unwrap();
     let child = ns
         .cli_command(&["agent", "--node-name", "n1", "--state", path_str(&work.state()), "--quiet-ms", "100"])
         .args(["--resync-seconds", "5", "--listen", "127.0.0.1:19469"])
+        .args(["--director-config", path_str(&director)])
         .env("KUBECONFIG", api.kubeconfig(&work))
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -171,6 +176,14 @@ fn the_agent_programs_what_selects_its_node_follows_endpoints_and_reports_status
     eventually(PATIENCE, "the agent is ready", || {
         let ready = http_get(19469, "/readyz");
         if ready.starts_with("HTTP/1.1 200") { Ok(()) } else { Err(ready) }
+    });
+    // The VIPs of the services programmed here are bound on ipvs0; the one not for this node is not.
+    let vips = ns.addresses_of("ipvs0");
+    assert!(vips.contains("inet 192.0.2.50/32") && vips.contains("inet 192.0.2.51/32"), "{vips}\n{}", log_text());
+    assert!(!vips.contains("192.0.2.52"), "a service not for this node binds nothing: {vips}");
+    eventually(PATIENCE, "the ConfigMap's timeouts are set", || {
+        let timeouts = ns.ipvsadm(&["-Ln", "--timeout"]);
+        if timeouts.contains("700 60 40") { Ok(()) } else { Err(format!("{timeouts}\n{}", log_text())) }
     });
     let metrics = http_get(19469, "/metrics");
     assert!(metrics.contains("ipvs_reconciler_passes_total{trigger=\"resync\",result=\"ok\"}"), "{metrics}");
@@ -254,6 +267,10 @@ fn the_agent_programs_what_selects_its_node_follows_endpoints_and_reports_status
     api.delete("virtualservices", "prod", "web");
     let fourth = sorted(&["-A -t 192.0.2.51:80 -s wlc", "-a -t 192.0.2.51:80 -r 10.0.0.6:80 -m -w 3"]);
     eventually(PATIENCE, "the agent removes a deleted VirtualService", || table_is(&fourth));
+    eventually(PATIENCE, "its VIP leaves ipvs0, the other stays", || {
+        let vips = ns.addresses_of("ipvs0");
+        if !vips.contains("192.0.2.50/") && vips.contains("inet 192.0.2.51/32") { Ok(()) } else { Err(vips) }
+    });
 
     // SIGTERM: exit 0, table left as it is.
     let child = guard.0.as_mut().unwrap();

@@ -2,7 +2,8 @@
 //! in namespaces of their own (NAT: their replies route back through the director), and a client namespace asking
 //! the VIP. Stopping a backend's server takes it out (weight 0, every new connection lands on the survivor);
 //! starting it again brings it back; a restart of `run` flaps nothing; with both down the sorry server answers.
-//! With slow start, a recovered backend's weight climbs in steps, each an edit of the same destination.
+//! With slow start, a recovered backend's weight climbs in steps, each an edit of the same destination. With
+//! withdrawAddressWhenDown, the VIP leaves the director's ipvs0 while no backend is healthy and comes back with one.
 //!
 //! ```text
 //!   client 192.168.78.2 ── 192.168.78.1 [director: VIP 192.168.80.1 on lo, IPVS NAT] 192.168.71.1 ── b1 192.168.71.2:8080
@@ -286,5 +287,47 @@ fn slow_start_brings_a_recovered_backend_back_in_steps_without_recreating_it() {
     let steps: Vec<u32> = seen.iter().copied().filter(|w| (1..10).contains(w)).collect();
     assert!(steps.len() >= 3, "slow start shows intermediate weights, not a jump: {seen:?}");
     println!("b1's weights after it recovered (slow start over 20 s: 10 steps of 2 s): {seen:?}");
+    stop_gracefully(run);
+}
+
+const WITHDRAW_MANIFEST: &str = r#"apiVersion: ipvs.dev/v1alpha1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  address: 192.168.80.1
+  port: 80
+  scheduler: rr
+  withdrawAddressWhenDown: true
+  backends:
+    - {address: 192.168.71.2, port: 8080}
+  healthCheck: {type: HTTP, path: /name, intervalSeconds: 1, rise: 2, fall: 2}
+"#;
+
+#[test]
+fn a_vip_whose_backends_are_all_down_leaves_the_node_and_comes_back_with_them() {
+    let lab = Lab::new();
+    // Here `run` alone binds the VIP, on ipvs0.
+    lab.director.ip(&["addr", "del", &format!("{VIP}/32"), "dev", "lo"]);
+    let work = Workdir::new();
+    let b1 = lab.serve(&work, 0);
+    work.write("web.yaml", WITHDRAW_MANIFEST);
+    let run = start_run(&lab, &work, "run.log");
+    let log = || std::fs::read_to_string(work.path("run.log")).unwrap_or_default();
+    let bound = |want: bool| {
+        let shown = lab.director.addresses_of("ipvs0");
+        if shown.contains(&format!("inet {VIP}/32")) == want { Ok(()) } else { Err(format!("{shown}\n{}", log())) }
+    };
+    eventually(PATIENCE, "the VIP bound while b1 is healthy", || bound(true));
+    assert_eq!(lab.ask(2), ["b1", "b1"]);
+
+    drop(b1);
+    eventually(PATIENCE, "the VIP withdrawn once b1 is down", || bound(false));
+    assert_eq!(lab.weight(0), Some(0), "the service stays, its backend at weight 0");
+    assert!(lab.ask(1)[0].starts_with("error"), "nothing answers for the VIP on this director");
+
+    let b1 = lab.serve(&work, 0);
+    eventually(PATIENCE, "the VIP back with b1", || bound(true));
+    assert_eq!(lab.ask(2), ["b1", "b1"]);
+    drop(b1);
     stop_gracefully(run);
 }
