@@ -115,12 +115,15 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
     /// left as it is.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Self {
         let mut changes = self.state.subscribe();
+        // Seen before readiness is asked: sources that become ready after the question still wake the loop (the
+        // other way round, a source marked ready in between was never seen, and the first pass waited for the
+        // next change or rescan).
+        changes.mark_unchanged();
         let mut timers = Timers::default();
         if self.state.is_ready() {
             // The first pass is a full one, as soon as the sources are ready.
             timers.resync = Some(Instant::now());
         }
-        changes.mark_unchanged();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {

@@ -314,7 +314,9 @@ fn a_vip_whose_backends_are_all_down_leaves_the_node_and_comes_back_with_them() 
     let run = start_run(&lab, &work, "run.log");
     let log = || std::fs::read_to_string(work.path("run.log")).unwrap_or_default();
     let bound = |want: bool| {
-        let shown = lab.director.addresses_of("ipvs0");
+        // Until run's first pass, ipvs0 does not exist (ip fails): nothing bound yet.
+        let out = lab.director.exec("ip", &["-o", "addr", "show", "dev", "ipvs0"]);
+        let shown = String::from_utf8_lossy(&out.stdout);
         if shown.contains(&format!("inet {VIP}/32")) == want { Ok(()) } else { Err(format!("{shown}\n{}", log())) }
     };
     eventually(PATIENCE, "the VIP bound while b1 is healthy", || bound(true));
