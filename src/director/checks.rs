@@ -130,7 +130,10 @@ mod tests {
         let mut persistent = desired_service(svc(1), "rr", &[(dest(1), 1)], 300);
         persistent.service.config.flags = persistent.service.config.flags.with(ServiceFlags::PERSISTENT, true);
         let instant = desired_service(svc(2), "rr", &[(dest(1), 1)], 0);
-        let table = desired([persistent, instant]);
+        // Persistent, but nothing ever sits at weight 0 (deleted at once, no check): its templates are no concern.
+        let mut never_quiesced = desired_service(svc(3), "rr", &[(dest(1), 1)], 0);
+        never_quiesced.service.config.flags = never_quiesced.service.config.flags.with(ServiceFlags::PERSISTENT, true);
+        let table = desired([persistent, instant, never_quiesced]);
         let found = contradictions(
             &table,
             &values(&[(Sysctl::ExpireQuiescentTemplate, 0), (Sysctl::ExpireNodestConn, 0), (Sysctl::IpForward, 1)]),
@@ -138,7 +141,43 @@ mod tests {
         let sysctls: Vec<(Sysctl, Vec<ServiceKey>)> = found.iter().map(|c| (c.sysctl, c.services.clone())).collect();
         assert_eq!(
             sysctls,
-            vec![(Sysctl::ExpireQuiescentTemplate, vec![svc(1)]), (Sysctl::ExpireNodestConn, vec![svc(2)])]
+            vec![(Sysctl::ExpireQuiescentTemplate, vec![svc(1)]), (Sysctl::ExpireNodestConn, vec![svc(2), svc(3)])]
         );
+    }
+
+    #[test]
+    fn a_checked_service_quiesces_its_backends_only_when_failure_inhibits_them() {
+        use crate::table::OnFailure;
+        use crate::table::fixtures::tcp_policy;
+        // Deleted at once (drain 0), so only health could leave a backend at weight 0.
+        let persistent = |i: u8, policy: Option<crate::table::HealthPolicy>| {
+            let mut service = desired_service(svc(i), "rr", &[(dest(1), 1)], 0);
+            service.service.config.flags = service.service.config.flags.with(ServiceFlags::PERSISTENT, true);
+            service.health = policy.map(std::sync::Arc::new);
+            service
+        };
+        let inhibit = tcp_policy();
+        let remove = crate::table::HealthPolicy { on_failure: OnFailure::Remove, ..tcp_policy() };
+        let unchecked = crate::table::HealthPolicy { check: None, ..tcp_policy() };
+        let table =
+            desired([persistent(1, Some(inhibit)), persistent(2, Some(remove)), persistent(3, Some(unchecked))]);
+        let found = contradictions(&table, &values(&[(Sysctl::ExpireQuiescentTemplate, 0)]));
+        let services: Vec<Vec<ServiceKey>> = found.iter().map(|c| c.services.clone()).collect();
+        assert_eq!(services, vec![vec![svc(1)]], "only the inhibiting check leaves weight-0 backends");
+    }
+
+    #[test]
+    fn a_contradiction_names_three_services_and_counts_the_rest() {
+        let services = (1..=5).map(|i| desired_service(svc(i), "rr", &[(dest(1), 1)], 300));
+        let found = contradictions(&desired(services), &values(&[(Sysctl::IpForward, 0)]));
+        let [one] = found.as_slice() else { panic!("{found:?}") };
+        let shown = one.to_string();
+        assert!(shown.starts_with("net.ipv4.ip_forward is 0 but 5 service(s) need 1"), "{shown}");
+        assert!(shown.ends_with(&format!("({}, {}, {} and 2 more)", svc(1), svc(2), svc(3))), "{shown}");
+
+        let three = (1..=3).map(|i| desired_service(svc(i), "rr", &[(dest(1), 1)], 300));
+        let found = contradictions(&desired(three), &values(&[(Sysctl::IpForward, 0)]));
+        let shown = found[0].to_string();
+        assert!(shown.ends_with(&format!("({}, {}, {})", svc(1), svc(2), svc(3))), "all three, no count: {shown}");
     }
 }

@@ -104,13 +104,21 @@ mod tests {
     fn a_configured_daemon_starts_once_and_a_change_restarts_only_ours() {
         let master = daemon(DaemonState::Master, "eth1", 7);
         let plan = plan_daemons(std::slice::from_ref(&master), &[], &[]);
+        assert!(!plan.is_empty());
         assert_eq!((plan.stop.clone(), plan.start.clone()), (vec![], vec![master.clone()]));
         let running = vec![reported(&master)];
         assert!(plan_daemons(std::slice::from_ref(&master), &running, &plan.owned_after).is_empty(), "defaults match");
 
         let moved = daemon(DaemonState::Master, "eth2", 7);
         let plan = plan_daemons(std::slice::from_ref(&moved), &running, std::slice::from_ref(&master));
+        assert!(!plan.is_empty());
         assert_eq!((plan.stop, plan.start), (vec![DaemonState::Master], vec![moved.clone()]), "stop, then start");
+
+        // A field set explicitly must match what runs: a port other than the running default is a restart.
+        let other_port = SyncDaemon { port: Some(9000), ..master.clone() };
+        assert!(!satisfies(&other_port, &running[0]));
+        let plan = plan_daemons(std::slice::from_ref(&other_port), &running, std::slice::from_ref(&master));
+        assert_eq!((plan.stop, plan.start), (vec![DaemonState::Master], vec![other_port]));
 
         // Someone else's master: used when it is what we want, reported (never stopped) when it is not.
         let theirs = vec![reported(&master)];
