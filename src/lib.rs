@@ -33,6 +33,8 @@
 pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod clock;
+pub mod daemon;
 pub mod director;
 pub mod engine;
 pub mod health;

@@ -73,11 +73,6 @@ pub struct AgentConfig {
     pub wall_clock: fn() -> u64,
 }
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 /// A burst of changes never delays a pass by more than this many quiet periods.
 pub const MAX_DELAY_FACTOR: u32 = 10;
 
@@ -91,7 +86,7 @@ impl AgentConfig {
             drain_poll: Duration::from_secs(5),
             retry: Duration::from_secs(1),
             allow_mass_delete: false,
-            wall_clock: unix_now,
+            wall_clock: crate::clock::unix_seconds,
         }
     }
 }

@@ -3,15 +3,19 @@
 //! each node owns its entry of the list-map and never touches another's).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
+use tokio::sync::watch;
 use tracing::warn;
 
+use super::PassRecord;
 use super::health::HealthSummary;
+use super::metrics::Metrics;
 use crate::api::ObjectId;
 use crate::api::v1alpha1::{API_VERSION, KIND, NodeStatus, UnhealthyBackend, VirtualService};
 use crate::model::ServiceKey;
@@ -51,6 +55,45 @@ pub struct KernelOutcome {
     pub pass_failed: Option<String>,
     /// What the checks say of each checked service's backends.
     pub health: BTreeMap<ServiceKey, HealthSummary>,
+}
+
+/// The kernel side of the status across passes: a pass that looked at only some services (a change pass) leaves
+/// what earlier passes found of the others.
+#[derive(Debug, Default)]
+pub struct KernelOutcomes {
+    refused: BTreeMap<ServiceKey, String>,
+}
+
+impl KernelOutcomes {
+    /// What a pass tells the status: the refusals of the services it looked at (a full pass looked at all of them;
+    /// the others keep what an earlier pass found), or why it could not run.
+    pub fn after<E: std::error::Error + 'static>(&mut self, record: &PassRecord<'_, E>) -> KernelOutcome {
+        // Only checked services have a summary (a copy per pass costs their number, not the table's).
+        let health = record.health.clone();
+        let report = match record.result {
+            Ok(report) => report,
+            Err(e) => {
+                return KernelOutcome { refused: self.refused.clone(), pass_failed: Some(e.to_string()), health };
+            }
+        };
+        match record.scope {
+            None => self.refused.clear(),
+            Some(scope) => self.refused.retain(|key, _| !scope.contains(key)),
+        }
+        for failure in &report.failures {
+            self.refused.insert(*failure.op.service_key(), format!("{}: {}", failure.op, failure.error));
+        }
+        for op in &report.unanswered {
+            self.refused.insert(*op.service_key(), format!("{op}: no answer from the kernel (outcome unknown)"));
+        }
+        // A service whose VIP could not be added is in the kernel but receives nothing: not programmed.
+        for failure in report.addresses.failures.iter().filter(|f| f.adding) {
+            for key in &failure.services {
+                self.refused.insert(*key, format!("adding its address {} failed: {}", failure.addr, failure.error));
+            }
+        }
+        KernelOutcome { refused: self.refused.clone(), pass_failed: None, health }
+    }
 }
 
 /// The failing backends an entry names, at most: a status entry must stay small (every write of it is a watch
@@ -422,6 +465,23 @@ impl StatusWriter {
         let api: Api<VirtualService> = Api::namespaced(self.client.clone(), namespace);
         let params = PatchParams::apply(&self.field_manager()).force();
         api.patch_status(name, &params, &Patch::Apply(&body)).await.map(|_| ())
+    }
+}
+
+/// Writes status after each pass (each new outcome on `outcomes`), from the index's reports and what the pass
+/// found, until the sender is dropped; counts the writes in `metrics`.
+pub async fn write_status(
+    mut writer: StatusWriter,
+    desired: DesiredState,
+    mut outcomes: watch::Receiver<KernelOutcome>,
+    metrics: Arc<Metrics>,
+) {
+    while outcomes.changed().await.is_ok() {
+        let outcome = outcomes.borrow_and_update().clone();
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let (written, failed) = writer.write(&desired, &outcome, &now).await;
+        (0..written).for_each(|_| metrics.status_write(true));
+        (0..failed).for_each(|_| metrics.status_write(false));
     }
 }
 

@@ -2,20 +2,21 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use tracing::warn;
 
-use super::args::{AddressArgs, ApplyArgs, Cli, Command, DirectorArgs, DumpArgs, Output, ValidateArgs};
+use super::args::{AddressArgs, ApplyArgs, Cli, Command, DumpArgs, LoopArgs, Output, ValidateArgs};
 use super::describe::{describe, describe_applied};
 use super::ipvsadm_format::{self, Columns, ListOptions};
 use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
 use crate::agent::pass_options;
 use crate::api::{self, Conflict, ValidationError};
+use crate::clock::unix_seconds;
+use crate::daemon::{self, AgentSettings, Settings, connect};
 use crate::engine::state::DEFAULT_STATE_PATH;
 use crate::engine::state::State;
-use crate::engine::{Engine, IpvsDirector, KernelFailure, NodeVips, PassReport};
+use crate::engine::{Engine, KernelFailure, PassReport};
 use crate::ipvs::{Ipvs, NetnsSpec};
 use crate::netif::VipInterface;
 use crate::source::{Changed, DesiredState, FileSource, Snapshot};
@@ -33,9 +34,17 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Status(args) => super::status::status(&args).await,
         Command::Plan(args) => plan(&netns, &cli.netns, &args).await,
         Command::Apply(args) => apply(&netns, &cli.netns, &args).await,
-        Command::Run(args) => super::run::run(&netns, state_path(args.common.state.clone(), &cli.netns), &args).await,
+        Command::Run(args) => {
+            let settings = daemon_settings(netns, &cli.netns, &args.common)?;
+            daemon::run_files(settings, args.manifests, args.listen).await?;
+            Ok(EXIT_OK)
+        }
         Command::Agent(args) => {
-            super::agent::agent(&netns, state_path(args.common.state.clone(), &cli.netns), &args).await
+            let settings = daemon_settings(netns, &cli.netns, &args.common)?;
+            let node =
+                AgentSettings { node_name: args.node_name, status_report: args.status_report, listen: args.listen };
+            daemon::run_agent(settings, node).await?;
+            Ok(EXIT_OK)
         }
         Command::Crd => {
             print!("{}", api::crd_yaml());
@@ -44,13 +53,26 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
-/// Opens the IPVS client in the chosen namespace.
-pub async fn connect(netns: &NetnsSpec) -> Result<Ipvs> {
-    let ipvs = match netns.path() {
-        Some(path) => Ipvs::connect_in_netns(path).await,
-        None => Ipvs::connect().await,
-    };
-    Ok(ipvs?)
+/// What the long-running modes share, from their flags.
+fn daemon_settings(netns: NetnsSpec, netns_name: &Option<String>, args: &LoopArgs) -> Result<Settings> {
+    Ok(Settings {
+        netns,
+        state: state_path(args.state.clone(), netns_name),
+        vip_interface: vip_interface(&args.addresses),
+        director: args.director.config()?,
+        agent: args.config(),
+        print: print_report,
+    })
+}
+
+/// The VIP interface to bind addresses on, unless `--no-bind-addresses`.
+fn vip_interface(args: &AddressArgs) -> Option<String> {
+    (!args.no_bind_addresses).then(|| args.vip_interface.clone())
+}
+
+/// Opens the engine of `plan` and `apply`.
+async fn open_engine(netns: &NetnsSpec, state: PathBuf, args: &ApplyArgs) -> Result<Engine<Ipvs>> {
+    daemon::open_engine(netns, state, vip_interface(&args.addresses).as_deref(), args.director.config()?).await
 }
 
 /// The state file: the one given, else the default, made per namespace when a named namespace is targeted so that
@@ -68,51 +90,6 @@ pub fn state_path(given: Option<PathBuf>, netns: &Option<String>) -> PathBuf {
         }
         None => default.to_owned(),
     }
-}
-
-/// The engine of `plan`, `apply`, `run` and `agent`: the IPVS client and the ownership memory, the director's
-/// settings, and the VIP interface unless `--no-bind-addresses`.
-pub async fn open_engine(
-    netns: &NetnsSpec,
-    state: PathBuf,
-    addresses: &AddressArgs,
-    director: &DirectorArgs,
-) -> Result<Engine<Ipvs>> {
-    let config = director.config()?;
-    let engine =
-        Engine::new(connect(netns).await?, state)?.with_director(Box::new(IpvsDirector::new(netns.clone())), config);
-    if addresses.no_bind_addresses {
-        return Ok(engine);
-    }
-    let interface = VipInterface::open(netns, &addresses.vip_interface).await?;
-    Ok(engine.with_addresses(Box::new(NodeVips::new(interface))))
-}
-
-/// A connector for the agent: a new client in the same namespace.
-pub fn connector(netns: &NetnsSpec) -> impl crate::agent::Connector<Ipvs> + use<> {
-    let netns = netns.clone();
-    move || {
-        let netns = netns.clone();
-        async move { connect(&netns).await.map_err(crate::agent::ConnectError::from) }
-    }
-}
-
-/// Completes on SIGTERM or SIGINT (installed now, so that a signal during start-up is not lost).
-pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(async move {
-        tokio::select! {
-            _ = sigterm.recv() => {}
-            _ = sigint.recv() => {}
-        }
-    })
-}
-
-/// Seconds since the epoch, for drain bookkeeping.
-pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 async fn dump(netns: &NetnsSpec, args: &DumpArgs) -> Result<i32> {
@@ -255,9 +232,8 @@ async fn plan(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs) 
     let bad = report_problems(&loaded);
     let desired = loaded.desired;
     let opts = pass_options(&desired, args.allow_mass_delete);
-    let mut engine =
-        open_engine(netns, state_path(args.state.clone(), netns_name), &args.addresses, &args.director).await?;
-    let plan = engine.plan_only(&desired.table, now(), &opts).await?;
+    let mut engine = open_engine(netns, state_path(args.state.clone(), netns_name), args).await?;
+    let plan = engine.plan_only(&desired.table, unix_seconds(), &opts).await?;
     let addresses = engine.planned_addresses(&desired.table, &plan.ops).unwrap_or_default();
     let live = engine.observed().cloned().unwrap_or_default();
     let interface = &args.addresses.vip_interface;
@@ -296,15 +272,14 @@ async fn apply(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs)
     let bad = report_problems(&loaded);
     let desired = loaded.desired;
     let opts = pass_options(&desired, args.allow_mass_delete);
-    let mut engine =
-        open_engine(netns, state_path(args.state.clone(), netns_name), &args.addresses, &args.director).await?;
-    let report = engine.reconcile_full(&desired.table, now(), &opts).await?;
+    let mut engine = open_engine(netns, state_path(args.state.clone(), netns_name), args).await?;
+    let report = engine.reconcile_full(&desired.table, unix_seconds(), &opts).await?;
     print_report(&report, &desired);
     Ok(if bad || !report.is_success() { EXIT_ERROR } else { EXIT_OK })
 }
 
 /// Prints what a pass did: one line per applied operation, then failures and held services.
-pub fn print_report<E: KernelFailure>(report: &PassReport<E>, desired: &Snapshot) {
+fn print_report<E: KernelFailure>(report: &PassReport<E>, desired: &Snapshot) {
     for key in &report.plan.adopted {
         println!("adopted {key} (declared by {})", origin(desired, key));
     }

@@ -1,13 +1,11 @@
-//! The command line: parses arguments, wires the engine to a source and the kernel, prints, and maps outcomes to exit
-//! codes. `anyhow` is used only here, at the edge.
+//! The command line: parses arguments, calls the one-shot commands or the long-running modes of
+//! [`daemon`](crate::daemon) (which does the wiring), prints, and maps outcomes to exit codes. `anyhow` is used
+//! here and in `daemon`, at the edge.
 
-mod agent;
 mod args;
 mod commands;
 pub mod describe;
 pub mod ipvsadm_format;
-mod operations;
-mod run;
 mod status;
 
 use clap::Parser;

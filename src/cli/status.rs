@@ -26,7 +26,7 @@ pub async fn status(args: &StatusArgs) -> Result<i32> {
     }
     let report: StatusReport =
         serde_json::from_str(&body).with_context(|| format!("{}/status: not a status document", args.url))?;
-    print!("{}", render(&report, unix_now()));
+    print!("{}", render(&report, crate::clock::unix_seconds()));
     Ok(EXIT_OK)
 }
 
@@ -49,10 +49,6 @@ async fn fetch(url: &str) -> Result<String> {
         bail!("{url}/status answered {code}");
     }
     Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The table an operator reads: one line per backend under its service.

@@ -23,6 +23,8 @@ use serde::Deserialize;
 use serde_yaml::Value;
 use thiserror::Error;
 
+pub use follow::{FollowError, follow};
+
 use super::index::{Changed, ObjectIndex};
 use crate::api::v1alpha1::{API_VERSION, KIND};
 use crate::api::{Age, ObjectId, SourceObject, ValidationError, VirtualService};
@@ -438,6 +440,8 @@ fn feed(index: &mut ObjectIndex, load: FileLoad, old: Vec<ObjectId>) -> Vec<Obje
     }
     ids
 }
+
+mod follow;
 
 #[cfg(test)]
 mod tests;

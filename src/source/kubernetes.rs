@@ -18,8 +18,8 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tracing::{info, warn};
 
+use super::desired::DesiredState;
 use super::endpoints::{ServiceRef, ServiceSlices, Slice};
-use super::feed::DesiredState;
 use crate::api::v1alpha1::NodeStatus;
 use crate::api::{SourceObject, VirtualService};
 use crate::model::Family;

@@ -383,3 +383,92 @@ fn a_checked_service_reports_its_healthy_and_unhealthy_backends() {
     assert_eq!(kernel_changes(&kernel, &healed).keys, [key()].into());
     assert_eq!(kernel_changes(&kernel, &kernel.clone()), ReportsWanted::default());
 }
+
+/// A pass record over `result`, which looked at `scope` (`None`: a full pass).
+fn record<'a>(
+    result: &'a Result<crate::engine::PassReport<std::io::Error>, super::super::PassError<std::io::Error>>,
+    scope: Option<&'a BTreeSet<ServiceKey>>,
+    desired: &'a crate::source::Snapshot,
+    health: &'a BTreeMap<ServiceKey, HealthSummary>,
+) -> PassRecord<'a, std::io::Error> {
+    PassRecord {
+        kind: super::super::PassKind::Change,
+        full: scope.is_none(),
+        scope,
+        desired,
+        result,
+        duration: Duration::ZERO,
+        owned: 0,
+        owned_addresses: 0,
+        health,
+    }
+}
+
+fn refused_add(key: ServiceKey) -> crate::engine::OpFailure<std::io::Error> {
+    let service = crate::model::Service::new(key, crate::model::ServiceConfig::new(key.family(), "wlc"));
+    crate::engine::OpFailure {
+        op: crate::model::Op::AddService(service),
+        object: None,
+        error: std::io::Error::other("invalid argument"),
+    }
+}
+
+#[test]
+fn a_change_pass_keeps_the_refusals_of_services_it_did_not_look_at_and_a_full_pass_forgets_them() {
+    let (web, dns) = (key(), ServiceKey::tcp([192, 0, 2, 2].into(), 53));
+    let (snapshot, health) = (crate::source::Snapshot::default(), BTreeMap::new());
+    let mut outcomes = KernelOutcomes::default();
+
+    let both = Ok(crate::engine::PassReport {
+        failures: vec![refused_add(web), refused_add(dns)],
+        ..crate::engine::PassReport::default()
+    });
+    let outcome = outcomes.after(&record(&both, None, &snapshot, &health));
+    assert_eq!(outcome.refused.keys().copied().collect::<Vec<_>>(), vec![web, dns]);
+    assert!(outcome.refused[&web].contains("invalid argument"), "{:?}", outcome.refused);
+    assert_eq!(outcome.pass_failed, None);
+
+    // A change pass over `web` alone that succeeded clears `web` and leaves what the full pass found of `dns`.
+    let clean = Ok(crate::engine::PassReport::default());
+    let only_web: BTreeSet<ServiceKey> = [web].into();
+    let outcome = outcomes.after(&record(&clean, Some(&only_web), &snapshot, &health));
+    assert_eq!(outcome.refused.keys().copied().collect::<Vec<_>>(), vec![dns]);
+
+    // A failed pass changes no refusal and says why.
+    let failed = Err(super::super::PassError::Connect("no netlink".into()));
+    let outcome = outcomes.after(&record(&failed, None, &snapshot, &health));
+    assert_eq!(outcome.refused.keys().copied().collect::<Vec<_>>(), vec![dns]);
+    assert!(outcome.pass_failed.as_deref().is_some_and(|why| why.contains("no netlink")), "{outcome:?}");
+
+    // A full pass that succeeded forgets every refusal.
+    let outcome = outcomes.after(&record(&clean, None, &snapshot, &health));
+    assert!(outcome.refused.is_empty() && outcome.pass_failed.is_none(), "{outcome:?}");
+}
+
+#[test]
+fn unanswered_operations_and_an_address_that_could_not_be_added_make_a_service_not_programmed() {
+    let (web, dns) = (key(), ServiceKey::tcp([192, 0, 2, 2].into(), 53));
+    let (snapshot, health) = (crate::source::Snapshot::default(), BTreeMap::new());
+    let unanswered = refused_add(web).op;
+    let address = crate::engine::AddressFailure {
+        addr: [192, 0, 2, 2].into(),
+        adding: true,
+        services: vec![dns],
+        error: crate::netif::NetifError::Vanished { name: "ipvs0".to_owned() },
+    };
+    let removal = crate::engine::AddressFailure {
+        addr: [192, 0, 2, 3].into(),
+        adding: false,
+        services: vec![],
+        error: crate::netif::NetifError::Vanished { name: "ipvs0".to_owned() },
+    };
+    let report = Ok(crate::engine::PassReport {
+        unanswered: vec![unanswered],
+        addresses: crate::engine::AddressReport { failures: vec![address, removal], ..Default::default() },
+        ..crate::engine::PassReport::default()
+    });
+    let outcome = KernelOutcomes::default().after(&record(&report, None, &snapshot, &health));
+    assert!(outcome.refused[&web].contains("no answer from the kernel"), "{:?}", outcome.refused);
+    assert!(outcome.refused[&dns].contains("adding its address 192.0.2.2 failed"), "{:?}", outcome.refused);
+    assert_eq!(outcome.refused.len(), 2, "a failed removal refuses no service");
+}

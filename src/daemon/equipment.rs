@@ -1,5 +1,5 @@
-//! What the long-running modes (`run`, `agent`) share beside the loop: the health checks, the metrics over them,
-//! the `/status` board, the HTTP server, and what every pass tells them.
+//! What a long-running process runs beside the agent loop: the health checks, the metrics over them and over every
+//! pass, the `/status` board, and the HTTP server that shows them.
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::task::JoinHandle;
 
-use super::commands::print_report;
+use super::Printer;
 use crate::agent::board::SharedBoard;
 use crate::agent::metrics::{HealthCollector, Metrics, router, status_router};
 use crate::agent::{Agent, Connector, PassRecord};
@@ -18,7 +18,7 @@ use crate::health::{HealthScheduler, Prober, SchedulerConfig};
 use crate::ipvs::IpvsError;
 
 /// The checks, the metrics and the board of one long-running process.
-pub struct Operations {
+pub struct Equipment {
     /// Runs every health check, from this process's network namespace (whatever `--netns` the table is in).
     pub checks: HealthScheduler,
     /// The metrics, the checks' included.
@@ -27,14 +27,14 @@ pub struct Operations {
     pub board: SharedBoard,
 }
 
-impl Operations {
-    /// Starts the checks (no target yet, on their own thread) for a loop that resyncs every `resync_seconds`.
-    pub fn start(resync_seconds: u64) -> Result<Self> {
+impl Equipment {
+    /// Starts the checks (no target yet, on their own thread) for a loop that resyncs every `resync`.
+    pub fn start(resync: Duration) -> Result<Self> {
         let checks = HealthScheduler::spawn_dedicated(Prober::new(), SchedulerConfig::default())
             .context("starting the health checks' thread")?;
         let collector = HealthCollector::new(checks.shared_counters(), checks.subscribe());
-        let metrics = Metrics::with_health(Duration::from_secs(resync_seconds), Some(collector));
-        Ok(Operations { checks, metrics, board: SharedBoard::default() })
+        let metrics = Metrics::with_health(resync, Some(collector));
+        Ok(Equipment { checks, metrics, board: SharedBoard::default() })
     }
 
     /// Serves `/metrics`, `/healthz`, `/readyz` and `/status` on `listen` (`--listen`).
@@ -52,8 +52,8 @@ impl Operations {
     }
 }
 
-/// What every pass tells the operator: the metrics, and the operations it applied or that failed.
-pub fn observe_pass(metrics: &Metrics, record: &PassRecord<'_, IpvsError>) {
+/// What every pass tells the operator: the metrics, and (through `print`) the operations it applied or that failed.
+pub fn observe_pass(metrics: &Metrics, record: &PassRecord<'_, IpvsError>, print: Printer) {
     metrics.sources_ready();
     metrics.pass(record, record.duration, record.owned);
     if let Ok(report) = record.result
@@ -66,6 +66,6 @@ pub fn observe_pass(metrics: &Metrics, record: &PassRecord<'_, IpvsError>) {
             || !report.director.changes.is_empty()
             || !report.director.failures.is_empty())
     {
-        print_report(report, record.desired);
+        print(report, record.desired);
     }
 }

@@ -1,31 +1,48 @@
-//! `run`: the long-running standalone mode. Wires the file source (inotify plus a periodic re-scan) to the agent,
-//! which reconciles after a quiet period, resyncs periodically to repair drift, follows draining backends, and leaves
-//! the table as it is on SIGTERM.
+//! Following manifest files: the file source's counterpart of `source::kubernetes::follow`. Feeds the desired state
+//! at the start, on every file event (reading only the files the events name, when they are known files) and every
+//! `rescan` (listing everything: inotify can overflow and miss events), marks it ready after the first good load,
+//! and logs each problem of the objects once, when it appears.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use notify::event::{AccessKind, AccessMode};
-use notify::{EventKind, RecursiveMode, Watcher};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use thiserror::Error;
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{error, warn};
 
-use super::EXIT_OK;
-use super::args::RunArgs;
-use super::commands::{connector, open_engine, shutdown_signal};
-use super::operations::{Operations, observe_pass};
-use crate::agent::{Agent, PassRecord};
-use crate::ipvs::{IpvsError, NetnsSpec};
-use crate::source::{Changed, DesiredState, FileSource};
+use super::FileSource;
+use crate::source::{Changed, DesiredState, ProblemLog};
 
-/// Runs until SIGTERM or SIGINT.
-pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i32> {
-    let engine = open_engine(netns, state, &args.common.addresses, &args.common.director).await?;
-    let desired = DesiredState::new();
+/// The file watcher could not be started: nothing would notice a change.
+#[derive(Debug, Error)]
+pub enum FollowError {
+    /// inotify could not be set up (limits reached, no inotify).
+    #[error("starting the file watcher: {0}")]
+    Start(#[source] notify::Error),
+    /// The manifest directory (or file) cannot be watched.
+    #[error("watching {}: {source}", path.display())]
+    Watch {
+        /// What was to be watched.
+        path: PathBuf,
+        /// Why it cannot be.
+        #[source]
+        source: notify::Error,
+    },
+}
 
+/// Starts watching `manifests` and returns the future that feeds `desired` from it until dropped or aborted (it
+/// keeps the watcher). Starting is synchronous so that a watcher that cannot start is an error of the command, not
+/// a silent loop that never notices a change.
+pub fn follow(
+    manifests: PathBuf,
+    desired: DesiredState,
+    rescan: Duration,
+) -> Result<impl Future<Output = ()> + Send + 'static, FollowError> {
     let (tx, events) = mpsc::channel::<()>(1);
     let changes: Arc<Mutex<Changes>> = Arc::default();
     let noted = Arc::clone(&changes);
@@ -45,34 +62,12 @@ pub async fn run(netns: &NetnsSpec, state: PathBuf, args: &RunArgs) -> Result<i3
         // A full channel already holds a wake-up: coalescing is the point.
         let _ = tx.try_send(());
     })
-    .context("starting the file watcher")?;
+    .map_err(FollowError::Start)?;
     watcher
-        .watch(&args.manifests, RecursiveMode::Recursive)
-        .with_context(|| format!("watching {}", args.manifests.display()))?;
-    let rescan = Duration::from_secs(args.common.resync_seconds.max(1));
-    let source = FileSource::new(vec![args.manifests.clone()]);
-    let files = tokio::spawn(follow_files(source, desired.clone(), events, changes, rescan));
-
-    let config = args.common.config();
-    let connector = connector(netns);
-    let ops = Operations::start(args.common.resync_seconds)?;
-    let http = match args.listen {
-        Some(listen) => Some(ops.serve(listen).await?),
-        None => None,
-    };
-    let metrics = Arc::clone(&ops.metrics);
-    let observer = Box::new(move |record: &PassRecord<'_, IpvsError>| observe_pass(&metrics, record));
-    let agent = ops.equip(Agent::new(engine, connector, desired, config, observer));
-
-    let shutdown = shutdown_signal()?;
-    info!(manifests = %args.manifests.display(), "running; SIGTERM leaves the IPVS table as it is");
-    agent.run(shutdown).await;
-    files.abort();
-    if let Some(http) = http {
-        http.abort();
-    }
-    drop(watcher);
-    Ok(EXIT_OK)
+        .watch(&manifests, RecursiveMode::Recursive)
+        .map_err(|source| FollowError::Watch { path: manifests.clone(), source })?;
+    let source = FileSource::new(vec![manifests]);
+    Ok(follow_files(watcher, source, desired, events, changes, rescan))
 }
 
 /// What the file watcher saw since the last reload.
@@ -84,18 +79,17 @@ struct Changes {
     everything: bool,
 }
 
-/// Feeds the desired state from the manifests: at the start, on every file event (reading only the files the
-/// events name, when they are known files), and every `rescan` (listing everything: inotify can overflow and miss
-/// events). The state is marked ready after the first good load; a load that fails (unreadable directory) changes
-/// nothing, so nothing is deleted because of it.
+/// The loop of [`follow`]. A load that fails (unreadable directory) changes nothing, so nothing is deleted because
+/// of it, and the next round lists everything again.
 async fn follow_files(
+    _watcher: RecommendedWatcher,
     mut source: FileSource,
     desired: DesiredState,
     mut events: mpsc::Receiver<()>,
     changes: Arc<Mutex<Changes>>,
     rescan: Duration,
 ) {
-    let mut reported = BTreeSet::new();
+    let mut problems = ProblemLog::default();
     let mut everything = true;
     loop {
         let paths = match changes.lock() {
@@ -121,7 +115,7 @@ async fn follow_files(
                 for w in &reload.warnings {
                     warn!("{w}");
                 }
-                report_new_problems(&desired, &mut reported);
+                problems.report_new(&desired);
                 desired.mark_ready();
             }
             Err(e) => {
@@ -135,18 +129,6 @@ async fn follow_files(
             () = tokio::time::sleep(rescan) => everything = true,
         }
     }
-}
-
-/// Logs each problem of the sources once, when it appears (not at every reload).
-fn report_new_problems(desired: &DesiredState, reported: &mut BTreeSet<String>) {
-    let now: BTreeSet<String> = desired.with_index(|index| {
-        let errors = index.errors().into_iter().map(|e| e.to_string());
-        errors.chain(index.conflicts().into_iter().map(|c| c.to_string())).collect()
-    });
-    for problem in now.difference(reported) {
-        warn!("{problem}");
-    }
-    *reported = now;
 }
 
 /// Whether a file event may mean changed manifests. Reading them (the directory listing, the changed files) raises
@@ -186,5 +168,42 @@ mod tests {
         ] {
             assert!(wakes(&change), "{change:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn follow_loads_the_directory_marks_ready_and_sees_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let web = "apiVersion: ipvs.dev/v1alpha1\nkind: VirtualService\nmetadata: {name: web}\n\
+                   spec: {address: 192.0.2.1, port: 80, backends: [{address: 10.0.0.1}]}\n";
+        std::fs::write(dir.path().join("web.yaml"), web).unwrap();
+        let desired = DesiredState::new();
+        let mut seen = desired.subscribe();
+        let task = tokio::spawn(follow(dir.path().to_owned(), desired.clone(), Duration::from_secs(3600)).unwrap());
+        let services = |desired: &DesiredState| desired.with_index(|index| index.table().services.len());
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !desired.is_ready() {
+                seen.changed().await.unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(services(&desired), 1);
+        let dns = web.replace("web", "dns").replace("192.0.2.1", "192.0.2.2");
+        std::fs::write(dir.path().join("dns.yaml"), dns).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while services(&desired) < 2 {
+                seen.changed().await.unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        task.abort();
+    }
+
+    #[test]
+    fn an_unwatchable_path_is_an_error_of_the_command() {
+        let missing = PathBuf::from("/nonexistent/ipvs-reconciler-manifests");
+        let e = follow(missing, DesiredState::new(), Duration::from_secs(1)).err().unwrap();
+        assert!(e.to_string().contains("/nonexistent/ipvs-reconciler-manifests"), "{e}");
     }
 }
