@@ -1,4 +1,4 @@
-# Container image of ipvs-reconciler: the Kubernetes agent (deploy/kubernetes) or the standalone `run` mode.
+# Container image of ipvs-reconciler: the Kubernetes agent (deploy/) or the standalone `run` mode.
 # It needs CAP_NET_ADMIN in the host network namespace to program IPVS (hostNetwork: true in a pod).
 FROM rust:1-bookworm AS build
 WORKDIR /src
