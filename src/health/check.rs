@@ -4,7 +4,7 @@
 //! (backend address, source address, check) and makes identical probes once, so two services sharing a backend with the same
 //! definition share one probe and one set of counters, and changing any field of the definition is a new check
 //! (its counters start again). Everything that changes what goes on the wire belongs here; how often and how many
-//! results flip the state (interval, rise, fall) do not, and belong to the scheduler.
+//! results flip the state (interval, rise, fall) do not, and belong to the target's [`Schedule`](super::Schedule).
 //!
 //! There is deliberately no "run a command" probe: definitions come from resource fields, and a resource field
 //! must never make a node run a command.

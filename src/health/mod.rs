@@ -19,6 +19,8 @@
 //!   the whole exchange, kept libraries for every protocol (hyper, rustls, hickory-proto, tonic-health).
 //! - [`ProbeError`]: why a probe failed, with a stable label for metrics and a line for a status table.
 //! - [`state`]: [`HealthState`], one target's rise/fall counting, pure and serializable.
+//! - [`targets`]: what is asked for, plain values: [`TargetKey`] (definition, address, source), [`Schedule`]
+//!   (interval, rise, fall) and [`TargetSet`]; the table layer and the agent describe targets with these alone.
 //! - [`scheduler`]: [`HealthScheduler`], one driver for all targets keyed by [`TargetKey`] (identical probes made
 //!   once), jittered starts, bounded concurrency, no stacking behind a slow probe, plain counters for metrics.
 //!
@@ -29,6 +31,7 @@ mod error;
 pub mod probe;
 pub mod scheduler;
 pub mod state;
+pub mod targets;
 
 #[cfg(test)]
 mod tests;
@@ -36,8 +39,6 @@ mod tests;
 pub use check::{Check, DnsQueryType, HttpMethod, HttpProbe, HttpsProbe, MAX_BODY_BYTES, Probe, StatusRange};
 pub use error::{OK_LABEL, OUTCOME_LABELS, ProbeError};
 pub use probe::{Prober, run};
-pub use scheduler::{
-    HealthScheduler, HealthView, LatencyCounts, ProbeRunner, Schedule, SchedulerConfig, SchedulerCounters, TargetKey,
-    TargetSet,
-};
+pub use scheduler::{HealthScheduler, HealthView, LatencyCounts, ProbeRunner, SchedulerConfig, SchedulerCounters};
 pub use state::{HealthState, Transition};
+pub use targets::{Schedule, TargetKey, TargetSet};

@@ -10,7 +10,8 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep_until};
 
 use super::*;
-use crate::health::check::{HttpProbe, Probe};
+use crate::health::TargetSet;
+use crate::health::check::{Check, HttpProbe, Probe};
 
 /// A prober answering from a script: targets are up unless marked down, each probe takes the target's delay.
 #[derive(Default)]
@@ -172,20 +173,6 @@ async fn a_shared_probe_runs_once_for_every_service() {
         assert_ticked(&fake, key, SECOND, elapsed);
         assert!(fake.calls(key) >= 5);
     }
-}
-
-#[test]
-fn conflicting_schedules_of_a_shared_probe_keep_the_smaller_whatever_the_order() {
-    let fast = every(SECOND, 3, 3);
-    let slow = every(SECOND * 5, 1, 1);
-    let mut one = TargetSet::new();
-    assert!(one.insert(tcp(1), slow));
-    assert!(!one.insert(tcp(1), fast), "a conflict is reported");
-    let mut other = TargetSet::new();
-    other.insert(tcp(1), fast);
-    other.insert(tcp(1), slow);
-    assert_eq!(one, other);
-    assert_eq!(one.into_inner()[&tcp(1)], fast);
 }
 
 #[tokio::test(start_paused = true)]
