@@ -1,10 +1,11 @@
 //! What a health check is: plain values, no I/O.
 //!
 //! A [`Check`] is hashable and totally ordered because it is a key: the scheduler keys check state by
-//! (backend address, source address, check) and makes identical probes once, so two services sharing a backend with the same
-//! definition share one probe and one set of counters, and changing any field of the definition is a new check
-//! (its counters start again). Everything that changes what goes on the wire belongs here; how often and how many
-//! results flip the state (interval, rise, fall) do not, and belong to the target's [`Schedule`](super::Schedule).
+//! (backend address, source address, check) and makes identical probes once, so two services sharing a backend
+//! with the same definition share one probe and one set of counters, and changing any field of the definition is
+//! a new check (its counters start again). Everything that changes what goes on the wire belongs here; how often
+//! and how many results flip the state (interval, rise, fall) do not, and belong to the target's
+//! [`Schedule`](super::Schedule).
 //!
 //! There is deliberately no "run a command" probe: definitions come from resource fields, and a resource field
 //! must never make a node run a command.
@@ -60,16 +61,74 @@ pub enum Probe {
 }
 
 impl Probe {
+    /// The probe's type. An exhaustive match: a new variant does not compile until it has a kind, and so a
+    /// metric.
+    pub fn kind(&self) -> ProbeKind {
+        match self {
+            Probe::Tcp => ProbeKind::Tcp,
+            Probe::Http(_) => ProbeKind::Http,
+            Probe::Https(_) => ProbeKind::Https,
+            Probe::Udp { .. } => ProbeKind::Udp,
+            Probe::Dns { .. } => ProbeKind::Dns,
+            Probe::Grpc { .. } => ProbeKind::Grpc,
+        }
+    }
+
     /// The probe's type as a short stable label (metrics, logs).
     pub fn kind_label(&self) -> &'static str {
-        match self {
-            Probe::Tcp => "tcp",
-            Probe::Http(_) => "http",
-            Probe::Https(_) => "https",
-            Probe::Udp { .. } => "udp",
-            Probe::Dns { .. } => "dns",
-            Probe::Grpc { .. } => "grpc",
+        self.kind().label()
+    }
+}
+
+/// Declares [`ProbeKind`], its [`ProbeKind::ALL`] and its labels from one list, so that a kind cannot be left out
+/// of `ALL` (whose order the scheduler's counters and the metrics follow) nor lack a label.
+macro_rules! probe_kinds {
+    ($($(#[$doc:meta])* $kind:ident => $label:literal,)+) => {
+        /// A probe's type, without its parameters: the `type` label of the check metrics.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ProbeKind {
+            $($(#[$doc])* $kind,)+
         }
+
+        impl ProbeKind {
+            /// Every kind, in declaration order; [`ProbeKind::index`] is a kind's position here.
+            pub const ALL: &[ProbeKind] = &[$(ProbeKind::$kind,)+];
+
+            /// The kind as a short stable label (metrics, logs).
+            pub fn label(self) -> &'static str {
+                match self {
+                    $(ProbeKind::$kind => $label,)+
+                }
+            }
+        }
+    };
+}
+
+probe_kinds! {
+    /// [`Probe::Tcp`].
+    Tcp => "tcp",
+    /// [`Probe::Http`].
+    Http => "http",
+    /// [`Probe::Https`].
+    Https => "https",
+    /// [`Probe::Udp`].
+    Udp => "udp",
+    /// [`Probe::Dns`].
+    Dns => "dns",
+    /// [`Probe::Grpc`].
+    Grpc => "grpc",
+}
+
+impl ProbeKind {
+    /// The kind's position in [`ProbeKind::ALL`]: its discriminant, since `ALL` lists the variants in declaration
+    /// order.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The kind labelled `label`, if any.
+    pub fn from_label(label: &str) -> Option<ProbeKind> {
+        ProbeKind::ALL.iter().copied().find(|kind| kind.label() == label)
     }
 }
 
@@ -304,6 +363,17 @@ mod tests {
         assert!(probe.accepts(200) && probe.accepts(299));
         assert!(!probe.accepts(301) && !probe.accepts(500));
         assert!(!HttpProbe::new("/").with_status(vec![]).accepts(200), "an empty list accepts nothing");
+    }
+
+    #[test]
+    fn probe_kinds_are_listed_in_order_with_distinct_labels() {
+        for (position, kind) in ProbeKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), position, "{kind:?}: the counters index ALL by discriminant");
+            assert_eq!(ProbeKind::from_label(kind.label()), Some(*kind), "{kind:?}: labels are distinct");
+        }
+        assert_eq!(ProbeKind::from_label("icmp"), None);
+        let probe = Probe::Dns { query: "example.org".into(), query_type: DnsQueryType::A };
+        assert_eq!((probe.kind(), probe.kind_label()), (ProbeKind::Dns, "dns"));
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!
 //! # Layout
 //!
-//! - [`check`]: the definitions, plain hashable values ([`Check`], [`Probe`], ...). The scheduler keys check state
+//! - [`check`]: the definitions, plain hashable values ([`Check`], [`Probe`], ...), and [`ProbeKind`], a probe's
+//!   type: the one list the metrics' `type` label and the scheduler's counters follow. The scheduler keys check state
 //!   by (backend address, source address, definition), so identical probes are made once.
 //! - [`probe`]: running one probe ([`Prober::run`], [`run`]): a fresh connection each time, one timeout around
 //!   the whole exchange, kept libraries for every protocol (hyper, rustls, hickory-proto, tonic-health).
@@ -36,7 +37,9 @@ pub mod targets;
 #[cfg(test)]
 mod tests;
 
-pub use check::{Check, DnsQueryType, HttpMethod, HttpProbe, HttpsProbe, MAX_BODY_BYTES, Probe, StatusRange};
+pub use check::{
+    Check, DnsQueryType, HttpMethod, HttpProbe, HttpsProbe, MAX_BODY_BYTES, Probe, ProbeKind, StatusRange,
+};
 pub use error::{OK_LABEL, OUTCOME_LABELS, ProbeError};
 pub use probe::{Prober, run};
 pub use scheduler::{HealthScheduler, HealthView, LatencyCounts, ProbeRunner, SchedulerConfig, SchedulerCounters};

@@ -33,6 +33,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::check::ProbeKind;
 use super::error::{OK_LABEL, OUTCOME_LABELS, ProbeError};
 use super::probe::Prober;
 use super::state::{HealthState, Transition};
@@ -91,7 +92,7 @@ impl Default for SchedulerConfig {
 /// Plain counters for metrics, read by whoever exports them (`agent::metrics` at each scrape).
 #[derive(Debug)]
 pub struct SchedulerCounters {
-    /// Results by probe type (`KIND_LABELS` order) and outcome (`ok`, then [`OUTCOME_LABELS`] order).
+    /// Results by probe type ([`ProbeKind::ALL`] order) and outcome (`ok`, then [`OUTCOME_LABELS`] order).
     results: Vec<AtomicU64>,
     /// Ticks skipped because the target's previous probe was still running.
     skipped: AtomicU64,
@@ -142,12 +143,9 @@ impl LatencyCounts {
     }
 }
 
-/// The probe types, in the order [`SchedulerCounters::results`] indexes them.
-pub const KIND_LABELS: &[&str] = &["tcp", "http", "https", "udp", "dns", "grpc"];
-
 impl SchedulerCounters {
     fn new() -> Self {
-        let cells = KIND_LABELS.len() * (1 + OUTCOME_LABELS.len());
+        let cells = ProbeKind::ALL.len() * (1 + OUTCOME_LABELS.len());
         SchedulerCounters {
             results: (0..cells).map(|_| AtomicU64::new(0)).collect(),
             skipped: AtomicU64::new(0),
@@ -176,21 +174,25 @@ impl SchedulerCounters {
         }
     }
 
-    fn cell(kind: &str, outcome: &str) -> Option<usize> {
-        let kind = KIND_LABELS.iter().position(|label| *label == kind)?;
+    fn cell(kind: ProbeKind, outcome: &str) -> Option<usize> {
         let outcome = if outcome == OK_LABEL { 0 } else { 1 + OUTCOME_LABELS.iter().position(|l| *l == outcome)? };
-        Some(kind * (1 + OUTCOME_LABELS.len()) + outcome)
+        Some(kind.index() * (1 + OUTCOME_LABELS.len()) + outcome)
     }
 
-    fn count_result(&self, kind: &str, outcome: &str) {
+    fn count_result(&self, kind: ProbeKind, outcome: &str) {
         if let Some(cell) = Self::cell(kind, outcome).and_then(|cell| self.results.get(cell)) {
             cell.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Probe results of type `kind` (`tcp`, ...) with outcome `outcome` (`ok`, `refused`, ...); 0 for unknown labels.
-    pub fn results(&self, kind: &str, outcome: &str) -> u64 {
+    /// Probe results of type `kind` with outcome `outcome` (`ok`, `refused`, ...); 0 for an unknown outcome.
+    pub fn results_of(&self, kind: ProbeKind, outcome: &str) -> u64 {
         Self::cell(kind, outcome).and_then(|cell| self.results.get(cell)).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// [`results_of`](Self::results_of) by the type's label (`tcp`, ...); 0 for unknown labels.
+    pub fn results(&self, kind: &str, outcome: &str) -> u64 {
+        ProbeKind::from_label(kind).map_or(0, |kind| self.results_of(kind, outcome))
     }
 
     /// Ticks skipped because the target's previous probe had not finished.
@@ -425,7 +427,7 @@ impl Shared {
     /// Counts a finished probe into its target's state, unless the entry that started it is gone.
     fn record(&self, key: &Arc<TargetKey>, id: u64, result: Result<Duration, ProbeError>) {
         let outcome = result.as_ref().map_or_else(ProbeError::outcome_label, |_| OK_LABEL);
-        self.counters.count_result(key.check.probe.kind_label(), outcome);
+        self.counters.count_result(key.check.probe.kind(), outcome);
         if let Ok(latency) = result {
             self.counters.count_latency(latency);
         }

@@ -409,19 +409,13 @@ async fn a_shorter_interval_takes_effect_within_it() {
 #[test]
 fn every_probe_type_and_outcome_has_a_counter() {
     let counters = SchedulerCounters::new();
-    let kinds = [
-        Probe::Tcp,
-        Probe::Http(HttpProbe::new("/")),
-        Probe::Https(crate::health::check::HttpsProbe::new(HttpProbe::new("/"))),
-        Probe::Udp { send: vec![], expect_prefix: vec![] },
-        Probe::Dns { query: "example.org".into(), query_type: crate::health::check::DnsQueryType::A },
-        Probe::Grpc { service: None },
-    ];
-    assert_eq!(kinds.len(), KIND_LABELS.len());
-    for probe in &kinds {
+    // Every probe has a kind (an exhaustive match) and every kind is in ALL (one list makes both): counting each
+    // cell once and reading 1 back shows that every kind and outcome has a cell of its own.
+    for kind in ProbeKind::ALL {
         for outcome in std::iter::once(&OK_LABEL).chain(OUTCOME_LABELS) {
-            counters.count_result(probe.kind_label(), outcome);
-            assert_eq!(counters.results(probe.kind_label(), outcome), 1, "{} {outcome}", probe.kind_label());
+            counters.count_result(*kind, outcome);
+            assert_eq!(counters.results(kind.label(), outcome), 1, "{} {outcome}", kind.label());
+            assert_eq!(counters.results_of(*kind, outcome), 1, "{} {outcome}", kind.label());
         }
     }
     assert_eq!(counters.results("icmp", "ok"), 0, "unknown labels count nothing");

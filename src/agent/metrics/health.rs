@@ -10,8 +10,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use tokio::sync::watch;
 
-use crate::health::scheduler::{KIND_LABELS, LATENCY_BOUNDS};
-use crate::health::{HealthView, OK_LABEL, OUTCOME_LABELS, SchedulerCounters};
+use crate::health::scheduler::LATENCY_BOUNDS;
+use crate::health::{HealthView, OK_LABEL, OUTCOME_LABELS, ProbeKind, SchedulerCounters};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CheckLabels {
@@ -53,11 +53,11 @@ impl Collector for HealthCollector {
             None,
             MetricType::Counter,
         )?;
-        for kind in KIND_LABELS {
+        for kind in ProbeKind::ALL {
             for outcome in std::iter::once(&OK_LABEL).chain(OUTCOME_LABELS) {
-                let count = c.results(kind, outcome);
+                let count = c.results_of(*kind, outcome);
                 if count > 0 {
-                    let labels = CheckLabels { r#type: kind, outcome };
+                    let labels = CheckLabels { r#type: kind.label(), outcome };
                     ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
                 }
             }
