@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -29,6 +29,7 @@ use tokio::sync::watch;
 
 use super::PassRecord;
 use super::board::SharedBoard;
+use crate::clock::{unix_seconds, unix_seconds_f64};
 use crate::engine::KernelFailure;
 use crate::health::HealthView;
 
@@ -99,10 +100,6 @@ pub struct Metrics {
     stale_after: Duration,
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
-
 impl Metrics {
     /// Metrics for an agent that resyncs every `resync`.
     pub fn new(resync: Duration) -> Arc<Self> {
@@ -133,7 +130,7 @@ impl Metrics {
             passed: AtomicBool::new(false),
             sources_ready: AtomicBool::new(false),
             api_ok: AtomicBool::new(true),
-            last_pass: AtomicU64::new(unix_now() as u64),
+            last_pass: AtomicU64::new(unix_seconds()),
             stale_after: resync * 3 + Duration::from_secs(60),
             registry: Registry::default(),
         };
@@ -227,14 +224,14 @@ impl Metrics {
             }
             if report.is_success() {
                 self.passed.store(true, Ordering::SeqCst);
-                self.last_success.set(unix_now());
+                self.last_success.set(unix_seconds_f64());
             }
         }
         self.owned_services.set(gauge(owned));
         self.owned_addresses.set(gauge(record.owned_addresses));
         self.desired_services.set(gauge(record.desired.table.services.len()));
         self.desired_destinations.set(gauge(record.desired.destinations));
-        self.last_pass.store(unix_now() as u64, Ordering::SeqCst);
+        self.last_pass.store(unix_seconds(), Ordering::SeqCst);
         self.update_ready();
     }
 
@@ -280,7 +277,7 @@ impl Metrics {
     /// Alive: a pass ran recently enough.
     pub fn is_alive(&self) -> bool {
         let last = self.last_pass.load(Ordering::SeqCst);
-        (unix_now() as u64).saturating_sub(last) < self.stale_after.as_secs()
+        unix_seconds().saturating_sub(last) < self.stale_after.as_secs()
     }
 
     /// The Prometheus text exposition.

@@ -27,7 +27,7 @@ use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::AbortHandle;
@@ -38,6 +38,7 @@ use super::error::{OK_LABEL, OUTCOME_LABELS, ProbeError};
 use super::probe::Prober;
 use super::state::{HealthState, Transition};
 use super::targets::{Schedule, TargetKey};
+use crate::clock::unix_seconds;
 
 /// The shortest interval the scheduler accepts; shorter ones (zero, from a caller that skipped validation) are
 /// raised to it so that a target cannot spin the driver.
@@ -434,10 +435,11 @@ impl Shared {
         let inner = self.lock();
         let Some(entry) = inner.entries.get(key).filter(|entry| entry.id == id) else { return };
         let Schedule { rise, fall, .. } = entry.schedule;
-        let now = || SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
         self.view.send_if_modified(|view| {
             let Some(state) = view.states.get_mut(key) else { return false };
-            let Some(transition) = state.record(result.as_ref().copied(), rise, fall, now) else { return false };
+            let Some(transition) = state.record(result.as_ref().copied(), rise, fall, unix_seconds) else {
+                return false;
+            };
             view.generation += 1;
             let counter = match transition {
                 Transition::BecameHealthy => &self.counters.became_healthy,
