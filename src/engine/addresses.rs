@@ -3,16 +3,14 @@
 //! changes, a failed listing removing nothing) are tested in memory; `NodeVips` is the real one over rtnetlink and
 //! the VM tests hold it to the same rules.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures::future::BoxFuture;
 
-use super::FakeKernel;
-use crate::model::ServiceKey;
-use crate::netif::{NetifError, VipInterface, host_prefix};
+use crate::netif::{NetifError, VipInterface};
 
 /// The interface's addresses: each with its prefix length.
 pub type Listing = BTreeMap<IpAddr, u8>;
@@ -89,111 +87,6 @@ impl NodeAddresses for NodeVips {
 
     fn remove(&self, addr: IpAddr) -> BoxFuture<'_, Result<(), NetifError>> {
         Box::pin(async move { self.interface.remove_host(self.index().await?, addr).await })
-    }
-}
-
-/// One change to the fake interface, with the IPVS services that existed when it was made (to check the order
-/// of address and service changes).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AddressEvent {
-    /// Added (`true`) or removed.
-    pub added: bool,
-    /// The address.
-    pub addr: IpAddr,
-    /// The kernel's services at that moment.
-    pub services: BTreeSet<ServiceKey>,
-}
-
-/// An in-memory interface for engine and agent tests.
-#[derive(Default)]
-pub struct FakeAddresses {
-    /// The interface's addresses and their prefix lengths.
-    pub listing: Mutex<Listing>,
-    /// When set, listings fail.
-    pub fail_list: AtomicBool,
-    /// Adds and removals of these addresses are refused (EINVAL).
-    pub refuse: Mutex<BTreeSet<IpAddr>>,
-    /// Every change made, in order.
-    pub events: Mutex<Vec<AddressEvent>>,
-    /// Listings made.
-    pub listings: std::sync::atomic::AtomicUsize,
-    /// The kernel whose services each event records, when set.
-    pub kernel: Option<Arc<FakeKernel>>,
-}
-
-impl FakeAddresses {
-    /// A fake interface whose events record the services of `kernel`.
-    pub fn watching(kernel: Arc<FakeKernel>) -> Self {
-        FakeAddresses { kernel: Some(kernel), ..Default::default() }
-    }
-
-    /// The addresses now on the interface.
-    pub fn addrs(&self) -> BTreeSet<IpAddr> {
-        self.listing.lock().map(|l| l.keys().copied().collect()).unwrap_or_default()
-    }
-
-    /// Takes the events so far.
-    pub fn take_events(&self) -> Vec<AddressEvent> {
-        self.events.lock().map(|mut e| std::mem::take(&mut *e)).unwrap_or_default()
-    }
-
-    fn change(&self, addr: IpAddr, added: bool) -> Result<(), NetifError> {
-        let op = if added { "add" } else { "remove" };
-        if self.refuse.lock().is_ok_and(|r| r.contains(&addr)) {
-            return Err(refusal(op, Some(addr), libc::EINVAL));
-        }
-        let Ok(mut listing) = self.listing.lock() else { return Err(refusal(op, Some(addr), libc::EIO)) };
-        if added {
-            if listing.contains_key(&addr) {
-                return Err(refusal(op, Some(addr), libc::EEXIST));
-            }
-            listing.insert(addr, host_prefix(addr));
-        } else if listing.get(&addr) == Some(&host_prefix(addr)) {
-            listing.remove(&addr);
-        } else {
-            return Err(refusal(op, Some(addr), libc::EADDRNOTAVAIL));
-        }
-        let services = self.kernel.as_ref().map(|k| k.snapshot().services.into_keys().collect()).unwrap_or_default();
-        if let Ok(mut events) = self.events.lock() {
-            events.push(AddressEvent { added, addr, services });
-        }
-        Ok(())
-    }
-}
-
-/// A kernel refusal with errno `errno`, as rtnetlink reports one.
-fn refusal(op: &'static str, addr: Option<IpAddr>, errno: i32) -> NetifError {
-    let mut message = netlink_packet_core::ErrorMessage::default();
-    message.code = std::num::NonZeroI32::new(-errno);
-    NetifError::Netlink { name: "ipvs0".into(), op, addr, source: Box::new(rtnetlink::Error::NetlinkError(message)) }
-}
-
-impl NodeAddresses for FakeAddresses {
-    fn interface(&self) -> &str {
-        "ipvs0"
-    }
-
-    fn list(&self, _create: bool) -> BoxFuture<'_, Result<Listing, NetifError>> {
-        let result = if self.fail_list.load(Ordering::SeqCst) {
-            Err(NetifError::Netlink {
-                name: "ipvs0".into(),
-                op: "list addresses",
-                addr: None,
-                source: Box::new(rtnetlink::Error::RequestFailed),
-            })
-        } else {
-            self.listings.fetch_add(1, Ordering::SeqCst);
-            Ok(self.listing.lock().map(|l| l.clone()).unwrap_or_default())
-        };
-        Box::pin(std::future::ready(result))
-    }
-
-    fn add(&self, addr: IpAddr) -> BoxFuture<'_, Result<(), NetifError>> {
-        Box::pin(std::future::ready(self.change(addr, true)))
-    }
-
-    fn remove(&self, addr: IpAddr) -> BoxFuture<'_, Result<(), NetifError>> {
-        Box::pin(std::future::ready(self.change(addr, false)))
     }
 }
 

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use futures::future::BoxFuture;
 
@@ -177,113 +176,6 @@ impl DirectorKernel for IpvsDirector {
                 sysctl,
                 source,
             })
-        }))
-    }
-}
-
-/// In-memory director settings for engine tests.
-#[derive(Debug)]
-pub struct FakeDirector {
-    /// The timeouts.
-    pub timeouts: Mutex<Timeouts>,
-    /// The running daemons.
-    pub daemons: Mutex<Vec<SyncDaemon>>,
-    /// The sysctls.
-    pub sysctls: Mutex<BTreeMap<Sysctl, u32>>,
-    /// Every change, in order (`set-timeouts`, `start Master`, `stop Backup`, `sysctl NAME=V`).
-    pub log: Mutex<Vec<String>>,
-    /// When set, reads of the daemons fail.
-    pub fail_daemon_reads: std::sync::atomic::AtomicBool,
-}
-
-impl Default for FakeDirector {
-    fn default() -> Self {
-        FakeDirector {
-            timeouts: Mutex::new(Timeouts { tcp: 900, tcp_fin: 120, udp: 300 }),
-            daemons: Mutex::default(),
-            sysctls: Mutex::new(Sysctl::ALL.into_iter().map(|s| (s, 0)).collect()),
-            log: Mutex::default(),
-            fail_daemon_reads: Default::default(),
-        }
-    }
-}
-
-impl FakeDirector {
-    fn note(&self, what: String) {
-        if let Ok(mut log) = self.log.lock() {
-            log.push(what);
-        }
-    }
-
-    /// Takes the change log.
-    pub fn take_log(&self) -> Vec<String> {
-        self.log.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
-    }
-}
-
-fn ready<T: Send + 'static>(value: Result<T, DirectorError>) -> BoxFuture<'static, Result<T, DirectorError>> {
-    Box::pin(std::future::ready(value))
-}
-
-fn poisoned() -> DirectorError {
-    DirectorError::Injected("poisoned".into())
-}
-
-impl DirectorKernel for FakeDirector {
-    fn timeouts(&self) -> BoxFuture<'_, Result<Timeouts, DirectorError>> {
-        ready(self.timeouts.lock().map(|t| *t).map_err(|_| poisoned()))
-    }
-
-    fn set_timeouts(&self, timeouts: Timeouts) -> BoxFuture<'_, Result<(), DirectorError>> {
-        self.note(format!("set-timeouts {} {} {}", timeouts.tcp, timeouts.tcp_fin, timeouts.udp));
-        let keep = |new: u32, old: u32| if new != 0 { new } else { old };
-        let result = self.timeouts.lock().map_err(|_| poisoned()).map(|mut t| {
-            *t = Timeouts {
-                tcp: keep(timeouts.tcp, t.tcp),
-                tcp_fin: keep(timeouts.tcp_fin, t.tcp_fin),
-                udp: keep(timeouts.udp, t.udp),
-            };
-        });
-        ready(result)
-    }
-
-    fn daemons(&self) -> BoxFuture<'_, Result<Vec<SyncDaemon>, DirectorError>> {
-        if self.fail_daemon_reads.load(std::sync::atomic::Ordering::SeqCst) {
-            return ready(Err(DirectorError::Injected("read the sync daemons".into())));
-        }
-        ready(self.daemons.lock().map(|d| d.clone()).map_err(|_| poisoned()))
-    }
-
-    fn start_daemon(&self, daemon: SyncDaemon) -> BoxFuture<'_, Result<(), DirectorError>> {
-        self.note(format!("start {:?} {}", daemon.state, daemon.interface));
-        let result = self.daemons.lock().map_err(|_| poisoned()).and_then(|mut running| {
-            if running.iter().any(|d| d.state == daemon.state) {
-                return Err(DirectorError::Injected(format!("{:?} already running", daemon.state)));
-            }
-            running.push(SyncDaemon { port: daemon.port.or(Some(8848)), ttl: daemon.ttl.or(Some(1)), ..daemon });
-            Ok(())
-        });
-        ready(result)
-    }
-
-    fn stop_daemon(&self, state: DaemonState) -> BoxFuture<'_, Result<(), DirectorError>> {
-        self.note(format!("stop {state:?}"));
-        ready(self.daemons.lock().map_err(|_| poisoned()).map(|mut running| running.retain(|d| d.state != state)))
-    }
-
-    fn read_sysctls(&self, sysctls: Vec<Sysctl>) -> BoxFuture<'_, Result<BTreeMap<Sysctl, u32>, DirectorError>> {
-        let result = self
-            .sysctls
-            .lock()
-            .map(|values| sysctls.iter().filter_map(|s| values.get(s).map(|v| (*s, *v))).collect())
-            .map_err(|_| poisoned());
-        ready(result)
-    }
-
-    fn write_sysctl(&self, sysctl: Sysctl, value: u32) -> BoxFuture<'_, Result<(), DirectorError>> {
-        self.note(format!("sysctl {sysctl}={value}"));
-        ready(self.sysctls.lock().map_err(|_| poisoned()).map(|mut values| {
-            values.insert(sysctl, value);
         }))
     }
 }

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::director_kernel::FakeDirector;
-use super::kernel::FakeKernel;
+use super::fake::{FakeDirector, FakeKernel};
 use super::reconcile::{Engine, PassOptions};
 use super::state::State;
 use crate::director::{DirectorConfig, Sysctl};

@@ -6,16 +6,21 @@
 pub mod addresses;
 pub mod director_kernel;
 mod director_pass;
+// Test doubles: left out of the shipped program (see the `testing` feature in Cargo.toml).
+#[cfg(any(test, feature = "testing"))]
+pub mod fake;
 mod ipvs_kernel;
 pub mod kernel;
 pub mod reconcile;
 pub mod state;
 mod vip_pass;
 
-pub use addresses::{FakeAddresses, NodeAddresses, NodeVips};
-pub use director_kernel::{DirectorError, DirectorKernel, FakeDirector, IpvsDirector};
+pub use addresses::{NodeAddresses, NodeVips};
+pub use director_kernel::{DirectorError, DirectorKernel, IpvsDirector};
 pub use director_pass::{DirectorFailure, DirectorReport};
-pub use kernel::{FakeError, FakeKernel, Kernel, KernelFailure};
+#[cfg(any(test, feature = "testing"))]
+pub use fake::{FakeAddresses, FakeDirector, FakeError, FakeKernel};
+pub use kernel::{Kernel, KernelFailure};
 pub use reconcile::{
     AddressFailure, AddressReport, Engine, EngineError, EngineErrorOf, OpFailure, PassOptions, PassReport, PassReportOf,
 };

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use super::kernel::{FakeError, FakeKernel, KernelFailure};
+use super::fake::{FakeError, FakeKernel};
+use super::kernel::KernelFailure;
 use super::reconcile::{Engine, EngineError, PassOptions};
 use super::state::State;
 use crate::model::{DestConfig, Op, ServiceKey, Table};

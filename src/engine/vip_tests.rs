@@ -6,8 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::addresses::{AddressEvent, FakeAddresses};
-use super::kernel::FakeKernel;
+use super::fake::{AddressEvent, FakeAddresses, FakeKernel};
 use super::reconcile::{Engine, EngineError, PassOptions};
 use super::state::State;
 use crate::model::{ServiceKey, Table};
