@@ -46,16 +46,6 @@ impl<K: Kernel> Engine<K> {
         self
     }
 
-    /// Whether this engine manages the node's addresses.
-    pub fn manages_addresses(&self) -> bool {
-        self.addresses.is_some()
-    }
-
-    /// The VIP interface's addresses as last listed (and changed since), when they are managed.
-    pub fn listed_addresses(&self) -> Option<&super::addresses::Listing> {
-        self.listed.as_ref()
-    }
-
     /// Lists the interface's addresses, when they are managed; with `create`, the interface is made when
     /// missing (a pass that may change things).
     pub(super) async fn list_addresses(&mut self, create: bool) -> Result<(), crate::netif::NetifError> {
@@ -205,10 +195,5 @@ impl<K: Kernel> Engine<K> {
 
 /// The declared services that bind `addr`.
 fn services_binding(desired: &DesiredTable, addr: IpAddr) -> Vec<crate::model::ServiceKey> {
-    desired
-        .services
-        .iter()
-        .filter(|(key, service)| service.bind_address && key.addr() == Some(addr))
-        .map(|(key, _)| *key)
-        .collect()
+    desired.vip_bindings().filter(|(bound, _)| *bound == addr).map(|(_, key)| key).collect()
 }

@@ -156,6 +156,7 @@ impl DesiredState {
     }
 
     /// Like [`DesiredState::take`], but leaves the changed keys for the next take.
+    #[cfg(any(test, feature = "testing"))]
     pub fn peek(&self) -> Snapshot {
         let shared = self.lock();
         snapshot(&shared, shared.changed.clone())

@@ -161,6 +161,7 @@ pub struct DesiredOutcome {
 
 impl DesiredOutcome {
     /// Whether every object was valid and none conflicted.
+    #[cfg(any(test, feature = "testing"))]
     pub fn is_clean(&self) -> bool {
         self.errors.is_empty() && self.conflicts.is_empty()
     }
@@ -377,6 +378,7 @@ impl ObjectIndex {
     }
 
     /// An index of `objects` (identities distinct; a later one replaces an earlier one of the same identity).
+    #[cfg(any(test, feature = "testing"))]
     pub fn from_objects(objects: impl IntoIterator<Item = SourceObject>) -> Self {
         let mut index = ObjectIndex::new();
         for object in objects {
@@ -386,6 +388,7 @@ impl ObjectIndex {
     }
 
     /// The table and every problem, as of now.
+    #[cfg(any(test, feature = "testing"))]
     pub fn outcome(&self) -> DesiredOutcome {
         DesiredOutcome {
             table: self.table.clone(),

@@ -1,6 +1,7 @@
 //! The desired IPVS table, as computed from declarative sources.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::HealthPolicy;
@@ -37,4 +38,16 @@ pub struct DesiredService {
 pub struct DesiredTable {
     /// Services by key.
     pub services: BTreeMap<ServiceKey, Arc<DesiredService>>,
+}
+
+impl DesiredTable {
+    /// Every service that binds its VIP on the node, with that address, in key order: the one place of the rule
+    /// (the address planner, and the failures that name the services needing an address, ask it here). An address
+    /// service binds its key's address unless its object says `bindAddress: false`; a fwmark service has no address.
+    pub fn vip_bindings(&self) -> impl Iterator<Item = (IpAddr, ServiceKey)> + '_ {
+        self.services
+            .iter()
+            .filter(|(_, service)| service.bind_address)
+            .filter_map(|(key, _)| key.addr().map(|addr| (addr, *key)))
+    }
 }

@@ -17,4 +17,4 @@ pub use desired::{DEFAULT_DRAIN_TIMEOUT_SECS, DesiredService, DesiredTable};
 pub use health::{BackendCheck, HealthPolicy, OnFailure};
 pub use plan::{Drains, Plan, PlanInput, plan};
 pub use simulate::{ApplyError, apply_op, apply_ops};
-pub use vips::{VipPlan, needed_vips, plan_vips, wanted_vips};
+pub use vips::{VipPlan, needed_vips, plan_vips};

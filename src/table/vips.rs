@@ -16,28 +16,15 @@
 //! Order around the IPVS changes (the caller's): addresses are added before the services that need them, and
 //! removed after the services that needed them are gone.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::desired::DesiredTable;
 use crate::model::{ServiceKey, Table};
 
-/// Every address the table needs on the node, with the services that need it (for messages and status).
-pub fn wanted_vips(table: &DesiredTable) -> BTreeMap<IpAddr, Vec<ServiceKey>> {
-    let mut wanted: BTreeMap<IpAddr, Vec<ServiceKey>> = BTreeMap::new();
-    for (key, service) in &table.services {
-        if let ServiceKey::Addr { addr, .. } = key
-            && service.bind_address
-        {
-            wanted.entry(*addr).or_default().push(*key);
-        }
-    }
-    wanted
-}
-
-/// The addresses the node must keep: every address a declared service wants (see [`wanted_vips`]), and that of
-/// every owned service still in `live` that no object declares any more (its deletion is held back, or failed: it
-/// still serves, so its address stays until it is gone). With `among`, only those addresses are looked at (an
+/// The addresses the node must keep: every address a declared service binds (see [`DesiredTable::vip_bindings`]),
+/// and that of every owned service still in `live` that no object declares any more (its deletion is held back, or
+/// failed: it still serves, so its address stays until it is gone). With `among`, only those addresses are looked at (an
 /// incremental pass looks at the addresses of the services it touched; the scans stay in memory).
 pub fn needed_vips(
     desired: &DesiredTable,
@@ -46,8 +33,7 @@ pub fn needed_vips(
     among: Option<&BTreeSet<IpAddr>>,
 ) -> BTreeSet<IpAddr> {
     let looked_at = |addr: &IpAddr| among.is_none_or(|among| among.contains(addr));
-    let declared =
-        desired.services.iter().filter(|(_, service)| service.bind_address).filter_map(|(key, _)| key.addr());
+    let declared = desired.vip_bindings().map(|(addr, _)| addr);
     let still_served = live
         .services
         .keys()
@@ -92,6 +78,7 @@ pub fn plan_vips(wanted: &BTreeSet<IpAddr>, live: &BTreeSet<IpAddr>, owned: &BTr
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::net::Ipv4Addr;
 
     use proptest::prelude::*;
@@ -128,9 +115,14 @@ mod tests {
             .map(|(key, service)| (key, std::sync::Arc::new(service)))
             .collect(),
         };
-        let wanted = wanted_vips(&table);
+        // Grouped by address: the services that need each one.
+        let mut wanted: BTreeMap<IpAddr, Vec<ServiceKey>> = BTreeMap::new();
+        for (addr, key) in table.vip_bindings() {
+            wanted.entry(addr).or_default().push(key);
+        }
         assert_eq!(wanted.keys().copied().collect::<BTreeSet<_>>(), set(&[1]), "one address for two ports");
         assert_eq!(wanted[&ip(1)], vec![web, web_tls]);
+        assert_eq!(needed_vips(&table, &Table::default(), &BTreeSet::new(), None), set(&[1]), "the planner's rule");
     }
 
     #[test]
