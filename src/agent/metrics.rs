@@ -23,7 +23,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-pub use health::HealthCollector;
+pub use checks::HealthCollector;
 
 use tokio::sync::watch;
 
@@ -33,7 +33,7 @@ use crate::clock::{unix_seconds, unix_seconds_f64};
 use crate::engine::KernelFailure;
 use crate::health::HealthView;
 
-mod health;
+mod checks;
 
 /// The default `--listen` port: 9469 collides with no common node agent (node-exporter 9100, kube-proxy 10249 and
 /// 10256, kubelet 10250).

@@ -13,10 +13,10 @@
 //! no source and prints nothing: each pass goes to an observer.
 
 pub mod board;
-pub mod health;
 pub mod metrics;
 mod run_loop;
 pub mod status;
+pub mod weights;
 
 #[cfg(test)]
 mod tests;
@@ -139,7 +139,7 @@ pub struct PassRecord<'a, E: std::error::Error + 'static> {
     /// Addresses on the VIP interface owned after it.
     pub owned_addresses: usize,
     /// What the checks say of each checked service's backends.
-    pub health: &'a std::collections::BTreeMap<ServiceKey, health::HealthSummary>,
+    pub health: &'a std::collections::BTreeMap<ServiceKey, weights::HealthSummary>,
 }
 
 /// Why a pass did not run to its end.

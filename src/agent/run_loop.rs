@@ -9,7 +9,7 @@ use tokio::time::{Instant, sleep_until};
 use tracing::{info, warn};
 
 use super::board::SharedBoard;
-use super::health::HealthTracker;
+use super::weights::HealthTracker;
 use super::{AgentConfig, Connector, PassError, PassKind, PassRecord, pass_options};
 use crate::engine::{Engine, EngineError, Kernel, KernelFailure, PassReport};
 use crate::health::{HealthScheduler, HealthView};

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use super::PassRecord;
-use super::health::HealthSummary;
+use super::weights::HealthSummary;
 use super::metrics::Metrics;
 use crate::api::ObjectId;
 use crate::api::v1alpha1::{API_VERSION, KIND, NodeStatus, UnhealthyBackend, VirtualService};

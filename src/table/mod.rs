@@ -2,7 +2,7 @@
 //! ordered maps, no sockets, no Kubernetes.
 
 mod desired;
-mod health;
+mod health_policy;
 mod plan;
 mod simulate;
 mod vips;
@@ -14,7 +14,7 @@ pub(crate) mod fixtures;
 mod plan_props;
 
 pub use desired::{DEFAULT_DRAIN_TIMEOUT_SECS, DesiredService, DesiredTable};
-pub use health::{BackendCheck, HealthPolicy, OnFailure};
+pub use health_policy::{BackendCheck, HealthPolicy, OnFailure};
 pub use plan::{Drains, Plan, PlanInput, plan};
 pub use simulate::{ApplyError, apply_op, apply_ops};
 pub use vips::{VipPlan, needed_vips, plan_vips};

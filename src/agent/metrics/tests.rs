@@ -16,7 +16,7 @@ async fn get(metrics: &Arc<Metrics>, path: &str) -> (StatusCode, String) {
     (status, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
-static NO_HEALTH: std::collections::BTreeMap<crate::model::ServiceKey, crate::agent::health::HealthSummary> =
+static NO_HEALTH: std::collections::BTreeMap<crate::model::ServiceKey, crate::agent::weights::HealthSummary> =
     std::collections::BTreeMap::new();
 
 fn record<'a>(

@@ -361,7 +361,7 @@ fn the_kernel_outcome_says_which_entries_it_changes() {
 
 #[test]
 fn a_checked_service_reports_its_healthy_and_unhealthy_backends() {
-    use crate::agent::health::HealthSummary;
+    use crate::agent::weights::HealthSummary;
     use crate::model::DestKey;
     let summary = HealthSummary {
         healthy: 2,

@@ -1,6 +1,6 @@
 //! What a service declares about the health of its backends: the check, how often it runs, and what an unhealthy
 //! backend comes to in the table. Plain values; the probes themselves are `crate::health`'s, and turning health
-//! into weights is `crate::agent::health`'s.
+//! into weights is `crate::agent::weights`'s.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
