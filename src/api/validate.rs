@@ -21,9 +21,9 @@ use crate::model::{
 use crate::table::{BackendCheck, DEFAULT_DRAIN_TIMEOUT_SECS, DesiredService};
 use kube::core::Selector;
 
-mod health;
+mod checks;
 
-pub use health::{
+pub use checks::{
     DEFAULT_FALL, DEFAULT_INTERVAL_SECS, DEFAULT_QUORUM, DEFAULT_RISE, DEFAULT_TIMEOUT_SECS, MAX_HEALTH_SECS,
 };
 
@@ -92,23 +92,23 @@ pub struct EndpointsRef {
 /// Validates `spec` (of object `id`) into what it declares: service, static destinations, drain timeout, health
 /// policy (check, sorry server), endpoint references and node selector.
 pub fn validate(id: &ObjectId, spec: &VirtualServiceSpec) -> Result<Declared, Rejected> {
-    let mut check = Check { id, errors: Vec::new() };
-    let (key, family) = check.key(spec);
-    let config = check.service_config(spec, family);
+    let mut problems = Problems { id, errors: Vec::new() };
+    let (key, family) = problems.key(spec);
+    let config = problems.service_config(spec, family);
     let default_forwarding = match &spec.forwarding {
-        Some(fwd) => check.forwarding("spec.forwarding", fwd),
+        Some(fwd) => problems.forwarding("spec.forwarding", fwd),
         None => Some((ForwardMethod::Masquerade, TunnelConfig::default())),
     };
     let ctx = DestContext::new(spec, family, default_forwarding);
-    let backends = check.backends(spec, &ctx);
-    let backends_from = check.backends_from(spec, default_forwarding);
-    let node_selector = check.node_selector(spec);
+    let backends = problems.backends(spec, &ctx);
+    let backends_from = problems.backends_from(spec, default_forwarding);
+    let node_selector = problems.node_selector(spec);
     let drain = match spec.drain_timeout_seconds {
         None => Some(DEFAULT_DRAIN_TIMEOUT_SECS),
-        Some(d) => check.range("spec.drainTimeoutSeconds", d, 0, i64::MAX),
+        Some(d) => problems.range("spec.drainTimeoutSeconds", d, 0, i64::MAX),
     };
-    let health = check.health(spec, &ctx, &backends, backends_from.as_deref());
-    let (bind_address, withdraw_address_when_down) = check.binding(spec);
+    let health = problems.health(spec, &ctx, &backends, backends_from.as_deref());
+    let (bind_address, withdraw_address_when_down) = problems.binding(spec);
     match (key, config, backends.dests, drain, backends_from, node_selector, health) {
         (
             Some(key),
@@ -118,7 +118,7 @@ pub fn validate(id: &ObjectId, spec: &VirtualServiceSpec) -> Result<Declared, Re
             Some(backends_from),
             Some(node_selector),
             Some(health),
-        ) if check.errors.is_empty() => {
+        ) if problems.errors.is_empty() => {
             let service = DesiredService {
                 service: Service::new(key, config),
                 dests,
@@ -131,11 +131,11 @@ pub fn validate(id: &ObjectId, spec: &VirtualServiceSpec) -> Result<Declared, Re
             Ok(Declared { service, backends_from, node_selector })
         }
         _ => {
-            if check.errors.is_empty() {
+            if problems.errors.is_empty() {
                 // Every step that gives up reports why; this only guards against a step that forgot to.
-                check.error("spec", "incomplete (internal error: no reason recorded)");
+                problems.error("spec", "incomplete (internal error: no reason recorded)");
             }
-            Err(Rejected { errors: check.errors, key })
+            Err(Rejected { errors: problems.errors, key })
         }
     }
 }
@@ -183,13 +183,13 @@ struct Backends {
     index: BTreeMap<DestKey, usize>,
 }
 
-/// Collects the problems of one object.
-struct Check<'a> {
+/// Collects the problems of one object; its methods check one part of the spec each and report into it.
+struct Problems<'a> {
     id: &'a ObjectId,
     errors: Vec<ValidationError>,
 }
 
-impl Check<'_> {
+impl Problems<'_> {
     fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.errors.push(ValidationError::new(self.id.clone(), field, message));
     }
@@ -513,10 +513,7 @@ impl Check<'_> {
             );
         }
 
-        let weight = match given.weight {
-            None => Some(DEFAULT_WEIGHT),
-            Some(w) => self.range(&format!("{field}.weight"), w, 0, i64::from(MAX_WEIGHT)),
-        };
+        let weight = self.weight(&format!("{field}.weight"), given.weight);
         let upper = self.threshold(&format!("{field}.upperThreshold"), given.upper_threshold);
         let lower = self.threshold(&format!("{field}.lowerThreshold"), given.lower_threshold);
         if let (Some(upper), Some(lower)) = (upper, lower)
@@ -571,10 +568,7 @@ impl Check<'_> {
             if from.port.as_deref() == Some("") {
                 self.error(format!("{field}.port"), "empty; omit it to take the slices' only port");
             }
-            let weight = match from.weight {
-                None => Some(DEFAULT_WEIGHT),
-                Some(w) => self.range(&format!("{field}.weight"), w, 0, i64::from(MAX_WEIGHT)),
-            };
+            let weight = self.weight(&format!("{field}.weight"), from.weight);
             if let Some(first) = seen.insert((from.service.as_str(), from.port.as_deref()), i) {
                 self.error(field.clone(), format!("duplicate of spec.backendsFrom[{first}]"));
             }
@@ -641,6 +635,15 @@ impl Check<'_> {
                 self.error("spec.nodeSelector", e.0);
                 None
             }
+        }
+    }
+
+    /// A destination's weight (a backend's, the sorry server's, a `backendsFrom` entry's): [`DEFAULT_WEIGHT`] when
+    /// not given, else within the kernel's range.
+    fn weight(&mut self, field: &str, value: Option<i64>) -> Option<u32> {
+        match value {
+            None => Some(DEFAULT_WEIGHT),
+            Some(w) => self.range(field, w, 0, i64::from(MAX_WEIGHT)),
         }
     }
 

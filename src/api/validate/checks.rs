@@ -9,7 +9,7 @@ use std::time::Duration;
 use hyper::http::uri::{Authority, PathAndQuery};
 use rustls::pki_types::ServerName;
 
-use super::{Backends, Check, DestContext, DestSpec, EndpointsRef};
+use super::{Backends, DestContext, DestSpec, EndpointsRef, Problems};
 use crate::api::v1alpha1::{
     BackendHealthCheck, DnsRecordType, FailureAction, HealthCheck, HealthCheckMethod, HealthCheckType, InitialState,
     SorryServer, VirtualServiceSpec,
@@ -44,7 +44,7 @@ struct Probing {
     slow_start: Option<Duration>,
 }
 
-impl Check<'_> {
+impl Problems<'_> {
     /// The service's health policy: `Some(None)` when it declares none, `None` when it has a problem (reported).
     pub(super) fn health(
         &mut self,
