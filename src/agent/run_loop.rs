@@ -223,7 +223,7 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
         let full = self.need_full || matches!(kind, PassKind::Resync | PassKind::Retry);
         let scope: Option<BTreeSet<ServiceKey>> = match kind {
             _ if full => None,
-            PassKind::Drain => Some(self.engine.state().drains.keys().map(|(service, _)| *service).collect()),
+            PassKind::Drain => Some(self.engine.ownership().drains.keys().map(|(service, _)| *service).collect()),
             PassKind::Health => health_scope,
             _ => Some(self.desired.changed.clone()),
         };
@@ -247,8 +247,8 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
             desired: &self.desired,
             result: &result,
             duration: started.elapsed(),
-            owned: self.engine.state().owned.len(),
-            owned_addresses: self.engine.state().vips.addrs.len(),
+            owned: self.engine.ownership().owned.len(),
+            owned_addresses: self.engine.ownership().vips.addrs.len(),
             health: self.tracker.summaries(),
         };
         log_pass(&record);
@@ -302,7 +302,7 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
         if health.restored {
             health.scheduler.set_targets(self.tracker.targets());
         } else {
-            health.scheduler.set_targets_restoring(self.tracker.targets(), &self.engine.state().health);
+            health.scheduler.set_targets_restoring(self.tracker.targets(), &self.engine.ownership().health);
             health.restored = true;
         }
         let view = health.view.borrow_and_update();
@@ -353,7 +353,7 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
         if (full && !failed) || timers.resync.is_none() {
             timers.resync = Some(now + self.config.resync);
         }
-        timers.drain = (!self.engine.state().drains.is_empty()).then(|| now + self.config.drain_poll);
+        timers.drain = (!self.engine.ownership().drains.is_empty()).then(|| now + self.config.drain_poll);
     }
 }
 

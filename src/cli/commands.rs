@@ -14,8 +14,7 @@ use crate::agent::pass_options;
 use crate::api::{self, Conflict, ValidationError};
 use crate::clock::unix_seconds;
 use crate::daemon::{self, AgentSettings, Settings, connect};
-use crate::engine::state::DEFAULT_STATE_PATH;
-use crate::engine::state::State;
+use crate::engine::ownership::{DEFAULT_STATE_PATH, Ownership};
 use crate::engine::{Engine, KernelFailure, PassReport};
 use crate::ipvs::{Ipvs, NetnsSpec};
 use crate::netif::VipInterface;
@@ -132,7 +131,7 @@ async fn dump(netns: &NetnsSpec, args: &DumpArgs) -> Result<i32> {
 
 /// `dump --addresses`: the VIP interface's addresses, each marked as this program's (from the state file) or not.
 async fn dump_addresses(netns: &NetnsSpec, netns_name: &Option<String>, args: &DumpArgs) -> Result<i32> {
-    let state = State::load(&state_path(args.state.clone(), netns_name))?;
+    let state = Ownership::load(&state_path(args.state.clone(), netns_name))?;
     let interface = VipInterface::open(netns, &args.vip_interface).await?;
     let Some(index) = interface.lookup().await? else {
         println!("{}: no such interface (no address added yet)", args.vip_interface);

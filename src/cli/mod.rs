@@ -77,7 +77,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::error_line;
-    use crate::engine::state::StateError;
+    use crate::engine::ownership::StateError;
 
     #[test]
     fn a_cause_quoted_by_its_error_is_printed_once() {

@@ -10,8 +10,8 @@ use tracing::{info, warn};
 
 use super::director_kernel::{DirectorError, DirectorKernel};
 use super::kernel::Kernel;
+use super::ownership::StateError;
 use super::reconcile::Engine;
-use super::state::StateError;
 use crate::director::{Contradiction, DirectorConfig, Sysctl, contradictions, plan_daemons};
 use crate::model::{SyncDaemon, Timeouts};
 use crate::table::DesiredTable;
@@ -141,7 +141,7 @@ impl<K: Kernel> Engine<K> {
         }
 
         let wanted = config.daemons();
-        if wanted.is_empty() && self.state.daemons.is_empty() {
+        if wanted.is_empty() && self.ownership.daemons.is_empty() {
             return Ok(());
         }
         let running = match kernel.daemons().await {
@@ -152,21 +152,21 @@ impl<K: Kernel> Engine<K> {
                 return Ok(());
             }
         };
-        let plan = plan_daemons(&wanted, &running, &self.state.daemons);
+        let plan = plan_daemons(&wanted, &running, &self.ownership.daemons);
         report.foreign_daemons = plan.foreign.clone();
         // Daemons we started that are gone, or replaced by someone else's, are forgotten.
-        let before = self.state.daemons.clone();
-        self.state.daemons.retain(|d| plan.stop.contains(&d.state) || plan.owned_after.contains(d));
-        if self.state.daemons != before {
-            self.state.save(&self.state_path)?;
+        let before = self.ownership.daemons.clone();
+        self.ownership.daemons.retain(|d| plan.stop.contains(&d.state) || plan.owned_after.contains(d));
+        if self.ownership.daemons != before {
+            self.ownership.save(&self.state_path)?;
         }
         let mut stop_failed = Vec::new();
         for state in &plan.stop {
             match kernel.stop_daemon(*state).await {
                 Ok(()) => {
                     report.changes.push(format!("stopped sync daemon {state:?}"));
-                    self.state.daemons.retain(|d| d.state != *state);
-                    self.state.save(&self.state_path)?;
+                    self.ownership.daemons.retain(|d| d.state != *state);
+                    self.ownership.save(&self.state_path)?;
                 }
                 Err(e) => {
                     stop_failed.push(*state);
@@ -179,17 +179,17 @@ impl<K: Kernel> Engine<K> {
                 continue;
             }
             // Remembered first: a crash after the start must not leave a daemon nobody knows is ours.
-            self.state.daemons.retain(|d| d.state != daemon.state);
-            self.state.daemons.push(daemon.clone());
-            self.state.save(&self.state_path)?;
+            self.ownership.daemons.retain(|d| d.state != daemon.state);
+            self.ownership.daemons.push(daemon.clone());
+            self.ownership.save(&self.state_path)?;
             let line = format!("started sync daemon {:?} on {} id {}", daemon.state, daemon.interface, daemon.sync_id);
             match kernel.start_daemon(daemon.clone()).await {
                 Ok(()) => report.changes.push(line),
                 Err(e) => {
                     let refused = matches!(&e, DirectorError::Ipvs { source, .. } if source.errno().is_some());
                     if refused {
-                        self.state.daemons.retain(|d| d.state != daemon.state);
-                        self.state.save(&self.state_path)?;
+                        self.ownership.daemons.retain(|d| d.state != daemon.state);
+                        self.ownership.save(&self.state_path)?;
                     }
                     fail(report, &format!("starting the {:?} sync daemon on {}", daemon.state, daemon.interface), e);
                 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::fake::{FakeDirector, FakeKernel};
+use super::ownership::Ownership;
 use super::reconcile::{Engine, PassOptions};
-use super::state::State;
 use crate::director::{DirectorConfig, Sysctl};
 use crate::model::{DaemonState, SyncDaemon, Table, Timeouts};
 use crate::table::DesiredTable;
@@ -66,7 +66,10 @@ fn daemons_start_restart_on_change_and_stop_only_when_ours() {
     let mut first = engine(&dir, &director, master);
     let report = run(first.reconcile_full(&DesiredTable::default(), 0, &PassOptions::default())).unwrap();
     assert_eq!(report.director.changes, vec!["started sync daemon Master on eth1 id 7"]);
-    assert_eq!(State::load(&dir.path().join("state.json")).unwrap().daemons, vec![daemon(DaemonState::Master, "eth1")]);
+    assert_eq!(
+        Ownership::load(&dir.path().join("state.json")).unwrap().daemons,
+        vec![daemon(DaemonState::Master, "eth1")]
+    );
     run(first.reconcile_full(&DesiredTable::default(), 0, &PassOptions::default())).unwrap();
     assert_eq!(
         director.take_log(),
@@ -92,7 +95,7 @@ fn daemons_start_restart_on_change_and_stop_only_when_ours() {
     run(none.reconcile_full(&DesiredTable::default(), 0, &PassOptions::default())).unwrap();
     assert_eq!(director.take_log(), vec!["stop Master"], "ours stops; theirs stays");
     assert_eq!(director.daemons.lock().unwrap().clone(), vec![daemon(DaemonState::Backup, "eth9")]);
-    assert!(State::load(&dir.path().join("state.json")).unwrap().daemons.is_empty());
+    assert!(Ownership::load(&dir.path().join("state.json")).unwrap().daemons.is_empty());
 }
 
 #[test]

@@ -11,8 +11,8 @@ mod director_pass;
 pub mod fake;
 mod ipvs_kernel;
 pub mod kernel;
+pub mod ownership;
 pub mod reconcile;
-pub mod state;
 mod vip_pass;
 
 pub use addresses::{NodeAddresses, NodeVips};

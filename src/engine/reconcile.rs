@@ -8,7 +8,7 @@ use tracing::{info, warn};
 
 use super::addresses::{Listing, NodeAddresses};
 use super::kernel::{Kernel, KernelFailure};
-use super::state::{State, StateError};
+use super::ownership::{Ownership, StateError};
 use crate::health::{HealthState, TargetKey};
 use crate::model::{ObjectId, Op, ServiceKey, Table};
 use crate::netif::NetifError;
@@ -169,7 +169,7 @@ impl<E: KernelFailure> PassReport<E> {
 /// The engine: a kernel, the ownership memory, and the table as last observed.
 pub struct Engine<K> {
     kernel: K,
-    pub(super) state: State,
+    pub(super) ownership: Ownership,
     pub(super) state_path: PathBuf,
     /// The kernel's table as last read, kept up to date with what this engine applied since; `None` until the first
     /// full read. Incremental passes plan against it instead of reading the whole table again.
@@ -191,8 +191,8 @@ pub type PassReportOf<K> = PassReport<<K as Kernel>::Error>;
 impl<K: Kernel> Engine<K> {
     /// An engine over `kernel`, remembering ownership in `state_path` (loaded now).
     pub fn new(kernel: K, state_path: PathBuf) -> Result<Self, EngineErrorOf<K>> {
-        let state = State::load(&state_path)?;
-        Ok(Engine { kernel, state, state_path, observed: None, addresses: None, listed: None, director: None })
+        let ownership = Ownership::load(&state_path)?;
+        Ok(Engine { kernel, ownership, state_path, observed: None, addresses: None, listed: None, director: None })
     }
 
     /// The kernel.
@@ -207,9 +207,9 @@ impl<K: Kernel> Engine<K> {
         self.observed = None;
     }
 
-    /// What the engine remembers.
-    pub fn state(&self) -> &State {
-        &self.state
+    /// What the engine remembers (and saves in the state file).
+    pub fn ownership(&self) -> &Ownership {
+        &self.ownership
     }
 
     /// Remembers the health of every target in use, written at once when it differs from what the state file
@@ -218,13 +218,13 @@ impl<K: Kernel> Engine<K> {
         // Counters move with every probe; only what a restart starts from (health, when it last flipped) is
         // worth a write.
         let same = |a: &HealthState, b: &HealthState| a.healthy == b.healthy && a.last_transition == b.last_transition;
-        if self.state.health.len() == health.len()
-            && self.state.health.iter().zip(&health).all(|((ka, a), (kb, b))| ka == kb && same(a, b))
+        if self.ownership.health.len() == health.len()
+            && self.ownership.health.iter().zip(&health).all(|((ka, a), (kb, b))| ka == kb && same(a, b))
         {
             return Ok(());
         }
-        self.state.health = health;
-        self.state.save(&self.state_path)
+        self.ownership.health = health;
+        self.ownership.save(&self.state_path)
     }
 
     /// The table as last observed, if any.
@@ -242,7 +242,7 @@ impl<K: Kernel> Engine<K> {
         self.refresh_all(desired, false).await?;
         let mut plan = self.plan_observed(desired, now, None);
         let held = hold_deletes(&mut plan.ops, opts);
-        Self::guard(&plan.ops, 0, self.state.owned.len(), opts)?;
+        Self::guard(&plan.ops, 0, self.ownership.owned.len(), opts)?;
         if !held.is_empty() {
             info!(count = held.len(), "service deletions held back: the sources have invalid objects");
         }
@@ -287,7 +287,8 @@ impl<K: Kernel> Engine<K> {
     /// pass may change things (only then is a missing VIP interface made).
     async fn refresh_all(&mut self, desired: &DesiredTable, change: bool) -> Result<(), EngineErrorOf<K>> {
         self.observed = None;
-        let expected: BTreeSet<ServiceKey> = self.state.owned.iter().chain(desired.services.keys()).copied().collect();
+        let expected: BTreeSet<ServiceKey> =
+            self.ownership.owned.iter().chain(desired.services.keys()).copied().collect();
         let table = self.kernel.read_table(&expected).await.map_err(EngineError::Read)?;
         self.observed = Some(table);
         self.list_addresses(change).await.map_err(EngineError::Addresses)
@@ -325,16 +326,22 @@ impl<K: Kernel> Engine<K> {
         let empty = Table::default();
         let live = self.observed.as_ref().unwrap_or(&empty);
         let Some(scope) = scope else {
-            return plan(&PlanInput { live, desired, owned: &self.state.owned, drains: &self.state.drains, now });
+            return plan(&PlanInput {
+                live,
+                desired,
+                owned: &self.ownership.owned,
+                drains: &self.ownership.drains,
+                now,
+            });
         };
         let live =
             Table { services: scope.iter().filter_map(|k| live.services.get(k).map(|e| (*k, e.clone()))).collect() };
         let desired = DesiredTable {
             services: scope.iter().filter_map(|k| desired.services.get(k).map(|s| (*k, s.clone()))).collect(),
         };
-        let owned: BTreeSet<ServiceKey> = self.state.owned.intersection(scope).copied().collect();
+        let owned: BTreeSet<ServiceKey> = self.ownership.owned.intersection(scope).copied().collect();
         let (inside, mut outside): (Drains, Drains) =
-            self.state.drains.iter().map(|(k, v)| (*k, *v)).partition(|((service, _), _)| scope.contains(service));
+            self.ownership.drains.iter().map(|(k, v)| (*k, *v)).partition(|((service, _), _)| scope.contains(service));
         let mut plan = plan(&PlanInput { live: &live, desired: &desired, owned: &owned, drains: &inside, now });
         outside.append(&mut plan.drains);
         plan.drains = outside;
@@ -358,7 +365,7 @@ impl<K: Kernel> Engine<K> {
         opts: &PassOptions,
         scope: Option<&BTreeSet<ServiceKey>>,
     ) -> Result<PassReportOf<K>, EngineErrorOf<K>> {
-        let owned_at_start = self.state.owned.len();
+        let owned_at_start = self.ownership.owned.len();
         // The addresses of the services in scope (every address, on a full pass).
         let among: Option<BTreeSet<IpAddr>> = scope.map(|keys| keys.iter().filter_map(ServiceKey::addr).collect());
         let mut plan = self.plan_observed(desired, now, scope);
@@ -381,13 +388,13 @@ impl<K: Kernel> Engine<K> {
             .iter()
             .map(|op| *op.service_key())
             .chain(plan.adopted.iter().copied())
-            .filter(|key| desired.services.contains_key(key) && !self.state.owned.contains(key))
+            .filter(|key| desired.services.contains_key(key) && !self.ownership.owned.contains(key))
             .collect();
-        let drains_changed = self.state.drains != plan.drains;
-        self.state.owned.extend(new_owned.iter().copied());
-        self.state.drains = plan.drains.clone();
+        let drains_changed = self.ownership.drains != plan.drains;
+        self.ownership.owned.extend(new_owned.iter().copied());
+        self.ownership.drains = plan.drains.clone();
         if !new_owned.is_empty() || (drains_changed && !plan.ops.is_empty()) {
-            self.state.save(&self.state_path)?;
+            self.ownership.save(&self.state_path)?;
         }
         // Addresses before the services that need them: a service is reachable from its first packet on.
         self.add_addresses(desired, among.as_ref(), &mut report.addresses).await?;
@@ -395,7 +402,7 @@ impl<K: Kernel> Engine<K> {
             self.remove_addresses(desired, among.as_ref(), &mut report.addresses).await?;
             return Ok(report);
         }
-        let saved = (self.state.owned.len(), self.state.drains.clone());
+        let saved = (self.ownership.owned.len(), self.ownership.drains.clone());
 
         let mut ops = plan.ops;
         let mut deleted = 0;
@@ -451,7 +458,7 @@ impl<K: Kernel> Engine<K> {
                 }
             }
             if let Err(e) = Self::guard(&replanned.ops, deleted, owned_at_start, opts) {
-                self.state.save(&self.state_path)?;
+                self.ownership.save(&self.state_path)?;
                 return Err(e);
             }
             ops = replanned.ops;
@@ -461,8 +468,8 @@ impl<K: Kernel> Engine<K> {
         }
 
         // Deletions and ended drains change the memory during the pass.
-        if (self.state.owned.len(), &self.state.drains) != (saved.0, &saved.1) {
-            self.state.save(&self.state_path)?;
+        if (self.ownership.owned.len(), &self.ownership.drains) != (saved.0, &saved.1) {
+            self.ownership.save(&self.state_path)?;
         }
         // Addresses after the services that needed them are gone.
         self.remove_addresses(desired, among.as_ref(), &mut report.addresses).await?;
@@ -484,12 +491,12 @@ impl<K: Kernel> Engine<K> {
     fn record_applied(&mut self, op: &Op) {
         match op {
             Op::DeleteService(key) => {
-                self.state.owned.remove(key);
-                self.state.drains.retain(|(service, _), _| service != key);
+                self.ownership.owned.remove(key);
+                self.ownership.drains.retain(|(service, _), _| service != key);
             }
             // A drained backend deleted is done draining: no need to look at it again.
             Op::DeleteDest(service, dest) => {
-                self.state.drains.remove(&(*service, *dest));
+                self.ownership.drains.remove(&(*service, *dest));
             }
             _ => {}
         }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use super::fake::{FakeError, FakeKernel};
 use super::kernel::KernelFailure;
+use super::ownership::Ownership;
 use super::reconcile::{Engine, EngineError, PassOptions};
-use super::state::State;
 use crate::model::{DestConfig, Op, ServiceKey, Table};
 use crate::table::fixtures::{desired, desired_service, dest, live, live_entry, svc};
 use crate::table::{DesiredTable, apply_ops};
@@ -93,7 +93,7 @@ fn services_the_dump_skips_are_still_seen_when_owned_or_desired() {
     let one = desired([desired_service(svc(1), "wlc", &[(dest(1), 1)], 0)]);
     let report = run(engine.reconcile_full(&one, 0, &PassOptions::default())).unwrap();
     assert_eq!(report.applied, [Op::DeleteService(svc(2))]);
-    assert_eq!(engine.state().owned, [svc(1)].into());
+    assert_eq!(engine.ownership().owned, [svc(1)].into());
     assert_eq!(engine.kernel().snapshot().services.get(&svc(9)), Some(&foreign), "a foreign service was touched");
 }
 
@@ -106,11 +106,11 @@ fn a_service_removed_while_down_is_removed_at_the_next_start() {
     drop(first);
 
     let mut second = engine(table, &dir);
-    assert!(second.state().owned.contains(&svc(1)));
+    assert!(second.ownership().owned.contains(&svc(1)));
     let report = run(second.reconcile_full(&DesiredTable::default(), 0, &PassOptions::default())).unwrap();
     assert_eq!(report.applied, vec![Op::DeleteService(svc(1))]);
     assert!(second.kernel().snapshot().is_empty());
-    assert!(second.state().owned.is_empty());
+    assert!(second.ownership().owned.is_empty());
 }
 
 #[test]
@@ -119,15 +119,15 @@ fn ownership_is_saved_before_the_kernel_changes() {
     let mut engine = engine(Table::default(), &dir);
     // What a kill -9 between the kernel's change and the end of the pass would leave on disk: the state file as it
     // is when the first operation reaches the kernel.
-    let seen: Arc<Mutex<Option<State>>> = Arc::default();
+    let seen: Arc<Mutex<Option<Ownership>>> = Arc::default();
     let (path, slot) = (state_path(&dir), Arc::clone(&seen));
     *engine.kernel().before_next_apply.lock().unwrap() = Some(Box::new(move |_: &mut Table| {
-        *slot.lock().unwrap() = Some(State::load(&path).unwrap());
+        *slot.lock().unwrap() = Some(Ownership::load(&path).unwrap());
     }));
     run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
     let at_apply = seen.lock().unwrap().take().expect("the pass applied something");
     assert_eq!(at_apply.owned, [svc(1)].into());
-    assert_eq!(State::load(&state_path(&dir)).unwrap().owned, [svc(1)].into());
+    assert_eq!(Ownership::load(&state_path(&dir)).unwrap().owned, [svc(1)].into());
 }
 
 #[test]
@@ -192,7 +192,7 @@ fn held_deletes_keep_the_service_and_its_ownership() {
     assert_eq!(report.held, vec![svc(1)]);
     assert!(report.applied.is_empty());
     assert_eq!(engine.kernel().snapshot().len(), 1);
-    assert!(engine.state().owned.contains(&svc(1)));
+    assert!(engine.ownership().owned.contains(&svc(1)));
 }
 
 #[test]
@@ -268,7 +268,7 @@ fn frozen_services_are_left_exactly_as_they_are() {
     assert_eq!(report.held, vec![svc(2)], "{report:?}");
     assert_eq!(report.applied.len(), 1);
     assert_eq!(engine.kernel().snapshot().len(), 3);
-    assert!(engine.state().owned.contains(&svc(2)));
+    assert!(engine.ownership().owned.contains(&svc(2)));
 }
 
 #[test]
@@ -396,7 +396,7 @@ fn deleting_what_another_writer_deleted_first_is_done_without_a_race_round() {
     let report = run(engine.reconcile_full(&DesiredTable::default(), 0, &PassOptions::default())).unwrap();
     assert!(report.is_success());
     assert_eq!(report.race_rounds, 0);
-    assert!(!engine.state().owned.contains(&svc(1)), "gone, so no longer ours");
+    assert!(!engine.ownership().owned.contains(&svc(1)), "gone, so no longer ours");
 }
 
 #[test]
@@ -439,7 +439,7 @@ fn the_state_file_is_written_only_when_what_it_remembers_changes() {
     more.services.extend(many(3).services.into_iter().filter(|(k, _)| *k != svc(1)));
     run(engine.reconcile_full(&more, 0, &PassOptions::default())).unwrap();
     assert_ne!(written(), first);
-    assert_eq!(State::load(&state_path(&dir)).unwrap().owned.len(), 3);
+    assert_eq!(Ownership::load(&state_path(&dir)).unwrap().owned.len(), 3);
 }
 
 #[test]
@@ -450,7 +450,7 @@ fn a_declared_service_found_already_there_is_owned_even_without_changes() {
     let report = run(engine.reconcile_full(&web(1), 0, &PassOptions::default())).unwrap();
     assert_eq!(report.plan.adopted, vec![svc(1)]);
     assert!(report.applied.is_empty());
-    assert_eq!(State::load(&state_path(&dir)).unwrap().owned, [svc(1)].into(), "adopted once, remembered");
+    assert_eq!(Ownership::load(&state_path(&dir)).unwrap().owned, [svc(1)].into(), "adopted once, remembered");
     let again = run(engine.plan_only(&web(1), 0, &PassOptions::default())).unwrap();
     assert!(again.adopted.is_empty(), "not adopted twice");
 }
@@ -469,10 +469,10 @@ fn deleting_a_service_drops_its_drains_only() {
         desired_service(svc(2), "rr", &[(dest(1), 1)], 600),
     ]);
     run(engine.reconcile_full(&both, 0, &PassOptions::default())).unwrap();
-    assert_eq!(engine.state().drains.len(), 2);
+    assert_eq!(engine.ownership().drains.len(), 2);
     // svc(1) goes: its drain goes with it, svc(2)'s stays.
     let one = desired([desired_service(svc(2), "rr", &[(dest(1), 1)], 600)]);
     run(engine.reconcile_full(&one, 1, &PassOptions::default())).unwrap();
-    let left: Vec<_> = engine.state().drains.keys().copied().collect();
+    let left: Vec<_> = engine.ownership().drains.keys().copied().collect();
     assert_eq!(left, vec![(svc(2), dest(2))]);
 }

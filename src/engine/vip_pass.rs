@@ -17,8 +17,8 @@ use tracing::{info, warn};
 
 use super::addresses::NodeAddresses;
 use super::kernel::Kernel;
+use super::ownership::StateError;
 use super::reconcile::{AddressFailure, AddressReport, Engine};
-use super::state::StateError;
 use crate::model::Table;
 use crate::netif::host_prefix;
 use crate::table::{DesiredTable, VipPlan, needed_vips, plan_vips};
@@ -29,7 +29,7 @@ impl<K: Kernel> Engine<K> {
     /// forgotten (with a warning naming them): this engine manages one interface.
     pub fn with_addresses(mut self, addresses: Box<dyn NodeAddresses>) -> Self {
         let name = addresses.interface().to_owned();
-        let vips = &mut self.state.vips;
+        let vips = &mut self.ownership.vips;
         if vips.interface.as_ref().is_some_and(|old| *old != name) && !vips.addrs.is_empty() {
             let left: Vec<String> = vips.addrs.iter().map(ToString::to_string).collect();
             warn!(
@@ -61,9 +61,9 @@ impl<K: Kernel> Engine<K> {
     fn address_plan(&self, desired: &DesiredTable, live: &Table, among: Option<&BTreeSet<IpAddr>>) -> Option<VipPlan> {
         let listed = self.listed.as_ref()?;
         let looked_at = |addr: &&IpAddr| among.is_none_or(|among| among.contains(*addr));
-        let needed = needed_vips(desired, live, &self.state.owned, among);
+        let needed = needed_vips(desired, live, &self.ownership.owned, among);
         let on_interface: BTreeSet<IpAddr> = listed.keys().filter(looked_at).copied().collect();
-        let owned: BTreeSet<IpAddr> = self.state.vips.addrs.iter().filter(looked_at).copied().collect();
+        let owned: BTreeSet<IpAddr> = self.ownership.vips.addrs.iter().filter(looked_at).copied().collect();
         Some(plan_vips(&needed, &on_interface, &owned))
     }
 
@@ -95,8 +95,8 @@ impl<K: Kernel> Engine<K> {
             return Ok(());
         }
         // Remember first: a crash after the address is added must not leave an address nobody knows is ours.
-        self.state.vips.addrs.extend(plan.add.iter().copied());
-        self.state.save(&self.state_path)?;
+        self.ownership.vips.addrs.extend(plan.add.iter().copied());
+        self.ownership.save(&self.state_path)?;
         let mut forgotten = false;
         for addr in plan.add {
             let Some(addresses) = &self.addresses else { break };
@@ -110,7 +110,7 @@ impl<K: Kernel> Engine<K> {
                 Err(e) if e.is_exists() => {
                     // Someone else added it since the listing: it is theirs, and it serves our services as well.
                     info!(%addr, interface = addresses.interface(), "address added by someone else meanwhile: used, not owned");
-                    self.state.vips.addrs.remove(&addr);
+                    self.ownership.vips.addrs.remove(&addr);
                     forgotten = true;
                     // Its prefix is unknown until the next listing: one that is not a host prefix is never removed.
                     self.listed = None;
@@ -119,7 +119,7 @@ impl<K: Kernel> Engine<K> {
                     warn!(%addr, interface = addresses.interface(), %error, "adding a VIP failed");
                     if error.is_refusal() {
                         // Not added: nothing to own.
-                        self.state.vips.addrs.remove(&addr);
+                        self.ownership.vips.addrs.remove(&addr);
                         forgotten = true;
                     } else {
                         // Maybe added: it stays owned (harmless if absent: the next listing forgets it) and the
@@ -132,7 +132,7 @@ impl<K: Kernel> Engine<K> {
             }
         }
         if forgotten {
-            self.state.save(&self.state_path)?;
+            self.ownership.save(&self.state_path)?;
         }
         Ok(())
     }
@@ -148,31 +148,31 @@ impl<K: Kernel> Engine<K> {
         // An unknown IPVS outcome (no observed table) or an unknown listing: nothing is known to be unneeded.
         let Some(live) = self.observed.as_ref() else { return Ok(()) };
         let Some(plan) = self.address_plan(desired, live, among) else { return Ok(()) };
-        let owned_before = self.state.vips.addrs.clone();
+        let owned_before = self.ownership.vips.addrs.clone();
         // Owned addresses no longer on the interface and not needed are forgotten; those still needed but missing
         // (an add that failed) stay owned until the next pass adds them.
         let looked_at = |addr: &IpAddr| among.is_none_or(|among| among.contains(addr));
         let listed = self.listed.clone().unwrap_or_default();
-        self.state.vips.addrs.retain(|addr| {
+        self.ownership.vips.addrs.retain(|addr| {
             !looked_at(addr) || listed.contains_key(addr) || plan.add.contains(addr) || plan.remove.contains(addr)
         });
         for addr in plan.remove {
             let Some(addresses) = &self.addresses else { break };
             if listed.get(&addr) != Some(&host_prefix(addr)) {
                 warn!(%addr, interface = addresses.interface(), "an owned VIP is no longer a host address: someone changed it; left alone and forgotten");
-                self.state.vips.addrs.remove(&addr);
+                self.ownership.vips.addrs.remove(&addr);
                 continue;
             }
             match addresses.remove(addr).await {
                 Ok(()) => {
-                    self.state.vips.addrs.remove(&addr);
+                    self.ownership.vips.addrs.remove(&addr);
                     if let Some(listed) = self.listed.as_mut() {
                         listed.remove(&addr);
                     }
                     report.removed.push(addr);
                 }
                 Err(e) if e.is_gone() => {
-                    self.state.vips.addrs.remove(&addr);
+                    self.ownership.vips.addrs.remove(&addr);
                     if let Some(listed) = self.listed.as_mut() {
                         listed.remove(&addr);
                     }
@@ -186,8 +186,8 @@ impl<K: Kernel> Engine<K> {
                 }
             }
         }
-        if self.state.vips.addrs != owned_before {
-            self.state.save(&self.state_path)?;
+        if self.ownership.vips.addrs != owned_before {
+            self.ownership.save(&self.state_path)?;
         }
         Ok(())
     }

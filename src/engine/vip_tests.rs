@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::fake::{AddressEvent, FakeAddresses, FakeKernel};
+use super::ownership::Ownership;
 use super::reconcile::{Engine, EngineError, PassOptions};
-use super::state::State;
 use crate::model::{ServiceKey, Table};
 use crate::table::DesiredTable;
 use crate::table::fixtures::{desired, desired_service, dest, live, live_entry, svc};
@@ -40,8 +40,8 @@ impl Fixture {
         run(self.engine.reconcile_touched(desired, &keys, 0, &PassOptions::default())).unwrap()
     }
 
-    fn saved(&self) -> State {
-        State::load(&self.dir.path().join("state.json")).unwrap()
+    fn saved(&self) -> Ownership {
+        Ownership::load(&self.dir.path().join("state.json")).unwrap()
     }
 }
 

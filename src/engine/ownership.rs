@@ -1,6 +1,6 @@
-//! The engine's memory across restarts: which services it owns, which backends it is draining, what the health
-//! checks last said of each target (so that a restart flaps nothing), and which addresses it added to the VIP
-//! interface.
+//! The engine's ownership memory across restarts ([`Ownership`], kept in the state file): which services it owns,
+//! which backends it is draining, what the health checks last said of each target (so that a restart flaps
+//! nothing), which addresses it added to the VIP interface, and which sync daemons it started.
 //!
 //! The file is written atomically (temporary file, fsync, rename, fsync of the directory) *before* the kernel is
 //! changed, so that a crash between the two never leaves a service in the kernel that the next run does not know it
@@ -59,9 +59,9 @@ pub struct DrainRecord {
     pub since: u64,
 }
 
-/// What the engine remembers between runs.
+/// What the engine remembers between runs: what it owns, and what it is in the middle of (drains, health).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct State {
+pub struct Ownership {
     /// Services this program created or adopted and has not deleted.
     pub owned: BTreeSet<ServiceKey>,
     /// Destinations being drained and since when.
@@ -113,12 +113,12 @@ impl OwnedVips {
     }
 }
 
-impl State {
+impl Ownership {
     /// Loads the state; a missing file is an empty state (first run).
-    pub fn load(path: &Path) -> Result<State, StateError> {
+    pub fn load(path: &Path) -> Result<Ownership, StateError> {
         let text = match fs::read_to_string(path) {
             Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Ownership::default()),
             Err(source) => return Err(StateError::Io { path: path.to_owned(), source }),
         };
         let file: StateFile = serde_json::from_str(&text)
@@ -129,7 +129,7 @@ impl State {
                 reason: format!("format version {} (this program writes {FORMAT_VERSION})", file.version),
             });
         }
-        Ok(State {
+        Ok(Ownership {
             owned: file.owned.into_iter().collect(),
             drains: file.drains.into_iter().map(|d| ((d.service, d.dest), d.since)).collect(),
             health: file.health.into_iter().map(|h| (h.target, h.state)).collect(),
@@ -192,14 +192,14 @@ mod tests {
     #[test]
     fn missing_file_is_a_first_run() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(State::load(&dir.path().join("none.json")).unwrap(), State::default());
+        assert_eq!(Ownership::load(&dir.path().join("none.json")).unwrap(), Ownership::default());
     }
 
     #[test]
     fn save_then_load_round_trips_and_leaves_no_temporary() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/state.json");
-        let mut state = State::default();
+        let mut state = Ownership::default();
         state.owned.insert(key(1));
         state.owned.insert(ServiceKey::Fwmark { family: crate::model::Family::V6, mark: 7 });
         state.drains.insert((key(1), DestKey::new(IpAddr::from([10, 0, 0, 1]), 80)), 1_700_000_000);
@@ -216,7 +216,7 @@ mod tests {
             addrs: ["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()].into(),
         };
         state.save(&path).unwrap();
-        assert_eq!(State::load(&path).unwrap(), state);
+        assert_eq!(Ownership::load(&path).unwrap(), state);
         let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
     }
@@ -226,7 +226,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         fs::write(&path, r#"{"version":1,"owned":[],"drains":[]}"#).unwrap();
-        assert_eq!(State::load(&path).unwrap().vips, OwnedVips::default());
+        assert_eq!(Ownership::load(&path).unwrap().vips, OwnedVips::default());
     }
 
     #[test]
@@ -234,7 +234,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         fs::write(&path, "{not json").unwrap();
-        let err = State::load(&path).unwrap_err();
+        let err = Ownership::load(&path).unwrap_err();
         assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains("state.json"));
     }
