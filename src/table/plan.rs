@@ -177,8 +177,8 @@ fn drain_dest(input: &PlanInput<'_>, key: ServiceKey, live: &Destination, timeou
 mod tests {
     use super::*;
     use crate::model::ServiceConfig;
+    use crate::table::apply::apply_ops;
     use crate::table::fixtures::{desired, desired_service, dest, live, live_entry, svc};
-    use crate::table::simulate::apply_ops;
 
     fn run(live: &Table, desired: &DesiredTable, owned: &[ServiceKey], drains: &Drains, now: u64) -> Plan {
         let owned: BTreeSet<ServiceKey> = owned.iter().copied().collect();

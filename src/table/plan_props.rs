@@ -6,9 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use proptest::prelude::*;
 use proptest::sample::select;
 
+use super::apply::apply_ops;
 use super::desired::{DesiredService, DesiredTable};
 use super::plan::{Drains, Plan, PlanInput, plan};
-use super::simulate::apply_ops;
 use crate::model::{
     ConnCounts, DestConfig, DestKey, Destination, Family, ForwardMethod, Netmask, Op, Protocol, Service, ServiceConfig,
     ServiceEntry, ServiceFlags, ServiceKey, Stats, Table, TunnelConfig,

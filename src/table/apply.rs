@@ -1,9 +1,10 @@
-//! What the kernel does to its table for each operation, on a `Table` in memory.
+//! Applying operations to a `Table` in memory, as the kernel applies them to its own.
 //!
-//! Used to keep an observed table up to date after operations were applied without reading the kernel back, and by
+//! Used in production to keep the engine's observed table up to date after operations were applied without reading
+//! the kernel back (and by `plan` to show the addresses a pass would remove), by the in-memory test kernel, and by
 //! the planner's tests to check that a plan is valid in sequence and reaches the desired table. Each refusal is the
-//! one the kernel gives for the same request (EEXIST, ESRCH, ENOENT), so a plan the simulator accepts is not refused
-//! by the kernel for its order.
+//! one the kernel gives for the same request (EEXIST, ESRCH, ENOENT), so a plan that applies here is not refused by
+//! the kernel for its order.
 
 use thiserror::Error;
 
