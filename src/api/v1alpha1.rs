@@ -696,4 +696,4 @@ manifest_names!(HealthCheckType {
 manifest_names!(TunnelChecksum { NoChecksum => "None", Checksum => "Checksum", RemoteChecksum => "RemoteChecksum" });
 
 #[cfg(test)]
-mod cel_tests;
+mod tests;

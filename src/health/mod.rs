@@ -34,9 +34,6 @@ pub mod scheduler;
 pub mod state;
 pub mod targets;
 
-#[cfg(test)]
-mod tests;
-
 pub use check::{
     Check, DnsQueryType, HttpMethod, HttpProbe, HttpsProbe, MAX_BODY_BYTES, Probe, ProbeKind, StatusRange,
 };

@@ -639,5 +639,4 @@ async fn drive<R: ProbeRunner>(shared: Arc<Shared>, runner: Arc<R>) {
 }
 
 #[cfg(test)]
-#[path = "scheduler_tests.rs"]
 mod tests;

@@ -173,3 +173,6 @@ async fn drive<T>(
         },
     }
 }
+
+#[cfg(test)]
+mod tests;
