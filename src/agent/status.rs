@@ -14,8 +14,8 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use super::PassRecord;
-use super::weights::HealthSummary;
 use super::metrics::Metrics;
+use super::weights::HealthSummary;
 use crate::api::ObjectId;
 use crate::api::v1alpha1::{API_VERSION, KIND, NodeStatus, UnhealthyBackend, VirtualService};
 use crate::model::ServiceKey;
