@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use serde::Deserialize;
 use serde_yaml::Value;
 
 fn documents(file: &str) -> Vec<Value> {
@@ -56,6 +57,8 @@ fn rbac_covers_what_the_agent_watches_and_writes() {
         assert!(allows("ipvs.dev", "virtualservices", verb), "virtualservices {verb}");
         assert!(allows("discovery.k8s.io", "endpointslices", verb), "endpointslices {verb}");
         assert!(allows("", "nodes", verb), "nodes {verb}");
+        assert!(allows("ipvs.dev", "virtualservicepools", verb), "virtualservicepools {verb}");
+        assert!(allows("", "namespaces", verb), "namespaces {verb}");
     }
     assert!(allows("ipvs.dev", "virtualservices/status", "patch"));
     assert!(allows("events.k8s.io", "events", "create") && allows("events.k8s.io", "events", "patch"));
@@ -65,24 +68,57 @@ fn rbac_covers_what_the_agent_watches_and_writes() {
 }
 
 #[test]
-fn the_cluster_examples_are_valid_virtual_services() {
+fn the_cluster_examples_are_valid_and_the_example_pools_admit_them() {
+    use ipvs_reconciler::api::pool::{VirtualServicePool, VirtualServicePoolSpec};
     use ipvs_reconciler::api::{ObjectId, VirtualService, validate};
+    use ipvs_reconciler::source::admission::{Admission, AdmissionMode, Claim, Pool};
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples");
-    let mut seen = 0;
+    let mut services = Vec::new();
+    let mut admission = Admission::new(AdmissionMode::Pools);
+    let mut pools = std::collections::BTreeMap::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        let object: VirtualService = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let id =
-            ObjectId::kubernetes(object.metadata.namespace.clone().unwrap(), object.metadata.name.clone().unwrap());
-        if let Err(rejected) = validate(&id, &object.spec) {
-            panic!("{}: {:?}", path.display(), rejected.errors);
+        for document in serde_yaml::Deserializer::from_str(&std::fs::read_to_string(&path).unwrap()) {
+            let value = Value::deserialize(document).unwrap();
+            match value["kind"].as_str() {
+                Some("VirtualService") => {
+                    let object: VirtualService = serde_yaml::from_value(value).unwrap();
+                    let id = ObjectId::kubernetes(
+                        object.metadata.namespace.clone().unwrap(),
+                        object.metadata.name.clone().unwrap(),
+                    );
+                    let declared = match validate(&id, &object.spec) {
+                        Ok(declared) => declared,
+                        Err(rejected) => panic!("{}: {:?}", path.display(), rejected.errors),
+                    };
+                    // The same rules the API server applies at `kubectl apply` time.
+                    let json = serde_json::to_value(&object.spec).unwrap();
+                    assert!(
+                        ipvs_reconciler::api::VirtualServiceSpec::validate_cel(&json, None).is_ok(),
+                        "{}",
+                        path.display()
+                    );
+                    services.push((object.metadata.namespace.clone().unwrap(), declared));
+                }
+                Some("VirtualServicePool") => {
+                    let pool: VirtualServicePool = serde_yaml::from_value(value).unwrap();
+                    let json = serde_json::to_value(&pool.spec).unwrap();
+                    assert!(VirtualServicePoolSpec::validate_cel(&json, None).is_ok(), "{}", path.display());
+                    let (converted, problems) = Pool::from_resource(&pool);
+                    assert!(problems.is_empty(), "{}: {problems:?}", path.display());
+                    pools.insert(converted.name.clone(), converted);
+                }
+                other => panic!("{}: unexpected kind {other:?}", path.display()),
+            }
         }
-        // The same rules the API server applies at `kubectl apply` time.
-        let json = serde_json::to_value(&object.spec).unwrap();
-        assert!(ipvs_reconciler::api::VirtualServiceSpec::validate_cel(&json, None).is_ok(), "{}", path.display());
-        seen += 1;
     }
-    assert!(seen >= 2);
+    admission.pools = Some(pools);
+    assert!(services.len() >= 2);
+    for (namespace, declared) in &services {
+        let targets: Vec<_> = declared.service.dests.keys().map(|d| (d.addr, "backend".to_owned())).collect();
+        let claim = Claim { namespace, key: &declared.service.service.key, targets: &targets };
+        assert_eq!(admission.decide(&claim), Ok(()), "{namespace}: {}", declared.service.service.key);
+    }
 }
 
 #[test]

@@ -82,6 +82,8 @@ pub struct Metrics {
     contradictions: Family<SysctlLabels, Gauge>,
     desired_services: Gauge,
     desired_destinations: Gauge,
+    objects_not_admitted: Gauge,
+    admission_no_pool: Gauge,
     status_writes: Family<ResultLabels, Counter>,
     watch_errors: Family<ResourceLabels, Counter>,
     watch_restarts: Family<ResourceLabels, Counter>,
@@ -121,6 +123,8 @@ impl Metrics {
             contradictions: Family::default(),
             desired_services: Gauge::default(),
             desired_destinations: Gauge::default(),
+            objects_not_admitted: Gauge::default(),
+            admission_no_pool: Gauge::default(),
             status_writes: Family::default(),
             watch_errors: Family::default(),
             watch_restarts: Family::default(),
@@ -154,6 +158,17 @@ impl Metrics {
             "desired_destinations",
             "Destinations the sources ask for here",
             metrics.desired_destinations.clone(),
+        );
+        registry.register(
+            "objects_not_admitted",
+            "VirtualServices no VirtualServicePool admits (never programmed; status reason NotAdmitted)",
+            metrics.objects_not_admitted.clone(),
+        );
+        registry.register(
+            "admission_no_pool",
+            "1 when --admission pools and no VirtualServicePool exists (or its CRD is not installed): nothing is \
+             admitted",
+            metrics.admission_no_pool.clone(),
         );
         registry.register("status_writes", "Status entries written, by result", metrics.status_writes.clone());
         registry.register("watch_errors", "Failed lists and watches, by resource", metrics.watch_errors.clone());
@@ -231,6 +246,8 @@ impl Metrics {
         self.owned_addresses.set(gauge(record.owned_addresses));
         self.desired_services.set(gauge(record.desired.table.services.len()));
         self.desired_destinations.set(gauge(record.desired.destinations));
+        self.objects_not_admitted.set(gauge(record.desired.not_admitted));
+        self.admission_no_pool.set(i64::from(record.desired.lacks_pools));
         self.last_pass.store(unix_seconds(), Ordering::SeqCst);
         self.update_ready();
     }

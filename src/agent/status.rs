@@ -33,6 +33,8 @@ pub const INVALID: &str = "Invalid";
 pub const KERNEL_REFUSED: &str = "KernelRefused";
 /// `reason` while the last pass could not run (the kernel could not be read).
 pub const PENDING: &str = "Pending";
+/// Reason: no `VirtualServicePool` admits the object (its address, fwmark or backends).
+pub const NOT_ADMITTED: &str = "NotAdmitted";
 
 /// Which entries a node keeps in `status.nodes` (`--status-report`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -121,6 +123,7 @@ pub fn entry(
         ObjectState::Conflict { key, winner } => {
             (false, CONFLICT, Some(format!("service {key} is claimed by {winner}, which is older")), None)
         }
+        ObjectState::NotAdmitted { reason, .. } => (false, NOT_ADMITTED, Some(reason.clone()), None),
         ObjectState::Desired { key, backends } => match (kernel.refused.get(key), &kernel.pass_failed) {
             (Some(why), _) => (false, KERNEL_REFUSED, Some(why.clone()), None),
             (None, Some(why)) => (false, PENDING, Some(why.clone()), None),
@@ -179,7 +182,7 @@ pub use crate::source::kubernetes::Reported;
 
 /// Whether `reason` is a failure an Event is emitted for.
 fn is_failure(reason: &str) -> bool {
-    matches!(reason, CONFLICT | INVALID | KERNEL_REFUSED)
+    matches!(reason, CONFLICT | INVALID | KERNEL_REFUSED | NOT_ADMITTED)
 }
 
 /// The Event for a change of this node's entry from `previous` to `next` reasons, if it is a transition into a

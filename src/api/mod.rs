@@ -11,10 +11,11 @@ pub mod crd;
 mod error;
 pub mod export;
 mod object;
+pub mod pool;
 pub mod v1alpha1;
 pub mod validate;
 
-pub use crd::{crd, crd_yaml};
+pub use crd::{crd, crd_yaml, pool_crd};
 pub use error::{Conflict, ValidationError};
 pub use export::{TableExport, Unexpressible, from_table};
 pub use object::{Age, ObjectId, SourceObject};

@@ -269,6 +269,11 @@ pub struct AgentArgs {
     /// programmed: a healthy fleet writes nothing), none (this node's entries are withdrawn).
     #[arg(long, value_enum, default_value_t = crate::agent::status::StatusReport::All)]
     pub status_report: crate::agent::status::StatusReport,
+    /// Which VirtualServices are programmed: pools (only those a VirtualServicePool admits: its addresses or
+    /// fwmarks granted to the object's namespace) or open (every valid object: single-tenant clusters). Address
+    /// safety applies in both.
+    #[arg(long, value_enum, env = "IPVS_RECONCILER_ADMISSION", default_value_t = crate::source::admission::AdmissionMode::Pools)]
+    pub admission: crate::source::admission::AdmissionMode,
     /// HTTP address for /metrics, /healthz, /readyz and /status.
     #[arg(long, default_value = crate::agent::metrics::DEFAULT_LISTEN)]
     pub listen: std::net::SocketAddr,

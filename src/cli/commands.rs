@@ -40,8 +40,12 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Agent(args) => {
             let settings = daemon_settings(netns, &cli.netns, &args.common)?;
-            let node =
-                AgentSettings { node_name: args.node_name, status_report: args.status_report, listen: args.listen };
+            let node = AgentSettings {
+                node_name: args.node_name,
+                status_report: args.status_report,
+                listen: args.listen,
+                admission: args.admission,
+            };
             daemon::run_agent(settings, node).await?;
             Ok(EXIT_OK)
         }

@@ -30,6 +30,7 @@ use crate::agent::{Agent, AgentConfig, PassRecord};
 use crate::director::DirectorConfig;
 use crate::engine::PassReport;
 use crate::ipvs::{IpvsError, NetnsSpec};
+use crate::source::admission::AdmissionMode;
 use crate::source::kubernetes::{self, ApiSignal};
 use crate::source::{DesiredState, Snapshot};
 
@@ -91,6 +92,8 @@ pub struct AgentSettings {
     pub status_report: StatusReport,
     /// Where the metrics, probes and `/status` are served.
     pub listen: SocketAddr,
+    /// Which objects are programmed (`--admission`).
+    pub admission: AdmissionMode,
 }
 
 /// `agent`: keeps the table as the cluster's VirtualServices say for this node, and reports each object's entry
@@ -112,8 +115,14 @@ pub async fn run_agent(settings: Settings, node: AgentSettings) -> Result<()> {
         ApiSignal::Relisted(resource) => api_metrics.watch_restart(resource),
         ApiSignal::Failed(resource) => api_metrics.watch_error(resource),
     };
-    let follow =
-        kubernetes::follow(client.clone(), node.node_name.clone(), desired.clone(), Arc::clone(&reported), on_api);
+    let follow = kubernetes::follow(
+        client.clone(),
+        node.node_name.clone(),
+        node.admission,
+        desired.clone(),
+        Arc::clone(&reported),
+        on_api,
+    );
     let follow = tokio::spawn(follow);
 
     let (outcome_tx, outcome_rx) = watch::channel(KernelOutcome::default());
@@ -129,7 +138,12 @@ pub async fn run_agent(settings: Settings, node: AgentSettings) -> Result<()> {
     let agent = equipment.equip(Agent::new(engine, connector(&settings.netns), desired, settings.agent, observer));
 
     let shutdown = shutdown_signal()?;
-    info!(node = %node.node_name, listen = %node.listen, "agent running; SIGTERM leaves the IPVS table as it is");
+    info!(
+        node = %node.node_name,
+        listen = %node.listen,
+        admission = ?node.admission,
+        "agent running; SIGTERM leaves the IPVS table as it is"
+    );
     agent.run(shutdown).await;
     follow.abort();
     status.abort();

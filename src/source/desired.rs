@@ -50,6 +50,10 @@ pub struct Snapshot {
     pub hold_service_deletes: bool,
     /// The destinations of every service of `table` (kept as the table is patched, for the metrics).
     pub destinations: usize,
+    /// Objects no pool admits (for the metrics).
+    pub not_admitted: usize,
+    /// Objects are decided by pools and no pool exists: nothing can be admitted (for the metrics).
+    pub lacks_pools: bool,
 }
 
 impl Snapshot {
@@ -152,6 +156,8 @@ impl DesiredState {
         }
         snapshot.generation = shared.generation;
         snapshot.hold_service_deletes = index.has_keyless_problems();
+        snapshot.not_admitted = index.not_admitted();
+        snapshot.lacks_pools = index.lacks_pools();
         snapshot.changed = changed;
     }
 
@@ -183,6 +189,8 @@ fn snapshot(shared: &Shared, changed: Changed) -> Snapshot {
         frozen: index.held().keys().copied().collect(),
         hold_service_deletes: index.has_keyless_problems(),
         destinations: index.table().services.values().map(|s| s.dests.len()).sum(),
+        not_admitted: index.not_admitted(),
+        lacks_pools: index.lacks_pools(),
     }
 }
 

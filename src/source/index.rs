@@ -8,6 +8,10 @@
 //! returns the service keys whose desired entry (or held state) it changed — exactly those, so that a pass can
 //! re-read and plan only them.
 //!
+//! In `pools` admission mode (the Kubernetes agent's default) an object is also decided against the
+//! `VirtualServicePool`s ([`super::admission`]): one that is not admitted claims nothing, so it is never programmed
+//! and never blocks an admitted object claiming the same key (no squatting), not even while it is invalid.
+//!
 //! The result depends only on the set of objects, never on the order in which they arrived.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +19,7 @@ use std::sync::Arc;
 
 use kube::core::SelectorExt;
 
+use super::admission::{Admission, AdmissionMode, Claim, Labels, NotAdmitted, Pool};
 use super::endpoints::{ServiceRef, ServiceSlices, Slice, resolve};
 use crate::api::{Age, Conflict, Declared, ObjectId, Rejected, SourceObject, ValidationError, validate};
 use crate::model::ServiceKey;
@@ -46,16 +51,25 @@ enum Resolution {
     Desired(Arc<DesiredService>),
     /// Its backends cannot be made (a port that cannot be chosen, a backend from two origins).
     Invalid(Vec<ValidationError>),
-    /// The declaration itself is invalid.
-    Rejected,
+    /// No pool admits it here (`pools` admission): it asks for nothing, and says why.
+    NotAdmitted(NotAdmitted),
+    /// The declaration itself is invalid; `holds`: it still holds the key it names (left as it is in the kernel),
+    /// which only an object admitted to that key may do.
+    Rejected {
+        /// Whether it holds its key.
+        holds: bool,
+    },
 }
 
 impl Entry {
     /// The service key it claims here, if it names one.
     fn key(&self) -> Option<ServiceKey> {
         match self {
-            Entry::Validated { declared: Err(rejected), .. } => rejected.key,
-            Entry::Validated { resolution: Resolution::NotSelected, .. } => None,
+            Entry::Validated { declared: Err(rejected), resolution: Resolution::Rejected { holds: true }, .. } => {
+                rejected.key
+            }
+            Entry::Validated { declared: Err(_), .. } => None,
+            Entry::Validated { resolution: Resolution::NotSelected | Resolution::NotAdmitted(_), .. } => None,
             Entry::Validated { declared: Ok(declared), .. } => Some(declared.service.service.key),
             Entry::Unreadable(_) => None,
         }
@@ -87,6 +101,10 @@ impl Entry {
         }
     }
 
+    fn is_not_admitted(&self) -> bool {
+        matches!(self, Entry::Validated { resolution: Resolution::NotAdmitted(_), .. })
+    }
+
     fn has_node_selector(&self) -> bool {
         matches!(self, Entry::Validated { declared: Ok(declared), .. } if declared.node_selector.is_some())
     }
@@ -104,6 +122,13 @@ enum Resolved {
 pub enum ObjectState {
     /// Its node selector does not select this node.
     NotSelected,
+    /// No `VirtualServicePool` admits it: never programmed here.
+    NotAdmitted {
+        /// The service it asks for.
+        key: ServiceKey,
+        /// Why (`no pool grants 192.0.2.10 to namespace team-b`).
+        reason: String,
+    },
     /// It could not be read at all.
     Unreadable {
         /// Why.
@@ -187,6 +212,10 @@ pub struct ObjectIndex {
     users: BTreeMap<ServiceRef, SmallSet<ObjectId>>,
     /// This node's labels, for node selectors; `None` until known (selectors then select nothing).
     node_labels: Option<BTreeMap<String, String>>,
+    /// Which objects may claim which keys (the pools, the namespaces' labels); open by default (files).
+    admission: Admission,
+    /// How many objects are not admitted (kept as entries change: a snapshot reads it at every pass).
+    not_admitted: usize,
     /// Counts changes that had an effect (an object, slice or label set that differs from what was there); a
     /// re-sent object (a status write, a Node heartbeat) does not move it.
     revision: u64,
@@ -264,14 +293,25 @@ impl ObjectIndex {
         self.batch(|index| selecting.iter().for_each(|id| index.refresh(id)))
     }
 
-    /// Resolves a declaration against the node's labels and the slices.
+    /// Resolves a declaration against the node's labels, the pools and the slices.
     fn resolve(&self, id: &ObjectId, declared: &Result<Box<Declared>, Rejected>) -> Resolution {
-        let Ok(declared) = declared else { return Resolution::Rejected };
+        let declared = match declared {
+            Ok(declared) => declared,
+            Err(rejected) => {
+                // An invalid object holds its key only where it may claim it: otherwise any namespace could freeze
+                // another's service with a broken object.
+                let holds = rejected.key.is_some_and(|key| self.admit(id, &key, &[]).is_ok());
+                return Resolution::Rejected { holds };
+            }
+        };
         if let Some(selector) = &declared.node_selector {
             let selected = self.node_labels.as_ref().is_some_and(|labels| selector.matches(labels));
             if !selected {
                 return Resolution::NotSelected;
             }
+        }
+        if let Err(refused) = self.admit(id, &declared.service.service.key, &explicit_targets(declared)) {
+            return Resolution::NotAdmitted(refused);
         }
         match resolve(id, declared, &self.slices) {
             Ok(service) => Resolution::Desired(Arc::new(service)),
@@ -279,7 +319,108 @@ impl ObjectIndex {
         }
     }
 
-    /// Resolves object `id` again (its slices or the node's labels changed).
+    /// Whether object `id` may claim `key` pointing at `targets`: Kubernetes objects are decided by the pools
+    /// (in `pools` mode); files are the node owner's and always admitted.
+    fn admit(
+        &self,
+        id: &ObjectId,
+        key: &ServiceKey,
+        targets: &[(std::net::IpAddr, String)],
+    ) -> Result<(), NotAdmitted> {
+        let ObjectId::Kubernetes { namespace, .. } = id else { return Ok(()) };
+        self.admission.decide(&Claim { namespace, key, targets })
+    }
+
+    /// Sets the admission mode (the agent's `--admission`, before anything is applied); re-decides every object.
+    pub fn set_admission_mode(&mut self, mode: AdmissionMode) -> Changed {
+        if self.admission.mode == mode {
+            return Changed::new();
+        }
+        self.admission.mode = mode;
+        self.revision += 1;
+        self.refresh_where(|_, _| true)
+    }
+
+    /// Replaces every pool at once (a complete re-list); `None`: the pool CRD is not installed. Re-decides every
+    /// object.
+    pub fn reset_pools(&mut self, pools: Option<BTreeMap<String, Pool>>) -> Changed {
+        if self.admission.pools == pools {
+            return Changed::new();
+        }
+        self.admission.pools = pools;
+        self.revision += 1;
+        self.refresh_where(|_, _| true)
+    }
+
+    /// Sets (or with `None` removes) one pool; re-decides only the objects it may change: those whose key the old
+    /// or the new pool grants, and those not admitted (their message may change).
+    pub fn set_pool(&mut self, name: &str, pool: Option<Pool>) -> Changed {
+        let pools = self.admission.pools.get_or_insert_with(BTreeMap::new);
+        let old = match &pool {
+            Some(pool) if pools.get(name) == Some(pool) => return Changed::new(),
+            Some(pool) => pools.insert(name.to_owned(), pool.clone()),
+            None => match pools.remove(name) {
+                Some(old) => Some(old),
+                None => return Changed::new(),
+            },
+        };
+        self.revision += 1;
+        let concerned = |key: &ServiceKey| {
+            old.as_ref().is_some_and(|p| p.grants(key)) || pool.as_ref().is_some_and(|p| p.grants(key))
+        };
+        self.refresh_where(|_, entry| match entry {
+            Entry::Validated { resolution: Resolution::NotAdmitted(_), .. } => true,
+            Entry::Validated { declared: Ok(declared), .. } => concerned(&declared.service.service.key),
+            Entry::Validated { declared: Err(rejected), .. } => rejected.key.as_ref().is_some_and(concerned),
+            Entry::Unreadable(_) => false,
+        })
+    }
+
+    /// Sets (or with `None` forgets) the labels of namespace `name`; re-decides the objects of that namespace.
+    pub fn set_namespace(&mut self, name: &str, labels: Option<Labels>) -> Changed {
+        if self.admission.namespaces.get(name) == labels.as_ref() {
+            return Changed::new();
+        }
+        match labels {
+            Some(labels) => self.admission.namespaces.insert(name.to_owned(), labels),
+            None => self.admission.namespaces.remove(name),
+        };
+        self.revision += 1;
+        self.refresh_where(|id, _| matches!(id, ObjectId::Kubernetes { namespace, .. } if namespace == name))
+    }
+
+    /// Replaces every namespace's labels at once (a complete re-list); re-decides the objects of the namespaces
+    /// whose labels changed.
+    pub fn reset_namespaces(&mut self, namespaces: BTreeMap<String, Labels>) -> Changed {
+        if self.admission.namespaces == namespaces {
+            return Changed::new();
+        }
+        let old = std::mem::replace(&mut self.admission.namespaces, namespaces);
+        self.revision += 1;
+        let fresh = &self.admission.namespaces;
+        let changed: BTreeSet<String> =
+            old.keys().chain(fresh.keys()).filter(|ns| old.get(*ns) != fresh.get(*ns)).cloned().collect();
+        self.refresh_where(|id, _| matches!(id, ObjectId::Kubernetes { namespace, .. } if changed.contains(namespace)))
+    }
+
+    /// How many objects no pool admits.
+    pub fn not_admitted(&self) -> usize {
+        self.not_admitted
+    }
+
+    /// Whether objects are decided by pools and no pool exists (nothing can be admitted): the agent says so.
+    pub fn lacks_pools(&self) -> bool {
+        self.admission.mode == AdmissionMode::Pools && !self.admission.has_pools()
+    }
+
+    /// Resolves again, as one batch, every object `pick` chooses.
+    fn refresh_where(&mut self, pick: impl Fn(&ObjectId, &Entry) -> bool) -> Changed {
+        let picked: Vec<ObjectId> =
+            self.objects.iter().filter(|(id, e)| pick(id, e)).map(|(id, _)| id.clone()).collect();
+        self.batch(|index| picked.iter().for_each(|id| index.refresh(id)))
+    }
+
+    /// Resolves object `id` again (its slices, the node's labels or its admission changed).
     fn refresh(&mut self, id: &ObjectId) {
         let Some(Entry::Validated { age, generation, declared, resolution }) = self.objects.get(id) else { return };
         let fresh = self.resolve(id, declared);
@@ -299,6 +440,7 @@ impl ObjectIndex {
     pub fn delete(&mut self, id: &ObjectId) -> Changed {
         let Some(old) = self.objects.remove(id) else { return Changed::new() };
         self.revision += 1;
+        self.not_admitted -= usize::from(old.is_not_admitted());
         self.keyless_problems.remove(id);
         self.forget_uses(id, &old);
         self.report_changed(id);
@@ -497,9 +639,18 @@ impl ObjectIndex {
                 let winner = key.and_then(|k| self.claims.get(&k)).and_then(|c| c.first()).map(|((_, w), ())| w);
                 let state = match (resolution, key) {
                     (Resolution::NotSelected, _) => ObjectState::NotSelected,
-                    (Resolution::Rejected | Resolution::Invalid(_), key) => {
-                        ObjectState::Invalid { key, errors: entry.errors().to_vec() }
-                    }
+                    (Resolution::NotAdmitted(refused), _) => match declared_key(entry) {
+                        Some(key) => ObjectState::NotAdmitted { key, reason: refused.to_string() },
+                        None => ObjectState::NotSelected,
+                    },
+                    (Resolution::Rejected { .. }, _) => ObjectState::Invalid {
+                        key: match entry {
+                            Entry::Validated { declared: Err(rejected), .. } => rejected.key,
+                            _ => key,
+                        },
+                        errors: entry.errors().to_vec(),
+                    },
+                    (Resolution::Invalid(_), key) => ObjectState::Invalid { key, errors: entry.errors().to_vec() },
                     (Resolution::Desired(_), Some(key)) if winner.is_some_and(|w| w != id) => {
                         ObjectState::Conflict { key, winner: winner.cloned().unwrap_or_else(|| id.clone()) }
                     }
@@ -542,7 +693,9 @@ impl ObjectIndex {
         } else {
             self.keyless_problems.remove(&id);
         }
+        self.not_admitted += usize::from(entry.is_not_admitted());
         if let Some(old) = self.objects.remove(&id) {
+            self.not_admitted -= usize::from(old.is_not_admitted());
             self.forget_uses(&id, &old);
             if let Some(old_key) = old.key() {
                 self.note(&mut changes, old_key);
@@ -625,6 +778,22 @@ impl ObjectIndex {
         }
         self.held.get(key).map(|id| Resolved::Held(id.clone()))
     }
+}
+
+/// The key a valid declaration names, whatever it resolves to here.
+fn declared_key(entry: &Entry) -> Option<ServiceKey> {
+    match entry {
+        Entry::Validated { declared: Ok(declared), .. } => Some(declared.service.service.key),
+        _ => None,
+    }
+}
+
+/// Where a declaration points explicitly, for the pools' `backendCIDRs`: its static backends and its sorry server
+/// (backends from `backendsFrom` are its own namespace's endpoints).
+fn explicit_targets(declared: &Declared) -> Vec<(std::net::IpAddr, String)> {
+    let backends = declared.service.dests.keys().map(|dest| (dest.addr, "backend".to_owned()));
+    let sorry = declared.service.health.as_ref().and_then(|h| h.sorry_server.as_ref());
+    backends.chain(sorry.map(|s| (s.key.addr, "sorry server".to_owned()))).collect()
 }
 
 /// The resolution of keys before a change, to report only the keys whose resolution really changed.

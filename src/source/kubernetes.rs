@@ -4,22 +4,29 @@
 //! Objects are converted at the border ([`SourceObject`], [`Slice`], the node's labels); nothing of the API types is
 //! kept. A watcher's (re-)list arrives as `Init`, `InitApply`..., `InitDone`: the listed objects are buffered and
 //! replace everything of their kind at `InitDone` (objects deleted while the watch was down disappear only then, and
-//! never before the whole list is in). The state is marked ready once all three kinds have been listed, so the agent
+//! never before the whole list is in). The state is marked ready once every kind has been listed, so the agent
 //! never passes on a partial view (which would delete live services).
+//!
+//! In `pools` admission mode two more kinds are watched: `VirtualServicePool`s and Namespaces (their labels, for
+//! the pools' `namespaceSelector`). A pool list answered 404 means the pool CRD is not installed: nothing is
+//! admitted, and the state may still become ready (the agent stays up and says why); the watcher keeps trying, and
+//! the pools count from the first list that succeeds. Any other failure changes nothing.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tracing::{info, warn};
 
+use super::admission::{AdmissionMode, Labels, Pool};
 use super::desired::DesiredState;
 use super::endpoints::{ServiceRef, ServiceSlices, Slice};
+use crate::api::pool::VirtualServicePool;
 use crate::api::v1alpha1::NodeStatus;
 use crate::api::{SourceObject, VirtualService};
 use crate::model::Family;
@@ -36,7 +43,20 @@ pub enum KubeEvent {
     Slice(Box<Event<EndpointSlice>>),
     /// An event of this node's Node.
     Node(Box<Event<Node>>),
+    /// A VirtualServicePool event (`pools` admission).
+    Pool(Box<Event<VirtualServicePool>>),
+    /// The pool list was answered 404: the VirtualServicePool CRD is not installed.
+    PoolsMissing,
+    /// A Namespace event (`pools` admission: the labels of namespaces).
+    Namespace(Box<Event<Namespace>>),
 }
+
+/// Which kinds have been listed, by index in [`KubeFeed::listed`].
+const OBJECTS: usize = 0;
+const SLICES: usize = 1;
+const NODE: usize = 2;
+const POOLS: usize = 3;
+const NAMESPACES: usize = 4;
 
 /// Applies watcher events to the desired state.
 pub struct KubeFeed {
@@ -46,8 +66,13 @@ pub struct KubeFeed {
     listing_objects: Option<Vec<SourceObject>>,
     listing_slices: Option<BTreeMap<ServiceRef, ServiceSlices>>,
     listing_node: Option<Option<BTreeMap<String, String>>>,
-    /// Which kinds have been listed at least once: objects, slices, node.
-    listed: [bool; 3],
+    listing_pools: Option<BTreeMap<String, Pool>>,
+    listing_namespaces: Option<BTreeMap<String, Labels>>,
+    /// Which kinds have been listed at least once: objects, slices, node, pools, namespaces (the last two only
+    /// matter in `pools` admission, and count as listed otherwise).
+    listed: [bool; 5],
+    /// Whether the pools are known to be missing (so that it is logged once, not at every retry).
+    pools_missing: bool,
     /// This node's entry in each object's status (for the status writer).
     reported: Reported,
 }
@@ -102,9 +127,21 @@ impl KubeFeed {
             listing_objects: None,
             listing_slices: None,
             listing_node: None,
-            listed: [false; 3],
+            listing_pools: None,
+            listing_namespaces: None,
+            listed: [false, false, false, true, true],
+            pools_missing: false,
             reported: Reported::default(),
         }
+    }
+
+    /// Decides objects by `mode` (`pools`: the feed waits for the pools and namespaces to be listed too).
+    pub fn with_admission(mut self, mode: AdmissionMode) -> Self {
+        self.state.update(|index| (index.set_admission_mode(mode), ()));
+        let pools = mode == AdmissionMode::Pools;
+        self.listed[POOLS] = !pools;
+        self.listed[NAMESPACES] = !pools;
+        self
     }
 
     /// This node's entry in each object's status, kept up to date by this feed.
@@ -143,9 +180,12 @@ impl KubeFeed {
             KubeEvent::VirtualService(e) => self.on_virtual_service(*e),
             KubeEvent::Slice(e) => self.on_slice(*e),
             KubeEvent::Node(e) => self.on_node(*e),
+            KubeEvent::Pool(e) => self.on_pool(*e),
+            KubeEvent::PoolsMissing => self.on_pools_missing(),
+            KubeEvent::Namespace(e) => self.on_namespace(*e),
         }
         if self.listed.iter().all(|l| *l) && !self.state.is_ready() {
-            info!("VirtualServices, EndpointSlices and the Node are listed: reconciling");
+            info!("every watched kind is listed: reconciling");
             self.state.mark_ready();
         }
     }
@@ -162,7 +202,7 @@ impl KubeFeed {
             Event::InitDone => {
                 let objects = self.listing_objects.take().unwrap_or_default();
                 self.state.update(|index| (index.reset(objects, Vec::new()), ()));
-                self.listed[0] = true;
+                self.listed[OBJECTS] = true;
             }
             Event::Apply(object) => {
                 let converted = object_of(&object);
@@ -193,7 +233,7 @@ impl KubeFeed {
             Event::InitDone => {
                 let slices = self.listing_slices.take().unwrap_or_default();
                 self.state.update(|index| (index.reset_slices(slices), ()));
-                self.listed[1] = true;
+                self.listed[SLICES] = true;
             }
             Event::Apply(slice) => {
                 if let Some((service, name, slice)) = slice_of(&slice) {
@@ -222,16 +262,92 @@ impl KubeFeed {
                     );
                 }
                 self.set_labels(node);
-                self.listed[2] = true;
+                self.listed[NODE] = true;
             }
             Event::Apply(node) => self.set_labels(Some(labels(&node))),
             Event::Delete(_) => self.set_labels(None),
         }
     }
 
+    fn on_pool(&mut self, event: Event<VirtualServicePool>) {
+        match event {
+            Event::Init => self.listing_pools = Some(BTreeMap::new()),
+            Event::InitApply(pool) => {
+                let (name, pool) = pool_of(&pool);
+                self.listing_pools.get_or_insert_with(BTreeMap::new).insert(name, pool);
+            }
+            Event::InitDone => {
+                let pools = self.listing_pools.take().unwrap_or_default();
+                if pools.is_empty() {
+                    warn!("no VirtualServicePool exists: with --admission pools no VirtualService is programmed");
+                } else if self.pools_missing {
+                    info!(pools = pools.len(), "VirtualServicePools are listed: admitting what they grant");
+                }
+                self.pools_missing = false;
+                self.state.update(|index| (index.reset_pools(Some(pools)), ()));
+                self.listed[POOLS] = true;
+            }
+            Event::Apply(pool) => {
+                let (name, pool) = pool_of(&pool);
+                self.state.update(|index| (index.set_pool(&name, Some(pool)), ()));
+            }
+            Event::Delete(pool) => {
+                let name = pool.metadata.name.clone().unwrap_or_default();
+                self.state.update(|index| (index.set_pool(&name, None), ()));
+            }
+        }
+    }
+
+    /// The pool CRD is not installed (a list answered 404): nothing is admitted, which is a complete view.
+    fn on_pools_missing(&mut self) {
+        if !self.pools_missing {
+            warn!(
+                "the VirtualServicePool CRD is not installed: with --admission pools no VirtualService is programmed \
+                 until it and a pool exist (kubectl apply -k crds/)"
+            );
+        }
+        self.pools_missing = true;
+        self.listing_pools = None;
+        self.state.update(|index| (index.reset_pools(None), ()));
+        self.listed[POOLS] = true;
+    }
+
+    fn on_namespace(&mut self, event: Event<Namespace>) {
+        let labels = |ns: &Namespace| ns.metadata.labels.clone().unwrap_or_default();
+        let name = |ns: &Namespace| ns.metadata.name.clone().unwrap_or_default();
+        match event {
+            Event::Init => self.listing_namespaces = Some(BTreeMap::new()),
+            Event::InitApply(ns) => {
+                self.listing_namespaces.get_or_insert_with(BTreeMap::new).insert(name(&ns), labels(&ns));
+            }
+            Event::InitDone => {
+                let namespaces = self.listing_namespaces.take().unwrap_or_default();
+                self.state.update(|index| (index.reset_namespaces(namespaces), ()));
+                self.listed[NAMESPACES] = true;
+            }
+            Event::Apply(ns) => {
+                let (name, labels) = (name(&ns), labels(&ns));
+                self.state.update(|index| (index.set_namespace(&name, Some(labels)), ()));
+            }
+            Event::Delete(ns) => {
+                let name = name(&ns);
+                self.state.update(|index| (index.set_namespace(&name, None), ()));
+            }
+        }
+    }
+
     fn set_labels(&mut self, labels: Option<BTreeMap<String, String>>) {
         self.state.update(|index| (index.set_node_labels(labels), ()));
     }
+}
+
+/// A pool as admission takes it; what cannot be read of it grants nothing and is logged.
+pub fn pool_of(pool: &VirtualServicePool) -> (String, Pool) {
+    let (converted, problems) = Pool::from_resource(pool);
+    for problem in problems {
+        warn!("{problem} (it grants nothing)");
+    }
+    (converted.name.clone(), converted)
 }
 
 /// A VirtualService as the index takes it.
@@ -296,13 +412,20 @@ impl KubeEvent {
             KubeEvent::VirtualService(e) if matches!(**e, Event::Init) => Some("virtualservices"),
             KubeEvent::Slice(e) if matches!(**e, Event::Init) => Some("endpointslices"),
             KubeEvent::Node(e) if matches!(**e, Event::Init) => Some("nodes"),
+            KubeEvent::Pool(e) if matches!(**e, Event::Init) => Some("virtualservicepools"),
+            KubeEvent::Namespace(e) if matches!(**e, Event::Init) => Some("namespaces"),
             _ => None,
         }
     }
 }
 
-/// The three watchers, merged. Each retries with backoff on its own; errors are yielded for logging.
-pub fn watch(client: Client, node_name: &str) -> impl Stream<Item = Result<KubeEvent, WatchError>> + Send {
+/// The watchers, merged: VirtualServices, EndpointSlices and the Node, and in `pools` admission the pools and the
+/// Namespaces. Each retries with backoff on its own; errors are yielded for logging.
+pub fn watch(
+    client: Client,
+    node_name: &str,
+    admission: AdmissionMode,
+) -> impl Stream<Item = Result<KubeEvent, WatchError>> + Send {
     let objects = watcher::watcher(Api::<VirtualService>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .map(|e| e.map(|e| KubeEvent::VirtualService(Box::new(e))).map_err(|e| ("virtualservices", e)));
@@ -313,12 +436,39 @@ pub fn watch(client: Client, node_name: &str) -> impl Stream<Item = Result<KubeE
     .default_backoff()
     .map(|e| e.map(|e| KubeEvent::Slice(Box::new(e))).map_err(|e| ("endpointslices", e)));
     let node = watcher::watcher(
-        Api::<Node>::all(client),
+        Api::<Node>::all(client.clone()),
         watcher::Config::default().fields(&format!("metadata.name={node_name}")),
     )
     .default_backoff()
     .map(|e| e.map(|e| KubeEvent::Node(Box::new(e))).map_err(|e| ("nodes", e)));
-    futures::stream::select_all([objects.boxed(), slices.boxed(), node.boxed()])
+    let mut streams = vec![objects.boxed(), slices.boxed(), node.boxed()];
+    if admission == AdmissionMode::Pools {
+        let pools = watcher::watcher(Api::<VirtualServicePool>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .map(|e| match e {
+                Ok(e) => Ok(KubeEvent::Pool(Box::new(e))),
+                Err(e) if is_not_found(&e) => Ok(KubeEvent::PoolsMissing),
+                Err(e) => Err((POOLS_RESOURCE, e)),
+            });
+        let namespaces = watcher::watcher(Api::<Namespace>::all(client), watcher::Config::default())
+            .default_backoff()
+            .map(|e| e.map(|e| KubeEvent::Namespace(Box::new(e))).map_err(|e| ("namespaces", e)));
+        streams.push(pools.boxed());
+        streams.push(namespaces.boxed());
+    }
+    futures::stream::select_all(streams)
+}
+
+/// The resource name of the pools, in logs and metrics.
+const POOLS_RESOURCE: &str = "virtualservicepools";
+
+/// Whether a list failed because the resource does not exist (its CRD is not installed).
+fn is_not_found(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status.code == 404,
+        _ => false,
+    }
 }
 
 /// Follows the cluster until the streams end (they do not, short of a panic in kube). `api` hears of every event
@@ -327,14 +477,15 @@ pub fn watch(client: Client, node_name: &str) -> impl Stream<Item = Result<KubeE
 pub async fn follow(
     client: Client,
     node_name: String,
+    admission: AdmissionMode,
     state: DesiredState,
     reported: Reported,
     api: impl Fn(ApiSignal) + Send,
 ) {
-    let mut feed = KubeFeed::new(state, node_name.clone());
+    let mut feed = KubeFeed::new(state, node_name.clone()).with_admission(admission);
     feed.reported = reported;
     let mut listed: Vec<&'static str> = Vec::new();
-    let mut events = std::pin::pin!(watch(client, &node_name));
+    let mut events = std::pin::pin!(watch(client, &node_name, admission));
     while let Some(event) = events.next().await {
         match event {
             Ok(event) => {

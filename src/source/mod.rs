@@ -14,6 +14,7 @@
 //! - [`DesiredState`] (in `desired.rs`): the index shared between the sources and the agent, with the keys
 //!   changed since the agent last looked.
 
+pub mod admission;
 mod desired;
 pub mod endpoints;
 pub mod file;

@@ -1,6 +1,7 @@
 //! The Kubernetes agent process end to end: the real binary, the real kernel (a fresh network namespace), and a
 //! stateful stand-in for the API server that the test starts (`tests/kube-fake/apiserver.py`: list/watch of
-//! VirtualServices, EndpointSlices and Nodes, server-side apply of status with per-manager list-map entries).
+//! VirtualServices, EndpointSlices, Nodes, VirtualServicePools and Namespaces, server-side apply of status with
+//! per-manager list-map entries, a kind whose CRD is missing, an outage).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -62,10 +63,28 @@ impl FakeApi {
         self.request("DELETE", &format!("/control/{kind}/{namespace}/{name}"), None);
     }
 
+    /// Makes `kind` answer 404, as when its CRD is not installed (or installs it again).
+    fn hide(&self, kind: &str, hidden: bool) {
+        self.request("PUT", &format!("/control/hidden/{kind}"), Some(&json!({"hidden": hidden})));
+    }
+
+    /// Takes the API down (every request 503, every watch ended) or brings it back.
+    fn outage(&self, down: bool) {
+        self.request("PUT", "/control/outage", Some(&json!({"outage": down})));
+    }
+
     /// The last status entry list sent for `prod/<name>` by this node's manager, if any was sent.
     fn last_status(&self, name: &str) -> Option<Value> {
+        self.last_status_in("prod", name)
+    }
+
+    /// The last status entry list sent for `<namespace>/<name>` by this node's manager, if any was sent.
+    fn last_status_in(&self, namespace: &str, name: &str) -> Option<Value> {
         let patches = self.request("GET", "/control/patches", None);
-        let mut mine = patches.as_array()?.iter().filter(|p| p["name"] == name && p["manager"] == "ipvs-reconciler/n1");
+        let mut mine = patches
+            .as_array()?
+            .iter()
+            .filter(|p| p["namespace"] == namespace && p["name"] == name && p["manager"] == "ipvs-reconciler/n1");
         mine.next_back().map(|p| p["body"]["status"]["nodes"].clone())
     }
 
@@ -150,7 +169,7 @@ fn the_agent_programs_what_selects_its_node_follows_endpoints_and_reports_status
     let log = std::fs::File::create(work.path("agent.log")).unwrap();
     let child = ns
         .cli_command(&["agent", "--node-name", "n1", "--state", path_str(&work.state()), "--quiet-ms", "100"])
-        .args(["--resync-seconds", "5", "--listen", "127.0.0.1:19469"])
+        .args(["--resync-seconds", "5", "--listen", "127.0.0.1:19469", "--admission", "open"])
         .args(["--director-config", path_str(&director)])
         .env("KUBECONFIG", api.kubeconfig(&work))
         .stdout(log.try_clone().unwrap())
@@ -285,4 +304,134 @@ fn the_agent_programs_what_selects_its_node_follows_endpoints_and_reports_status
     });
     assert_eq!(code, Some(0), "{}", log_text());
     assert_eq!(ns.saved_rules(), fourth, "SIGTERM changed the table");
+}
+
+fn pool(name: &str, addresses: &[&str], namespaces: &[&str]) -> Value {
+    json!({"metadata": {"name": name}, "spec": {"addresses": addresses, "namespaces": namespaces}})
+}
+
+fn namespace(name: &str, labels: Value) -> Value {
+    json!({"metadata": {"name": name, "labels": labels}})
+}
+
+fn in_namespace(namespace: &str, name: &str, spec: Value) -> Value {
+    json!({"metadata": {"name": name, "namespace": namespace, "creationTimestamp": "2026-01-01T00:00:00Z"},
+           "spec": spec})
+}
+
+/// `--admission pools` (the default): only what a VirtualServicePool grants an object's namespace is programmed
+/// and bound, in the real kernel; the rest reads NotAdmitted. Pools and namespace labels are followed, and an API
+/// outage removes nothing.
+#[test]
+fn the_agent_programs_only_what_a_pool_admits_and_follows_the_pools() {
+    let ns = Netns::new("pools");
+    let work = Workdir::new();
+    let api = FakeApi::start(&work);
+    api.hide("virtualservicepools", true);
+    api.put("nodes", node("lb"));
+    api.put("namespaces", namespace("prod", json!({})));
+    api.put("namespaces", namespace("team-b", json!({})));
+    let web = json!({"address": "192.0.2.60", "port": 80, "drainTimeoutSeconds": 0,
+        "backends": [{"address": "10.0.0.5"}]});
+    api.put("virtualservices", in_namespace("prod", "web", web));
+    let other = json!({"address": "192.0.2.61", "port": 80, "drainTimeoutSeconds": 0,
+        "backends": [{"address": "10.0.0.6"}]});
+    api.put("virtualservices", in_namespace("team-b", "other", other));
+
+    let log = std::fs::File::create(work.path("agent.log")).unwrap();
+    // No --admission: pools is the default.
+    let child = ns
+        .cli_command(&["agent", "--node-name", "n1", "--state", path_str(&work.state()), "--quiet-ms", "100"])
+        .args(["--resync-seconds", "5", "--listen", "127.0.0.1:19470"])
+        .env("KUBECONFIG", api.kubeconfig(&work))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _guard = KillOnDrop(Some(child));
+    let log_text = || std::fs::read_to_string(work.path("agent.log")).unwrap_or_default();
+    let table_is = |want: &[String]| {
+        let rules = ns.saved_rules();
+        if rules == want { Ok(()) } else { Err(format!("{}\n--- agent log\n{}", rules.join("\n"), log_text())) }
+    };
+    let status_is =
+        |namespace: &str, name: &str, check: &dyn Fn(&Value) -> bool| match api.last_status_in(namespace, name) {
+            Some(nodes) if check(&nodes) => Ok(()),
+            other => Err(format!("{namespace}/{name}: {other:?}\n--- agent log\n{}", log_text())),
+        };
+    let not_admitted = |nodes: &Value, why: &str| {
+        nodes[0]["programmed"] == false
+            && nodes[0]["reason"] == "NotAdmitted"
+            && nodes[0]["message"].as_str().is_some_and(|m| m.contains(why))
+    };
+
+    // The pool CRD is not installed: the agent stays up (ready), programs nothing and says why.
+    eventually(PATIENCE, "status: web not admitted, the CRD missing", || {
+        status_is("prod", "web", &|n| not_admitted(n, "VirtualServicePool CRD is not installed"))
+    });
+    eventually(PATIENCE, "the agent is ready", || {
+        let ready = http_get(19470, "/readyz");
+        if ready.starts_with("HTTP/1.1 200") { Ok(()) } else { Err(ready) }
+    });
+    table_is(&[]).unwrap();
+    assert!(!ns.addresses_of("ipvs0").contains("192.0.2.6"), "nothing bound: {}", ns.addresses_of("ipvs0"));
+    let metrics = http_get(19470, "/metrics");
+    assert!(metrics.contains("ipvs_reconciler_admission_no_pool 1"), "{metrics}");
+    assert!(log_text().contains("VirtualServicePool CRD is not installed"), "{}", log_text());
+
+    // The CRD and a pool for prod appear: web is programmed and bound; team-b's object is still refused.
+    api.hide("virtualservicepools", false);
+    api.put("virtualservicepools", pool("edge", &["192.0.2.60/32"], &["prod"]));
+    let web_rules = sorted(&["-A -t 192.0.2.60:80 -s wlc", "-a -t 192.0.2.60:80 -r 10.0.0.5:80 -m -w 1"]);
+    eventually(PATIENCE, "a pool admits web", || table_is(&web_rules));
+    eventually(PATIENCE, "web's VIP is bound", || {
+        let vips = ns.addresses_of("ipvs0");
+        if vips.contains("inet 192.0.2.60/32") && !vips.contains("192.0.2.61") { Ok(()) } else { Err(vips) }
+    });
+    eventually(PATIENCE, "status: other not admitted, naming address and namespace", || {
+        status_is("team-b", "other", &|n| not_admitted(n, "no pool grants 192.0.2.61 to namespace team-b"))
+    });
+    eventually(PATIENCE, "status: web programmed", || status_is("prod", "web", &|n| n[0]["programmed"] == true));
+    let events = api.request("GET", "/control/events", None);
+    let refused: Vec<&Value> = events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["regarding"]["name"] == "other" && e["reason"] == "NotAdmitted")
+        .collect();
+    assert_eq!(refused.len(), 1, "one Event for the refusal: {events}");
+
+    // A pool that selects namespaces by label, and team-b gets the label: other is admitted.
+    let by_label = json!({"metadata": {"name": "tier"}, "spec": {"addresses": ["192.0.2.61/32"],
+        "namespaceSelector": {"matchLabels": {"tier": "edge"}}}});
+    api.put("virtualservicepools", by_label);
+    std::thread::sleep(Duration::from_secs(2));
+    table_is(&web_rules).unwrap();
+    api.put("namespaces", namespace("team-b", json!({"tier": "edge"})));
+    let both = sorted(&[
+        "-A -t 192.0.2.60:80 -s wlc",
+        "-a -t 192.0.2.60:80 -r 10.0.0.5:80 -m -w 1",
+        "-A -t 192.0.2.61:80 -s wlc",
+        "-a -t 192.0.2.61:80 -r 10.0.0.6:80 -m -w 1",
+    ]);
+    eventually(PATIENCE, "the namespace's label admits other", || table_is(&both));
+
+    // A pool edit that revokes web's address removes its service, then its VIP.
+    api.put("virtualservicepools", pool("edge", &["198.51.100.0/24"], &["prod"]));
+    let other_rules = sorted(&["-A -t 192.0.2.61:80 -s wlc", "-a -t 192.0.2.61:80 -r 10.0.0.6:80 -m -w 1"]);
+    eventually(PATIENCE, "the revoked service leaves the kernel", || table_is(&other_rules));
+    eventually(PATIENCE, "and its VIP leaves ipvs0", || {
+        let vips = ns.addresses_of("ipvs0");
+        if !vips.contains("192.0.2.60/") && vips.contains("inet 192.0.2.61/32") { Ok(()) } else { Err(vips) }
+    });
+
+    // The API goes down and the "tier" pool is deleted meanwhile: nothing is removed (a resync passes too) ...
+    api.outage(true);
+    api.delete("virtualservicepools", "-", "tier");
+    std::thread::sleep(Duration::from_secs(8));
+    table_is(&other_rules).unwrap();
+    assert!(ns.addresses_of("ipvs0").contains("inet 192.0.2.61/32"));
+    // ... until the API answers again.
+    api.outage(false);
+    eventually(PATIENCE, "the pool's deletion is seen once the API is back", || table_is(&[]));
 }

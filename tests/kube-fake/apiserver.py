@@ -4,10 +4,13 @@
 No kube-apiserver can be installed here, so the test starts this instead. It serves exactly what the agent uses,
 with the API's semantics for them:
   - list and watch (JSON lines, close-delimited) of VirtualServices in all namespaces, of EndpointSlices (label
-    selector: the key must exist) and of Nodes (field selector metadata.name=NAME), with resourceVersions;
+    selector: the key must exist), of Nodes (field selector metadata.name=NAME), of VirtualServicePools and of
+    Namespaces, with resourceVersions;
   - server-side apply of virtualservices/status: the entries of `status.nodes` are merged by nodeName, each owned
     by the field manager that sent it (an entry its manager stops sending is removed), as the list-map does.
-The test drives it through /control/...: PUT an object (ADDED or MODIFIED), DELETE one, GET the status patches.
+The test drives it through /control/...: PUT an object (ADDED or MODIFIED), DELETE one, GET the status patches;
+PUT /control/hidden/<kind> {"hidden": true} answers that kind 404 (its CRD is not installed); PUT /control/outage
+{"outage": true} answers every API request 503 and ends every watch (the API server is down).
 
 Usage: apiserver.py PORT_FILE   (binds 127.0.0.1 on a free port and writes the port to PORT_FILE)
 Stops when its standard input closes (the test's child handle drops) or on SIGTERM.
@@ -24,12 +27,18 @@ KINDS = {
     "virtualservices": ("ipvs.dev/v1alpha1", "VirtualService"),
     "endpointslices": ("discovery.k8s.io/v1", "EndpointSlice"),
     "nodes": ("v1", "Node"),
+    "virtualservicepools": ("ipvs.dev/v1alpha1", "VirtualServicePool"),
+    "namespaces": ("v1", "Namespace"),
 }
 PATHS = {
     "/apis/ipvs.dev/v1alpha1/virtualservices": "virtualservices",
     "/apis/discovery.k8s.io/v1/endpointslices": "endpointslices",
     "/api/v1/nodes": "nodes",
+    "/apis/ipvs.dev/v1alpha1/virtualservicepools": "virtualservicepools",
+    "/api/v1/namespaces": "namespaces",
 }
+hidden = set()  # kinds answered 404, as when their CRD is not installed
+outage = [False]  # every API request answered 503, every watch ended
 
 lock = threading.Condition()
 objects = {kind: {} for kind in KINDS}  # kind -> (namespace, name) -> object
@@ -96,7 +105,9 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 return self.reply(200, recorded_events)
         kind = PATHS.get(url.path)
-        if kind is None:
+        if outage[0]:
+            return self.reply(503, {"kind": "Status", "status": "Failure", "reason": "ServiceUnavailable", "code": 503})
+        if kind is None or kind in hidden:
             return self.reply(404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404})
         api_version, kind_name = KINDS[kind]
         if query.get("watch", ["false"])[0] in ("true", "1"):
@@ -117,7 +128,7 @@ class Handler(BaseHTTPRequestHandler):
         deadline = threading.Event()
         threading.Timer(timeout, deadline.set).start()
         try:
-            while not deadline.is_set():
+            while not deadline.is_set() and not outage[0]:
                 with lock:
                     # Only the events after `sent` are looked at: a wake-up costs what it delivers, not the whole
                     # history (which would make the fake, not the agent, slower at 10,000 objects).
@@ -137,6 +148,15 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
     def do_PUT(self):
+        if self.path.startswith("/control/hidden/"):
+            kind = self.path.removeprefix("/control/hidden/")
+            (hidden.add if self.body().get("hidden") else hidden.discard)(kind)
+            return self.reply(200, sorted(hidden))
+        if self.path == "/control/outage":
+            with lock:
+                outage[0] = bool(self.body().get("outage"))
+                lock.notify_all()
+            return self.reply(200, {"outage": outage[0]})
         # /control/<kind>: create or replace an object.
         kind = self.path.removeprefix("/control/")
         obj = self.body()
@@ -168,6 +188,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         # /apis/events.k8s.io/v1/namespaces/<ns>/events: Events are recorded, nothing else.
+        if outage[0]:
+            return self.reply(503, {"kind": "Status", "code": 503})
         parts = urllib.parse.urlparse(self.path).path.split("/")
         if len(parts) != 7 or parts[1:4] != ["apis", "events.k8s.io", "v1"] or parts[6] != "events":
             return self.reply(404, {"kind": "Status", "code": 404})
@@ -182,6 +204,8 @@ class Handler(BaseHTTPRequestHandler):
         query = urllib.parse.parse_qs(url.query)
         parts = url.path.split("/")
         # /apis/ipvs.dev/v1alpha1/namespaces/<ns>/virtualservices/<name>/status
+        if outage[0]:
+            return self.reply(503, {"kind": "Status", "code": 503})
         if len(parts) != 9 or parts[6] != "virtualservices" or parts[8] != "status":
             return self.reply(404, {"kind": "Status", "code": 404})
         namespace, name = parts[5], parts[7]

@@ -103,6 +103,24 @@ async fn metrics_count_passes_operations_and_state() {
     }
 }
 
+#[tokio::test]
+async fn objects_not_admitted_and_the_lack_of_pools_are_exported() {
+    let metrics = Metrics::new(Duration::from_secs(60));
+    let ok: Result<PassReport<FakeError>, PassError<FakeError>> = Ok(PassReport::default());
+    let lacking = Snapshot { not_admitted: 3, lacks_pools: true, ..Snapshot::default() };
+    metrics.pass(&record(&lacking, &ok), Duration::from_millis(3), 0);
+    let (_, text) = get(&metrics, "/metrics").await;
+    for line in ["ipvs_reconciler_objects_not_admitted 3", "ipvs_reconciler_admission_no_pool 1"] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    let admitted = Snapshot::default();
+    metrics.pass(&record(&admitted, &ok), Duration::from_millis(3), 0);
+    let (_, text) = get(&metrics, "/metrics").await;
+    for line in ["ipvs_reconciler_objects_not_admitted 0", "ipvs_reconciler_admission_no_pool 0"] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+}
+
 /// Answers every check: refused for port 1, up otherwise, after 3 ms.
 struct Scripted;
 

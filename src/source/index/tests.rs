@@ -451,3 +451,5 @@ fn each_object_reports_what_became_of_it() {
     assert!(matches!(&reports["d/bad"].state, ObjectState::Invalid { key: Some(_), errors } if errors.len() == 2));
     assert_eq!(reports["d/elsewhere"].state, ObjectState::NotSelected);
 }
+
+mod admission;

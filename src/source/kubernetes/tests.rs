@@ -5,6 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::*;
 use crate::model::ServiceKey;
+use crate::source::{ObjectIndex, ObjectState};
 
 fn vs(name: &str, yaml: &str) -> VirtualService {
     let mut object = VirtualService::new(name, serde_yaml::from_str(yaml).unwrap());
@@ -225,6 +226,105 @@ fn the_feed_tracks_which_objects_hold_an_entry_of_this_node() {
 }
 
 /// The real watchers (kube-runtime) against kube's tower-test mock: what the agent does when the API fails.
+fn pool(name: &str, cidr: &str, namespaces: &[&str]) -> VirtualServicePool {
+    let spec = crate::api::pool::VirtualServicePoolSpec {
+        addresses: vec![cidr.to_owned()],
+        namespaces: namespaces.iter().map(|n| (*n).to_owned()).collect(),
+        ..Default::default()
+    };
+    VirtualServicePool::new(name, spec)
+}
+
+fn namespace(name: &str, labels: &[(&str, &str)]) -> Namespace {
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    }
+}
+
+fn list_pools(feed: &mut KubeFeed, pools: Vec<VirtualServicePool>) {
+    feed.on_event(KubeEvent::Pool(Box::new(Event::Init)));
+    for p in pools {
+        feed.on_event(KubeEvent::Pool(Box::new(Event::InitApply(p))));
+    }
+    feed.on_event(KubeEvent::Pool(Box::new(Event::InitDone)));
+}
+
+fn list_namespaces(feed: &mut KubeFeed, namespaces: Vec<Namespace>) {
+    feed.on_event(KubeEvent::Namespace(Box::new(Event::Init)));
+    for n in namespaces {
+        feed.on_event(KubeEvent::Namespace(Box::new(Event::InitApply(n))));
+    }
+    feed.on_event(KubeEvent::Namespace(Box::new(Event::InitDone)));
+}
+
+const STATIC_WEB: &str = "address: 192.0.2.1\nport: 80\nbackends: [{address: 10.0.0.1}]\n";
+
+fn services(state: &DesiredState) -> usize {
+    state.with_index(|index| index.table().services.len())
+}
+
+#[test]
+fn in_pools_mode_the_state_waits_for_the_pools_and_namespaces_and_admits_what_they_grant() {
+    let state = DesiredState::new();
+    let mut feed = KubeFeed::new(state.clone(), "n1").with_admission(AdmissionMode::Pools);
+    list(&mut feed, vec![vs("web", STATIC_WEB)], Vec::new(), &[]);
+    assert!(!state.is_ready(), "pools and namespaces are not listed yet");
+    list_pools(&mut feed, vec![pool("edge", "192.0.2.0/24", &["prod"])]);
+    assert!(!state.is_ready(), "namespaces are not listed yet");
+    list_namespaces(&mut feed, vec![namespace("prod", &[])]);
+    assert!(state.is_ready());
+    assert_eq!(services(&state), 1);
+    // The pool is narrowed: the object is no longer admitted.
+    feed.on_event(KubeEvent::Pool(Box::new(Event::Apply(pool("edge", "198.51.100.0/24", &["prod"])))));
+    assert_eq!(services(&state), 0);
+    assert_eq!(state.with_index(ObjectIndex::not_admitted), 1);
+    // Another pool grants it by label once the namespace has the label.
+    let mut labelled = pool("tier", "192.0.2.0/24", &[]);
+    labelled.spec.namespace_selector = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+        match_labels: Some([("tier".to_owned(), "edge".to_owned())].into()),
+        match_expressions: None,
+    });
+    feed.on_event(KubeEvent::Pool(Box::new(Event::Apply(labelled))));
+    assert_eq!(services(&state), 0);
+    feed.on_event(KubeEvent::Namespace(Box::new(Event::Apply(namespace("prod", &[("tier", "edge")])))));
+    assert_eq!(services(&state), 1);
+    feed.on_event(KubeEvent::Pool(Box::new(Event::Delete(pool("tier", "192.0.2.0/24", &[])))));
+    assert_eq!(services(&state), 0);
+}
+
+#[test]
+fn a_missing_pool_crd_is_a_complete_view_that_admits_nothing() {
+    let state = DesiredState::new();
+    let mut feed = KubeFeed::new(state.clone(), "n1").with_admission(AdmissionMode::Pools);
+    list(&mut feed, vec![vs("web", STATIC_WEB)], Vec::new(), &[]);
+    list_namespaces(&mut feed, vec![namespace("prod", &[])]);
+    feed.on_event(KubeEvent::PoolsMissing);
+    assert!(state.is_ready(), "the agent stays up and says why");
+    assert_eq!(services(&state), 0);
+    let reports = state.with_index(ObjectIndex::reports);
+    assert!(
+        matches!(&reports[0].state, ObjectState::NotAdmitted { reason, .. } if reason.contains("CRD is not installed")),
+        "{reports:?}"
+    );
+    // The CRD and a pool appear.
+    list_pools(&mut feed, vec![pool("edge", "192.0.2.0/24", &["prod"])]);
+    assert_eq!(services(&state), 1);
+}
+
+#[test]
+fn in_open_mode_pools_are_not_waited_for() {
+    let state = DesiredState::new();
+    let mut feed = KubeFeed::new(state.clone(), "n1").with_admission(AdmissionMode::Open);
+    list(&mut feed, vec![vs("web", STATIC_WEB)], Vec::new(), &[]);
+    assert!(state.is_ready());
+    assert_eq!(services(&state), 1);
+}
+
 mod against_a_mock_api {
     use std::time::Duration;
 
@@ -263,8 +363,9 @@ mod against_a_mock_api {
             let mut hanging = Vec::new();
             while let Some((request, send)) = handle.next_request().await {
                 let uri = request.uri().to_string();
-                let kind =
-                    ["virtualservices", "endpointslices", "nodes"].into_iter().find(|k| uri.contains(k)).unwrap_or("?");
+                // The pools' path contains "virtualservices": it is looked for first.
+                let kinds = ["virtualservicepools", "virtualservices", "endpointslices", "nodes", "namespaces"];
+                let kind = kinds.into_iter().find(|k| uri.contains(k)).unwrap_or("?");
                 let watch = uri.contains("watch=true");
                 let n = counts.entry((kind, watch)).or_insert(0usize);
                 *n += 1;
@@ -302,11 +403,18 @@ mod against_a_mock_api {
         let errors = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = std::sync::Arc::clone(&errors);
         let client = Client::new(service, "default");
-        tokio::spawn(follow(client, "n1".to_owned(), state.clone(), Reported::default(), move |event| {
-            if matches!(event, ApiSignal::Failed(_)) {
-                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-        }));
+        tokio::spawn(follow(
+            client,
+            "n1".to_owned(),
+            AdmissionMode::Open,
+            state.clone(),
+            Reported::default(),
+            move |event| {
+                if matches!(event, ApiSignal::Failed(_)) {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            },
+        ));
         until("two failed lists", || errors.load(std::sync::atomic::Ordering::SeqCst) >= 2).await;
         assert!(!state.is_ready(), "a failed list is no view: the agent must not pass");
         until("ready after the list answers", || state.is_ready()).await;
@@ -333,15 +441,100 @@ mod against_a_mock_api {
         let client = Client::new(service, "default");
         let relists = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = std::sync::Arc::clone(&relists);
-        tokio::spawn(follow(client, "n1".to_owned(), state.clone(), Reported::default(), move |event| {
-            if let ApiSignal::Relisted(resource) = event {
-                seen.lock().unwrap().push(resource);
-            }
-        }));
+        tokio::spawn(follow(
+            client,
+            "n1".to_owned(),
+            AdmissionMode::Open,
+            state.clone(),
+            Reported::default(),
+            move |event| {
+                if let ApiSignal::Relisted(resource) = event {
+                    seen.lock().unwrap().push(resource);
+                }
+            },
+        ));
         until("ready", || state.is_ready()).await;
         until("the relist drops the object deleted meanwhile", || state.with_index(|i| i.len()) == 1).await;
         assert_eq!(*relists.lock().unwrap(), vec!["virtualservices"], "the relist is counted, the first lists not");
         let kept = state.with_index(|i| i.reports().into_iter().map(|r| r.id.to_string()).collect::<Vec<_>>());
         assert_eq!(kept, vec!["prod/web"]);
+    }
+
+    fn pool_json(name: &str) -> Value {
+        json!({"apiVersion": "ipvs.dev/v1alpha1", "kind": "VirtualServicePool",
+               "metadata": {"name": name, "resourceVersion": "1"},
+               "spec": {"addresses": ["192.0.2.0/24"], "namespaces": ["prod"]}})
+    }
+
+    fn namespace_json() -> Value {
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "prod", "resourceVersion": "1"}})
+    }
+
+    /// The lists of every kind but the pools, for the tests of pools.
+    fn others(kind: &str) -> Option<(u16, String)> {
+        Some(match kind {
+            "virtualservices" => (200, list("VirtualService", vec![vs_json("web")], 5).to_string()),
+            "endpointslices" => (200, list("EndpointSlice", Vec::new(), 5).to_string()),
+            "namespaces" => (200, list("Namespace", vec![namespace_json()], 5).to_string()),
+            _ => (200, list("Node", vec![node_json()], 5).to_string()),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_the_pool_crd_the_agent_is_ready_admits_nothing_and_admits_once_it_appears() {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        serve(handle, |kind, watch, n| match (kind, watch) {
+            (_, true) => None,
+            ("virtualservicepools", false) if n <= 3 => Some((404, status(404, "NotFound").to_string())),
+            ("virtualservicepools", false) => {
+                Some((200, list("VirtualServicePool", vec![pool_json("edge")], 7).to_string()))
+            }
+            (other, false) => others(other),
+        });
+        let state = DesiredState::new();
+        let client = Client::new(service, "default");
+        tokio::spawn(follow(client, "n1".to_owned(), AdmissionMode::Pools, state.clone(), Reported::default(), |_| {}));
+        until("ready although the pools cannot be listed", || state.is_ready()).await;
+        assert_eq!(state.with_index(|i| i.table().services.len()), 0);
+        until("admitted once the CRD and a pool appear", || state.with_index(|i| i.table().services.len()) == 1).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pool_deleted_during_an_api_outage_removes_nothing_until_the_api_answers_again() {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        serve(handle, |kind, watch, n| match (kind, watch) {
+            ("virtualservicepools", false) if n == 1 => {
+                Some((200, list("VirtualServicePool", vec![pool_json("edge")], 5).to_string()))
+            }
+            // The watch breaks (the API goes away), and the relists fail for a while.
+            ("virtualservicepools", true) if n == 1 => {
+                Some((200, json!({"type": "ERROR", "object": status(410, "Expired")}).to_string() + "\n"))
+            }
+            ("virtualservicepools", false) if n <= 5 => Some((503, status(503, "ServiceUnavailable").to_string())),
+            // Back: the pool was deleted meanwhile.
+            ("virtualservicepools", false) => Some((200, list("VirtualServicePool", Vec::new(), 9).to_string())),
+            (_, true) => None,
+            (other, false) => others(other),
+        });
+        let state = DesiredState::new();
+        let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&failures);
+        let client = Client::new(service, "default");
+        tokio::spawn(follow(
+            client,
+            "n1".to_owned(),
+            AdmissionMode::Pools,
+            state.clone(),
+            Reported::default(),
+            move |e| {
+                if e == ApiSignal::Failed("virtualservicepools") {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            },
+        ));
+        until("ready and admitted", || state.is_ready() && state.with_index(|i| i.table().services.len()) == 1).await;
+        until("the relists fail", || failures.load(std::sync::atomic::Ordering::SeqCst) >= 3).await;
+        assert_eq!(state.with_index(|i| i.table().services.len()), 1, "a failed relist removes nothing");
+        until("the relist that answers removes it", || state.with_index(|i| i.table().services.len()) == 0).await;
     }
 }
