@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -162,7 +163,9 @@ impl Ownership {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
-        fs::create_dir_all(&dir).map_err(io_err)?;
+        // The file says which services and addresses this node's agent may delete: only root reads it. A directory
+        // made here is private too; one that exists (a hostPath an admin prepared) is left as it is.
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_err)?;
         let mut tmp = tempfile_in(&dir, path).map_err(io_err)?;
         tmp.1.write_all(&bytes).map_err(io_err)?;
         tmp.1.sync_all().map_err(io_err)?;
@@ -176,13 +179,36 @@ impl Ownership {
 fn tempfile_in(dir: &Path, target: &Path) -> io::Result<(PathBuf, File)> {
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into());
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let file = File::create(&tmp)?;
+    // truncate: a temporary left by a crash of a process with the same pid is replaced; mode: see `save`.
+    let file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    // A leftover temporary keeps the mode it was made with: set it.
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
     Ok((tmp, file))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_file_is_private_and_a_directory_made_for_it_too() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("made/state.json");
+        Ownership::default().save(&path).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        // An existing directory keeps its mode; the file is still private, also when it replaces a public one.
+        let shared = root.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).unwrap();
+        let path = shared.join("state.json");
+        fs::write(&path, "{}").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        Ownership::default().save(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&shared), 0o755);
+    }
     use std::net::IpAddr;
 
     fn key(last: u8) -> ServiceKey {
