@@ -225,3 +225,6 @@ impl Director {
         self.logged_foreign = report.foreign_daemons.clone();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -26,8 +26,4 @@ pub use reconcile::{
 };
 
 #[cfg(test)]
-mod director_tests;
-#[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod vip_tests;

@@ -197,3 +197,6 @@ impl<K: Kernel> Engine<K> {
 fn services_binding(desired: &DesiredTable, addr: IpAddr) -> Vec<crate::model::ServiceKey> {
     desired.vip_bindings().filter(|(bound, _)| *bound == addr).map(|(_, key)| key).collect()
 }
+
+#[cfg(test)]
+mod tests;

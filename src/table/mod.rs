@@ -10,9 +10,6 @@ mod vips;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
-#[cfg(test)]
-mod plan_props;
-
 pub use apply::{ApplyError, apply_op, apply_ops};
 pub use desired::{DEFAULT_DRAIN_TIMEOUT_SECS, DesiredService, DesiredTable};
 pub use health_policy::{BackendCheck, HealthPolicy, OnFailure};

@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::fake::{AddressEvent, FakeAddresses, FakeKernel};
-use super::ownership::Ownership;
-use super::reconcile::{Engine, EngineError, PassOptions};
+use crate::engine::fake::{AddressEvent, FakeAddresses, FakeKernel};
+use crate::engine::ownership::Ownership;
+use crate::engine::reconcile::{Engine, EngineError, PassOptions};
 use crate::model::{ServiceKey, Table};
 use crate::table::DesiredTable;
 use crate::table::fixtures::{desired, desired_service, dest, live, live_entry, svc};
@@ -31,11 +31,11 @@ fn fixture(table: Table) -> Fixture {
 }
 
 impl Fixture {
-    fn full(&mut self, desired: &DesiredTable) -> super::PassReportOf<Arc<FakeKernel>> {
+    fn full(&mut self, desired: &DesiredTable) -> crate::engine::PassReportOf<Arc<FakeKernel>> {
         run(self.engine.reconcile_full(desired, 0, &PassOptions::default())).unwrap()
     }
 
-    fn touched(&mut self, desired: &DesiredTable, keys: &[ServiceKey]) -> super::PassReportOf<Arc<FakeKernel>> {
+    fn touched(&mut self, desired: &DesiredTable, keys: &[ServiceKey]) -> crate::engine::PassReportOf<Arc<FakeKernel>> {
         let keys: BTreeSet<ServiceKey> = keys.iter().copied().collect();
         run(self.engine.reconcile_touched(desired, &keys, 0, &PassOptions::default())).unwrap()
     }

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::fake::{FakeDirector, FakeKernel};
-use super::ownership::Ownership;
-use super::reconcile::{Engine, PassOptions};
 use crate::director::{DirectorConfig, Sysctl};
+use crate::engine::fake::{FakeDirector, FakeKernel};
+use crate::engine::ownership::Ownership;
+use crate::engine::reconcile::{Engine, PassOptions};
 use crate::model::{DaemonState, SyncDaemon, Table, Timeouts};
 use crate::table::DesiredTable;
 use crate::table::fixtures::{desired, desired_service, dest, svc};

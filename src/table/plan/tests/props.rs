@@ -6,13 +6,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use proptest::prelude::*;
 use proptest::sample::select;
 
-use super::apply::apply_ops;
-use super::desired::{DesiredService, DesiredTable};
-use super::plan::{Drains, Plan, PlanInput, plan};
 use crate::model::{
     ConnCounts, DestConfig, DestKey, Destination, Family, ForwardMethod, Netmask, Op, Protocol, Service, ServiceConfig,
     ServiceEntry, ServiceFlags, ServiceKey, Stats, Table, TunnelConfig,
 };
+use crate::table::apply::apply_ops;
+use crate::table::desired::{DesiredService, DesiredTable};
+use crate::table::plan::{Drains, Plan, PlanInput, plan};
 
 const NOW: u64 = 1_700_000_000;
 
