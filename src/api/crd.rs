@@ -239,5 +239,15 @@ mod tests {
         for path in [".spec.address", ".spec.port", ".spec.protocol", ".spec.scheduler", ".status.nodes[*].nodeName"] {
             assert!(columns.contains(&path), "missing column {path} in {columns:?}");
         }
+        // Why the first node did (or did not) program it, in plain `kubectl get ipvs`, right after the nodes.
+        let visible: Vec<_> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .filter(|c| c.priority.unwrap_or(0) == 0)
+            .map(|c| (c.name.as_str(), c.json_path.as_str()))
+            .collect();
+        let nodes = visible.iter().position(|(name, _)| *name == "Nodes").unwrap();
+        assert_eq!(visible.get(nodes + 1), Some(&("Reason", ".status.nodes[0].reason")), "{visible:?}");
     }
 }

@@ -14,12 +14,12 @@
 use thiserror::Error;
 
 use super::v1alpha1::{
-    AddressFamily, Backend, Forwarding, ForwardingMethod, Persistence, Protocol, Tunnel, TunnelChecksum, TunnelType,
-    VirtualService, VirtualServiceSpec,
+    AddressFamily, Backend, Forwarding, ForwardingMethod, MAX_BACKENDS, Persistence, Protocol, Tunnel, TunnelChecksum,
+    TunnelType, VirtualService, VirtualServiceSpec,
 };
 use super::validate::{
     DEFAULT_PREFIX_V4, DEFAULT_PREFIX_V6, DEFAULT_WEIGHT, MAX_PERSISTENCE_TIMEOUT_SECS, MAX_WEIGHT,
-    PERSISTENCE_ENGINES, SCHEDULER_FLAGS, SCHEDULERS, is_unicast,
+    PERSISTENCE_ENGINES, SCHEDULER_FLAGS, SCHEDULERS, destination_refused, virtual_address_refused,
 };
 use crate::model::{
     self, Destination, Family, ForwardMethod, Netmask, ServiceEntry, ServiceFlags, ServiceKey, Table, TunnelConfig,
@@ -81,6 +81,9 @@ fn export_service(entry: &ServiceEntry) -> Result<VirtualServiceSpec, Vec<String
 
     match key {
         ServiceKey::Addr { protocol, addr, port } => {
+            if let Some(what) = virtual_address_refused(&addr) {
+                reasons.push(format!("virtual address {addr} is {what}, which the API refuses"));
+            }
             spec.address = Some(addr.to_string());
             spec.port = Some(i64::from(port));
             spec.protocol = match protocol {
@@ -169,6 +172,9 @@ fn export_service(entry: &ServiceEntry) -> Result<VirtualServiceSpec, Vec<String
         }
     }
 
+    if entry.dests.len() > MAX_BACKENDS {
+        reasons.push(format!("{} destinations; one object holds at most {MAX_BACKENDS}", entry.dests.len()));
+    }
     let mut backends = Vec::new();
     for dest in entry.dests.values() {
         match export_dest(key, dest) {
@@ -230,8 +236,8 @@ fn export_dest(key: ServiceKey, dest: &Destination) -> Result<(Backend, Forwardi
         None
     };
 
-    if !is_unicast(&at.addr) {
-        reasons.push(format!("destination {at}: not a unicast address"));
+    if let Some(what) = destination_refused(&at.addr, config.forward) {
+        reasons.push(format!("destination {at}: {what} address, which the API refuses with {:?}", config.forward));
     }
     if Family::of(&at.addr) != key.family() && config.forward != ForwardMethod::Tunnel {
         reasons.push(format!("destination {at}: another family than the service's without tunnelling"));

@@ -8,8 +8,10 @@
 //! Growing the API is additive: later fields (`healthCheck`, `sorryServer`, ...) are new `Option`s.
 //!
 //! Cross-field rules are also declared as CEL (`x-kubernetes-validations`), so that the API server refuses a bad spec
-//! at `kubectl apply` time; `api::validate` checks the same rules (and more: address syntax, known schedulers) for
-//! files and as the agent's last word, naming the field.
+//! at `kubectl apply` time; `api::validate` checks the same rules (and more: what CEL cannot express) for files and
+//! as the agent's last word, naming the field. The address rules use the CEL IP library (Kubernetes 1.31 or later).
+//! Every list and free string is bounded (`MAX_*` below): the API server estimates each rule's cost from those
+//! bounds, and `api::validate` enforces the same ones.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
@@ -24,6 +26,55 @@ pub const VERSION: &str = "v1alpha1";
 pub const API_VERSION: &str = "ipvs.dev/v1alpha1";
 /// Kind name.
 pub const KIND: &str = "VirtualService";
+
+// Bounds of the lists and free strings of a spec. The API server needs them to admit the CEL rules (it estimates a
+// rule's cost from the `maxItems` and `maxLength` of what the rule walks), and `api::validate` enforces the same
+// ones, so that a file and the cluster accept the same objects.
+
+/// Longest textual address: a full IPv6 address with an embedded IPv4 part
+/// (`0000:0000:0000:0000:0000:ffff:255.255.255.255`); no address is written longer.
+pub const MAX_ADDRESS_LENGTH: usize = 45;
+/// Most static backends of one service: Kubernetes' own limit for the endpoints of one EndpointSlice (and of the
+/// Endpoints API), far above any hand-written list; larger pools come from `backendsFrom`.
+pub const MAX_BACKENDS: usize = 1000;
+/// Most `backendsFrom` entries: a service spread over many Services of its namespace, not a list of endpoints.
+pub const MAX_BACKENDS_FROM: usize = 64;
+/// Longest port name in a Service or an EndpointSlice (a DNS label).
+pub const MAX_PORT_NAME_LENGTH: usize = 63;
+/// Most scheduler flags: every flag the API knows (a repeated one is refused anyway).
+pub const MAX_SCHEDULER_FLAGS: usize = 4;
+/// Most `expectStatus` entries: each is a code or a range, so a few cover every status a check would accept.
+pub const MAX_EXPECT_STATUS: usize = 32;
+/// Longest `expectStatus` entry: `NNN-MMM`.
+pub const MAX_STATUS_RANGE_LENGTH: usize = 7;
+/// Longest HTTP request target of a check: the request line limit of common servers is 8 KiB, and a health
+/// endpoint's path is short; 2 KiB leaves room for a query string.
+pub const MAX_PATH_LENGTH: usize = 2048;
+/// Longest DNS name (RFC 1035: 253 characters written without the root's trailing dot).
+pub const MAX_DNS_NAME_LENGTH: usize = 253;
+/// Longest `Host` header value: a DNS name and `:65535`.
+pub const MAX_HOST_LENGTH: usize = MAX_DNS_NAME_LENGTH + 6;
+/// Longest `expectBody`: a marker searched in the body's first 64 KiB, not a copy of the page.
+pub const MAX_EXPECT_BODY_LENGTH: usize = 1024;
+/// Longest hex string of a UDP check (`send`, `expectPrefix`): 1024 bytes, two digits each.
+pub const MAX_HEX_LENGTH: usize = 2048;
+/// Longest gRPC service name asked about (a fully qualified protobuf service name such as `grpc.health.v1.Health`).
+pub const MAX_GRPC_SERVICE_LENGTH: usize = 512;
+
+/// CEL, on a destination's address (a backend's, the sorry server's): some unicast address. The CEL IP library has
+/// no `isMulticast`: what is neither global unicast, loopback nor link-local unicast is unspecified, broadcast or
+/// multicast, which the kernel refuses as destinations. Loopback is checked against the forwarding at the spec,
+/// IPv6 link-local by the next rule.
+const DESTINATION_IS_UNICAST: &str =
+    "!isIP(self) || ip(self).isGlobalUnicast() || ip(self).isLoopback() || ip(self).isLinkLocalUnicast()";
+const DESTINATION_IS_UNICAST_MESSAGE: &str =
+    "address must be a unicast address: not unspecified, broadcast or multicast (the kernel refuses them)";
+/// CEL: not IPv6 link-local. IPVS destinations carry no interface (zone), and fe80::/10 is on every interface.
+/// IPv4 link-local (169.254/16) is routed on-link like any subnet and stays allowed.
+const DESTINATION_IS_NOT_LINK_LOCAL_V6: &str =
+    "!isIP(self) || !(ip(self).family() == 6 && ip(self).isLinkLocalUnicast())";
+const DESTINATION_IS_NOT_LINK_LOCAL_V6_MESSAGE: &str =
+    "address must not be IPv6 link-local (fe80::/10): an IPVS destination has no interface (zone) to reach it through";
 
 /// One IPVS virtual service: a virtual address (or a firewall mark) balanced over backends.
 // Several `printcolumn(...)` share argument names, which the lint takes for repeated attributes.
@@ -51,6 +102,12 @@ pub const KIND: &str = "VirtualService";
         type_ = "string",
         json_path = ".status.nodes[*].nodeName",
         description = "Nodes reporting on this service"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.nodes[0].reason",
+        description = "Why the first reporting node programmed it or not (NotAdmitted, Invalid, Conflict, ...)"
     ),
     printcolumn(
         name = "Programmed",
@@ -106,11 +163,45 @@ pub const KIND: &str = "VirtualService";
         "a backend on port 0 needs healthCheck.port or its own healthCheck (port or disabled): the check has no port \
          to probe"
     ),
+    // The effective forwarding is the backend's own, else the service's: so the rule is the spec's, not the
+    // backend's. Masquerading to a loopback address is dropped by the kernel (it stops DNAT to loopback), and
+    // DirectRouting and Tunnel mean another host: only Local says what a loopback backend is.
+    validation = Rule::new(
+        "!has(self.backends) || self.backends.all(b, !isIP(b.address) || !ip(b.address).isLoopback() || \
+         (has(b.forwarding) ? b.forwarding.method == 'Local' : \
+          (has(self.forwarding) && self.forwarding.method == 'Local')))"
+    )
+    .field_path(".backends")
+    .message(
+        "a loopback backend needs forwarding method Local (its own forwarding, else spec.forwarding): only Local \
+         delivers to the node's own sockets"
+    ),
+    validation = Rule::new(
+        "!has(self.sorryServer) || !isIP(self.sorryServer.address) || !ip(self.sorryServer.address).isLoopback() || \
+         (has(self.sorryServer.forwarding) ? self.sorryServer.forwarding.method == 'Local' : \
+          (has(self.forwarding) && self.forwarding.method == 'Local'))"
+    )
+    .field_path(".sorryServer.address")
+    .message(
+        "a loopback sorryServer needs forwarding method Local (its own forwarding, else spec.forwarding): only Local \
+         delivers to the node's own sockets"
+    ),
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VirtualServiceSpec {
-    /// Virtual IP (IPv4 or IPv6). Required unless `fwmark` is set.
+    /// Virtual IP (IPv4 or IPv6), a unicast host address: not unspecified, broadcast, multicast, loopback or
+    /// link-local, and an IPv4 address in its IPv4 form (not IPv4-mapped IPv6). Required unless `fwmark` is set. The
+    /// API server checks it with the CEL IP library: Kubernetes 1.31 or later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_ADDRESS_LENGTH))]
+    #[x_kube(
+        validation = Rule::new("isIP(self)").message(
+            "address must be an IPv4 or IPv6 address (an IPv4-mapped IPv6 address is refused: write the IPv4 form)"
+        ),
+        validation = Rule::new("!isIP(self) || ip(self).isGlobalUnicast()").message(
+            "address must be a unicast host address: not unspecified, broadcast, multicast, loopback or link-local"
+        ),
+    )]
     pub address: Option<String>,
     /// Whether the node holds `address` as its own: the program adds it as a /32 or /128 to its dummy interface
     /// (`ipvs0` unless configured otherwise) while the service exists, since IPVS receives only the packets the
@@ -139,10 +230,17 @@ pub struct VirtualServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family: Option<AddressFamily>,
     /// Scheduler: rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos. Default wlc (as ipvsadm).
+    // A string (not an enum) so that `api::validate` names the field and the known schedulers in its message; the
+    // schema still lists them, so that the API server refuses another one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = crate::api::validate::SCHEDULERS))]
     pub scheduler: Option<String>,
     /// Scheduler flags: sh-fallback, sh-port (scheduler sh); mh-fallback, mh-port (scheduler mh).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = MAX_SCHEDULER_FLAGS),
+        extend("items" = {"type": "string", "enum": crate::api::validate::scheduler_flag_names()})
+    )]
     pub scheduler_flags: Vec<String>,
     /// Send every connection of one client (group) to the same backend for a while.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,13 +251,15 @@ pub struct VirtualServiceSpec {
     /// Default forwarding of every backend. Default: Masquerade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding: Option<Forwarding>,
-    /// The real servers.
+    /// The real servers (at most 1000; more come from `backendsFrom`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_BACKENDS))]
     pub backends: Vec<Backend>,
     /// Backends from the endpoints of Services in this namespace (their EndpointSlices): ready endpoints are backends,
     /// terminating or not-ready ones are drained like a removed backend. Combinable with `backends`; the same
     /// address and port from two origins is an error. Kubernetes only (files have no EndpointSlices).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_BACKENDS_FROM))]
     pub backends_from: Vec<BackendsFrom>,
     /// Which nodes program this service: a label selector over Node labels. Absent: every node. A node that stops
     /// being selected removes the service.
@@ -248,12 +348,16 @@ pub struct HealthCheck {
     pub port: Option<i64>,
     /// An address of the node the probes are sent from. Default: the kernel chooses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_ADDRESS_LENGTH))]
     pub source_address: Option<String>,
-    /// HTTP and HTTPS: the request target, starting with "/" (a query is allowed). Default "/".
+    /// HTTP and HTTPS: the request target, starting with "/" (a query is allowed; at most 2048 characters).
+    /// Default "/".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_PATH_LENGTH))]
     pub path: Option<String>,
     /// HTTP and HTTPS: the Host header (host or host:port). Default: the backend's address and port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_HOST_LENGTH))]
     pub host: Option<String>,
     /// HTTP and HTTPS: GET or HEAD. Default GET.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -261,33 +365,41 @@ pub struct HealthCheck {
     /// HTTP and HTTPS: the accepted status codes, each "NNN" or "NNN-MMM" (100-599, first not above last).
     /// Default ["200-299"].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = MAX_EXPECT_STATUS), inner(length(max = MAX_STATUS_RANGE_LENGTH)))]
     pub expect_status: Option<Vec<String>>,
-    /// HTTP and HTTPS: a substring the response body must contain (searched in its first 64 KiB); needs method
-    /// GET. Default: the body is not read.
+    /// HTTP and HTTPS: a substring the response body must contain (searched in its first 64 KiB; at most 1024
+    /// characters); needs method GET. Default: the body is not read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_EXPECT_BODY_LENGTH))]
     pub expect_body: Option<String>,
     /// HTTPS: the name sent as SNI and verified in the certificate. Default: the host of `host` if set, else the
     /// backend's address (no SNI; the certificate must name the address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_DNS_NAME_LENGTH))]
     pub server_name: Option<String>,
     /// HTTPS: accept any certificate (self-signed backends); the TLS handshake is still made. Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure_skip_verify: Option<bool>,
-    /// UDP: the datagram sent, as hex digits (two per byte; may be empty). Default empty.
+    /// UDP: the datagram sent, as hex digits (two per byte, at most 1024 bytes; may be empty). Default empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_HEX_LENGTH))]
     pub send: Option<String>,
-    /// UDP: the bytes the reply must start with, as hex digits (two per byte). Default empty: any reply.
+    /// UDP: the bytes the reply must start with, as hex digits (two per byte, at most 1024 bytes). Default empty:
+    /// any reply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_HEX_LENGTH))]
     pub expect_prefix: Option<String>,
     /// DNS: the name asked for (required with type DNS).
+    // One more than a name's length: the root's trailing dot may be written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_DNS_NAME_LENGTH + 1))]
     pub query: Option<String>,
     /// DNS: the record type asked for: A, AAAA, CNAME, MX, NS, PTR, SOA, SRV or TXT. Default A.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_type: Option<DnsRecordType>,
     /// GRPC: the service asked about. Default: the server as a whole (the empty service name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_GRPC_SERVICE_LENGTH))]
     pub service: Option<String>,
     /// What an unhealthy backend becomes: Inhibit (weight 0: no new connections, existing ones continue) or Remove
     /// (deleted from the service). Default Inhibit.
@@ -390,10 +502,21 @@ pub enum InitialState {
 }
 
 /// The server that stands in while the service has too few healthy backends.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SorryServer {
-    /// Its address (IPv4 or IPv6); another family than the service's needs forwarding method Tunnel.
+    /// Its address (IPv4 or IPv6); another family than the service's needs forwarding method Tunnel. Not
+    /// unspecified, broadcast, multicast or IPv6 link-local; loopback only with forwarding method Local; an IPv4
+    /// address in its IPv4 form. The API server checks it with the CEL IP library: Kubernetes 1.31 or later.
+    #[schemars(length(max = MAX_ADDRESS_LENGTH))]
+    #[x_kube(
+        validation = Rule::new("isIP(self)").message(
+            "sorryServer.address must be an IPv4 or IPv6 address (an IPv4-mapped IPv6 address is refused: write the \
+             IPv4 form)"
+        ),
+        validation = Rule::new(DESTINATION_IS_UNICAST).message(DESTINATION_IS_UNICAST_MESSAGE),
+        validation = Rule::new(DESTINATION_IS_NOT_LINK_LOCAL_V6).message(DESTINATION_IS_NOT_LINK_LOCAL_V6_MESSAGE),
+    )]
     pub address: String,
     /// Its port. Default: the service's port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -461,7 +584,9 @@ pub struct Persistence {
     #[schemars(range(min = 0, max = 128))]
     pub prefix_length: Option<i64>,
     /// Persistence engine: `sip` (SIP Call-ID). Default none.
+    // A string for the same reason as `scheduler`: validation names the known engines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = crate::api::validate::PERSISTENCE_ENGINES))]
     pub engine: Option<String>,
 }
 
@@ -558,7 +683,19 @@ pub enum TunnelChecksum {
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Backend {
-    /// Backend address (IPv4 or IPv6). A family other than the service's needs forwarding method Tunnel.
+    /// Backend address (IPv4 or IPv6). A family other than the service's needs forwarding method Tunnel. Not
+    /// unspecified, broadcast, multicast or IPv6 link-local (IPVS cannot name the interface of a link-local
+    /// destination); loopback only with forwarding method Local; an IPv4 address in its IPv4 form. The API server
+    /// checks it with the CEL IP library: Kubernetes 1.31 or later.
+    #[schemars(length(max = MAX_ADDRESS_LENGTH))]
+    #[x_kube(
+        validation = Rule::new("isIP(self)").message(
+            "backends[].address must be an IPv4 or IPv6 address (an IPv4-mapped IPv6 address is refused: write the \
+             IPv4 form)"
+        ),
+        validation = Rule::new(DESTINATION_IS_UNICAST).message(DESTINATION_IS_UNICAST_MESSAGE),
+        validation = Rule::new(DESTINATION_IS_NOT_LINK_LOCAL_V6).message(DESTINATION_IS_NOT_LINK_LOCAL_V6_MESSAGE),
+    )]
     pub address: String,
     /// Backend port. Default: the service's port (0 for fwmark services, meaning the packet's port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -594,6 +731,7 @@ pub struct BackendsFrom {
     /// The Service port's name, as in the EndpointSlices' `ports[].name`; the backend port is that entry's port. May
     /// be omitted when the slices carry exactly one port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_PORT_NAME_LENGTH))]
     pub port: Option<String>,
     /// Weight of every backend from this Service, 0 to 2147483647. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use super::error::ValidationError;
 use super::object::ObjectId;
 use super::v1alpha1::{
-    AddressFamily, Forwarding, ForwardingMethod, Protocol, TunnelChecksum, TunnelType, VirtualServiceSpec,
+    AddressFamily, Forwarding, ForwardingMethod, MAX_ADDRESS_LENGTH, MAX_BACKENDS, MAX_BACKENDS_FROM,
+    MAX_PORT_NAME_LENGTH, Protocol, TunnelChecksum, TunnelType, VirtualServiceSpec,
 };
 use crate::model::{
     self, DestConfig, DestKey, Destination, Family, ForwardMethod, Netmask, Service, ServiceConfig, ServiceFlags,
@@ -21,8 +22,10 @@ use crate::model::{
 use crate::table::{BackendCheck, DEFAULT_DRAIN_TIMEOUT_SECS, DesiredService};
 use kube::core::Selector;
 
+mod addresses;
 mod checks;
 
+pub(crate) use addresses::{destination_refused, virtual_address_refused};
 pub use checks::{
     DEFAULT_FALL, DEFAULT_INTERVAL_SECS, DEFAULT_QUORUM, DEFAULT_RISE, DEFAULT_TIMEOUT_SECS, MAX_HEALTH_SECS,
 };
@@ -53,6 +56,11 @@ pub const DEFAULT_WEIGHT: u32 = 1;
 pub const DEFAULT_PREFIX_V4: u8 = 32;
 /// Persistence prefix length of an IPv6 service that does not give one.
 pub const DEFAULT_PREFIX_V6: u8 = 128;
+
+/// The names of [`SCHEDULER_FLAGS`], as the CRD's schema lists them.
+pub fn scheduler_flag_names() -> Vec<&'static str> {
+    SCHEDULER_FLAGS.iter().map(|(name, _, _)| *name).collect()
+}
 
 /// Why an object was refused: every problem found, and the service it asks for when that much is valid (so that
 /// a caller can leave that service alone instead of deleting it while the object is being fixed).
@@ -205,7 +213,20 @@ impl Problems<'_> {
         None
     }
 
+    /// Whether `text` at `field` is at most `max` characters long (as the schema's `maxLength` counts them); an
+    /// over-long value is reported by its length, not echoed.
+    fn length(&mut self, field: &str, text: &str, max: usize) -> bool {
+        let length = text.chars().count();
+        if length > max {
+            self.error(field, format!("{length} characters long; at most {max}"));
+        }
+        length <= max
+    }
+
     fn address(&mut self, field: &str, text: &str) -> Option<IpAddr> {
+        if !self.length(field, text, MAX_ADDRESS_LENGTH) {
+            return None;
+        }
         match text.parse() {
             Ok(addr) => Some(addr),
             Err(_) => {
@@ -236,8 +257,16 @@ impl Problems<'_> {
             return (key, given_family);
         }
 
+        // A refused address still makes the key: the object names the service it asks for, which is then held as
+        // it is rather than deleted (and the backends are checked against its family).
         let addr = match &spec.address {
-            Some(text) => self.address("spec.address", text),
+            Some(text) => {
+                let addr = self.address("spec.address", text);
+                if let Some(addr) = &addr {
+                    self.virtual_address("spec.address", addr);
+                }
+                addr
+            }
             None => {
                 self.error("spec.address", "required unless spec.fwmark is set");
                 None
@@ -408,6 +437,16 @@ impl Problems<'_> {
         let mut checks = BTreeMap::new();
         let mut seen: BTreeMap<DestKey, usize> = BTreeMap::new();
         let mut all_ok = true;
+        if spec.backends.len() > MAX_BACKENDS {
+            self.error(
+                "spec.backends",
+                format!(
+                    "{} backends; at most {MAX_BACKENDS} in one object (larger sets come from spec.backendsFrom)",
+                    spec.backends.len()
+                ),
+            );
+            all_ok = false;
+        }
         for (i, backend) in spec.backends.iter().enumerate() {
             let field = format!("spec.backends[{i}]");
             let errors_before = self.errors.len();
@@ -467,16 +506,14 @@ impl Problems<'_> {
     ) -> (Option<DestKey>, Option<Destination>) {
         let errors_before = self.errors.len();
         let addr = self.address(&format!("{field}.address"), given.address);
-        if let Some(addr) = addr
-            && !is_unicast(&addr)
-        {
-            self.error(format!("{field}.address"), format!("{addr} is not a unicast address; the kernel refuses it"));
-        }
         let forwarding = match given.forwarding {
             Some(fwd) => self.forwarding(&format!("{field}.forwarding"), fwd),
             None => ctx.default_forwarding,
         };
         let method = forwarding.map(|(method, _)| method);
+        if let Some(addr) = &addr {
+            self.destination_address(&format!("{field}.address"), addr, method);
+        }
 
         let port = match given.port {
             None => ctx.service_port,
@@ -555,6 +592,12 @@ impl Problems<'_> {
             return None;
         }
         let errors_before = self.errors.len();
+        if spec.backends_from.len() > MAX_BACKENDS_FROM {
+            self.error(
+                "spec.backendsFrom",
+                format!("{} entries; at most {MAX_BACKENDS_FROM}", spec.backends_from.len()),
+            );
+        }
         let mut refs = Vec::new();
         let mut seen: BTreeMap<(&str, Option<&str>), usize> = BTreeMap::new();
         for (i, from) in spec.backends_from.iter().enumerate() {
@@ -565,8 +608,12 @@ impl Problems<'_> {
                     format!("`{}` is not a Service name (lowercase letters, digits and '-', at most 63)", from.service),
                 );
             }
-            if from.port.as_deref() == Some("") {
-                self.error(format!("{field}.port"), "empty; omit it to take the slices' only port");
+            match from.port.as_deref() {
+                Some("") => self.error(format!("{field}.port"), "empty; omit it to take the slices' only port"),
+                Some(port) => {
+                    self.length(&format!("{field}.port"), port, MAX_PORT_NAME_LENGTH);
+                }
+                None => {}
             }
             let weight = self.weight(&format!("{field}.weight"), from.weight);
             if let Some(first) = seen.insert((from.service.as_str(), from.port.as_deref()), i) {

@@ -140,6 +140,34 @@ fn what_the_api_cannot_say_is_reported_not_changed() {
     assert_eq!(reapply(&export), table(vec![good]));
 }
 
+#[test]
+fn addresses_validation_refuses_are_reported_not_written() {
+    let v4 = ServiceConfig::new(Family::V4, "wlc");
+    let local = DestConfig { forward: ForwardMethod::Local, ..DestConfig::masquerade(1) };
+    let good = entry(ServiceKey::tcp(ip("192.0.2.9"), 80), v4.clone(), &[(ip("127.0.0.1"), 8080, local)]);
+    let t = table(vec![
+        entry(ServiceKey::tcp(ip("127.0.0.1"), 80), v4.clone(), &[]),
+        entry(ServiceKey::tcp(ip("169.254.169.254"), 80), v4.clone(), &[]),
+        entry(ServiceKey::tcp(ip("192.0.2.1"), 80), v4.clone(), &[(ip("127.0.0.1"), 8080, DestConfig::masquerade(1))]),
+        good.clone(),
+    ]);
+    let export = from_table(&t);
+    let reasons: Vec<_> = export.skipped.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "TCP 127.0.0.1:80: cannot be written as a VirtualService: virtual address 127.0.0.1 is loopback, which the \
+             API refuses",
+            "TCP 169.254.169.254:80: cannot be written as a VirtualService: virtual address 169.254.169.254 is \
+             link-local, which the API refuses",
+            "TCP 192.0.2.1:80: cannot be written as a VirtualService: destination 127.0.0.1:8080: loopback address, \
+             which the API refuses with Masquerade",
+        ]
+    );
+    // A loopback destination forwarded Local is written, and validation takes it back.
+    assert_eq!(reapply(&export), table(vec![good]));
+}
+
 // ---- random tables ----
 
 const PORTS: [u16; 4] = [0, 80, 8080, 65535];

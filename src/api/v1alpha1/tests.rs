@@ -230,3 +230,115 @@ fn a_backend_on_port_zero_needs_a_port_to_probe() {
         message,
     );
 }
+
+// ---- address safety (the CEL IP library: Kubernetes 1.31 or later) ----
+
+#[test]
+fn a_virtual_address_is_a_unicast_host_address() {
+    let unicast = "address must be a unicast host address";
+    for vip in [
+        "0.0.0.0",
+        "::",
+        "255.255.255.255",
+        "224.0.0.251",
+        "239.255.255.250",
+        "ff02::1",
+        "ff05::1:3",
+        "127.0.0.1",
+        "127.1.2.3",
+        "::1",
+        "169.254.169.254",
+        "169.254.0.1",
+        "fe80::10",
+        "febf::1",
+    ] {
+        refused(json!({"address": vip, "port": 80}), unicast);
+    }
+    let syntax =
+        "address must be an IPv4 or IPv6 address (an IPv4-mapped IPv6 address is refused: write the IPv4 form)";
+    // The schema took any string until now: the API server accepted these.
+    refused(json!({"address": "192.0.2.999", "port": 80}), syntax);
+    refused(json!({"address": "web.example", "port": 80}), syntax);
+    refused(json!({"address": "::ffff:192.0.2.1", "port": 80}), syntax);
+    refused(json!({"address": "fe80::1%eth0", "port": 80}), syntax);
+    for vip in ["0.0.0.1", "128.0.0.1", "169.253.255.255", "169.255.0.1", "255.255.255.254", "fec0::1", "fd00::1"] {
+        accepted(json!({"address": vip, "port": 80}));
+    }
+}
+
+/// A service on 192.0.2.1:80 with `forwarding` (absent: Masquerade) and `backend`.
+fn backend(forwarding: Option<&str>, backend: Value) -> Value {
+    let mut spec = json!({"address": "192.0.2.1", "port": 80, "backends": [backend]});
+    if let Some(method) = forwarding {
+        spec["forwarding"] = json!({"method": method});
+    }
+    spec
+}
+
+#[test]
+fn a_loopback_backend_needs_forwarding_local() {
+    let message = "a loopback backend needs forwarding method Local";
+    accepted(backend(Some("Local"), json!({"address": "127.0.0.1"})));
+    accepted(backend(None, json!({"address": "127.0.0.1", "forwarding": {"method": "Local"}})));
+    accepted(backend(Some("DirectRouting"), json!({"address": "127.0.0.1", "forwarding": {"method": "Local"}})));
+    refused(backend(None, json!({"address": "127.0.0.1"})), message);
+    for method in ["Masquerade", "DirectRouting", "Tunnel"] {
+        refused(backend(Some(method), json!({"address": "127.0.0.1"})), message);
+        refused(backend(Some("Local"), json!({"address": "127.0.0.1", "forwarding": {"method": method}})), message);
+    }
+    // A forwarding given without a method is the default, Masquerade (the API server fills it in).
+    refused(backend(Some("Local"), json!({"address": "127.0.0.1", "forwarding": {}})), message);
+    refused(json!({"address": "2001:db8::1", "port": 80, "backends": [{"address": "::1"}]}), message);
+    accepted(json!({"address": "2001:db8::1", "port": 80, "forwarding": {"method": "Local"},
+        "backends": [{"address": "::1"}]}));
+
+    let sorry = "a loopback sorryServer needs forwarding method Local";
+    refused(with(json!({"sorryServer": {"address": "127.0.0.1"}})), sorry);
+    refused(with(json!({"sorryServer": {"address": "127.0.0.1", "forwarding": {"method": "DirectRouting"}}})), sorry);
+    accepted(with(json!({"sorryServer": {"address": "127.0.0.1", "forwarding": {"method": "Local"}}})));
+}
+
+#[test]
+fn a_destination_is_unicast_and_not_ipv6_link_local() {
+    let v6 = |address: &str| {
+        json!({"address": "2001:db8::1", "port": 80, "forwarding": {"method": "Local"},
+            "backends": [{"address": address}]})
+    };
+    let link_local = "address must not be IPv6 link-local (fe80::/10)";
+    refused(v6("fe80::1"), link_local);
+    refused(backend(Some("Tunnel"), json!({"address": "fe80::1"})), link_local);
+    refused(with(json!({"sorryServer": {"address": "fe80::99", "forwarding": {"method": "Tunnel"}}})), link_local);
+    // IPv4 link-local is routed on-link like any subnet.
+    accepted(backend(None, json!({"address": "169.254.10.20"})));
+
+    let unicast = "address must be a unicast address: not unspecified, broadcast or multicast";
+    for address in ["0.0.0.0", "255.255.255.255", "224.0.0.251"] {
+        refused(backend(Some("Local"), json!({"address": address})), unicast);
+        refused(with(json!({"sorryServer": {"address": address, "forwarding": {"method": "Local"}}})), unicast);
+    }
+    for address in ["::", "ff02::1"] {
+        refused(v6(address), unicast);
+    }
+
+    let syntax = "an IPv4-mapped IPv6 address is refused: write the IPv4 form";
+    refused(v6("::ffff:10.0.0.1"), syntax);
+    refused(backend(None, json!({"address": "10.0.0.300"})), syntax);
+    refused(with(json!({"sorryServer": {"address": "::ffff:10.0.0.99"}})), syntax);
+}
+
+/// The schema's closed sets: what `validate_cel` does not evaluate (it runs the rules, not `enum`), the API server
+/// refuses by the schema; `api::validate` refuses the same values for files, naming the field.
+#[test]
+fn closed_sets_are_schema_enums() {
+    let schema = serde_json::to_value(crate::api::crd().spec.versions[0].schema.clone()).unwrap();
+    let spec = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    assert_eq!(spec["scheduler"]["enum"], json!(validate::SCHEDULERS));
+    assert_eq!(spec["schedulerFlags"]["items"]["enum"], json!(["sh-fallback", "sh-port", "mh-fallback", "mh-port"]));
+    assert_eq!(spec["persistence"]["properties"]["engine"]["enum"], json!(validate::PERSISTENCE_ENGINES));
+    let refused_by_validation = |spec: Value| {
+        let parsed: VirtualServiceSpec = serde_json::from_value(spec.clone()).unwrap();
+        assert!(validate(&ObjectId::kubernetes("t", "t"), &parsed).is_err(), "{spec}");
+    };
+    refused_by_validation(json!({"address": "192.0.2.1", "port": 80, "scheduler": "roundrobin"}));
+    refused_by_validation(json!({"address": "192.0.2.1", "port": 80, "persistence": {"engine": "ftp"}}));
+}

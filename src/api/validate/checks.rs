@@ -12,7 +12,8 @@ use rustls::pki_types::ServerName;
 use super::{Backends, DestContext, DestSpec, EndpointsRef, Problems};
 use crate::api::v1alpha1::{
     BackendHealthCheck, DnsRecordType, FailureAction, HealthCheck, HealthCheckMethod, HealthCheckType, InitialState,
-    SorryServer, VirtualServiceSpec,
+    MAX_DNS_NAME_LENGTH, MAX_EXPECT_BODY_LENGTH, MAX_EXPECT_STATUS, MAX_GRPC_SERVICE_LENGTH, MAX_HEX_LENGTH,
+    MAX_HOST_LENGTH, MAX_PATH_LENGTH, SorryServer, VirtualServiceSpec,
 };
 use crate::health::{self, HttpProbe, HttpsProbe, Probe, Schedule, StatusRange};
 use crate::model::{Destination, Family, ForwardMethod};
@@ -185,7 +186,7 @@ impl Problems<'_> {
         };
 
         self.foreign_fields(hc);
-        let probe = self.probe(hc);
+        let probe = if self.lengths(hc) { self.probe(hc) } else { None };
 
         let slow_start = match hc.slow_start_seconds {
             None => Some(None),
@@ -306,6 +307,37 @@ impl Problems<'_> {
                 );
             }
         }
+    }
+
+    /// Whether every string and list of the check is within the schema's bounds (each one that is not reported).
+    fn lengths(&mut self, hc: &HealthCheck) -> bool {
+        let strings = [
+            ("path", &hc.path, MAX_PATH_LENGTH),
+            ("host", &hc.host, MAX_HOST_LENGTH),
+            ("expectBody", &hc.expect_body, MAX_EXPECT_BODY_LENGTH),
+            ("serverName", &hc.server_name, MAX_DNS_NAME_LENGTH),
+            ("send", &hc.send, MAX_HEX_LENGTH),
+            ("expectPrefix", &hc.expect_prefix, MAX_HEX_LENGTH),
+            // The root's trailing dot may be written.
+            ("query", &hc.query, MAX_DNS_NAME_LENGTH + 1),
+            ("service", &hc.service, MAX_GRPC_SERVICE_LENGTH),
+        ];
+        let mut ok = true;
+        for (name, value, max) in strings {
+            if let Some(text) = value {
+                ok &= self.length(&format!("{FIELD}.{name}"), text, max);
+            }
+        }
+        if let Some(list) = &hc.expect_status
+            && list.len() > MAX_EXPECT_STATUS
+        {
+            self.error(
+                format!("{FIELD}.expectStatus"),
+                format!("{} entries; at most {MAX_EXPECT_STATUS} (a range such as 200-399 takes many)", list.len()),
+            );
+            ok = false;
+        }
+        ok
     }
 
     /// The probe of `type` from its own fields (the others are reported by `foreign_fields`).

@@ -2,6 +2,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::*;
 use crate::api::VirtualServiceSpec;
+use crate::api::v1alpha1::{MAX_BACKENDS, MAX_BACKENDS_FROM};
 
 fn id() -> ObjectId {
     ObjectId::kubernetes("default", "web")
@@ -584,6 +585,203 @@ fn unknown_fields_are_rejected_with_their_name() {
     }
 }
 
+// ---- address safety ----
+
+/// Every address that cannot be a virtual address, with the reason its error gives.
+const DANGEROUS_VIPS: &[(&str, &str)] = &[
+    ("0.0.0.0", "unspecified"),
+    ("::", "unspecified"),
+    ("255.255.255.255", "broadcast"),
+    ("224.0.0.251", "multicast"),
+    ("239.255.255.250", "multicast"),
+    ("ff02::1", "multicast"),
+    ("ff05::1:3", "multicast"),
+    ("127.0.0.1", "loopback"),
+    ("127.1.2.3", "loopback"),
+    ("::1", "loopback"),
+    ("169.254.169.254", "link-local"),
+    ("169.254.0.1", "link-local"),
+    ("fe80::10", "link-local"),
+    ("febf::1", "link-local"),
+];
+
+#[test]
+fn a_virtual_address_is_a_unicast_host_address() {
+    for (vip, why) in DANGEROUS_VIPS {
+        let errors = rejected(&format!("address: '{vip}'\nport: 80\n")).errors;
+        let rendered: Vec<_> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            rendered,
+            vec![format!(
+                "default/web: spec.address: {vip} is {why}: a virtual address must be a unicast host address"
+            )],
+        );
+    }
+    // The neighbours of each range are ordinary addresses.
+    for vip in [
+        "0.0.0.1",
+        "126.255.255.255",
+        "128.0.0.1",
+        "169.253.255.255",
+        "169.255.0.1",
+        "223.255.255.255",
+        "255.255.255.254",
+        "::2",
+        "fec0::1",
+        "fe7f::1",
+        "fd00::1",
+        "2001:db8::1",
+    ] {
+        ok(&format!("address: '{vip}'\nport: 80\n"));
+    }
+}
+
+#[test]
+fn an_ipv4_mapped_address_is_written_in_its_ipv4_form() {
+    assert_error(
+        "address: '::ffff:192.0.2.1'\nport: 80\n",
+        "spec.address",
+        "::ffff:192.0.2.1 is IPv4-mapped IPv6: write the IPv4 form 192.0.2.1",
+    );
+    // Whatever the IPv4 address is: its IPv4 form is then judged on its own.
+    assert_error(
+        "address: '::ffff:127.0.0.1'\nport: 80\n",
+        "spec.address",
+        "is IPv4-mapped IPv6: write the IPv4 form 127.0.0.1",
+    );
+    assert_error(
+        "address: 2001:db8::1\nport: 80\nbackends: [{address: '::ffff:10.0.0.1'}]\n",
+        "spec.backends[0].address",
+        "::ffff:10.0.0.1 is IPv4-mapped IPv6: write the IPv4 form 10.0.0.1",
+    );
+    assert_error(
+        "address: 2001:db8::1\nport: 80\nsorryServer: {address: '::ffff:10.0.0.1'}\n",
+        "spec.sorryServer.address",
+        "write the IPv4 form 10.0.0.1",
+    );
+}
+
+#[test]
+fn a_refused_virtual_address_still_names_its_service() {
+    // Held as it is (not deleted) while the object is being fixed, like any other refused object with a key.
+    let refused = rejected("address: 127.0.0.1\nport: 80\n");
+    assert_eq!(refused.key, Some(ServiceKey::tcp(v4("127.0.0.1"), 80)));
+}
+
+/// A service on 192.0.2.1:80 (with `forwarding` as its default, if given) and one backend.
+fn with_backend(forwarding: Option<&str>, backend: &str) -> String {
+    let forwarding = forwarding.map(|m| format!("forwarding: {{method: {m}}}\n")).unwrap_or_default();
+    format!("address: 192.0.2.1\nport: 80\n{forwarding}backends: [{backend}]\n")
+}
+
+#[test]
+fn a_loopback_backend_needs_forwarding_local() {
+    ok(&with_backend(Some("Local"), "{address: 127.0.0.1}"));
+    ok(&with_backend(None, "{address: 127.0.0.1, forwarding: {method: Local}}"));
+    ok(&with_backend(Some("Masquerade"), "{address: 127.0.0.2, forwarding: {method: Local}}"));
+    ok("address: 2001:db8::1\nport: 80\nforwarding: {method: Local}\nbackends: [{address: '::1'}]\n");
+    let refusals = [
+        (None, "{address: 127.0.0.1}", "Masquerade"),
+        (Some("Masquerade"), "{address: 127.0.0.1}", "Masquerade"),
+        (Some("DirectRouting"), "{address: 127.0.0.1}", "DirectRouting"),
+        (Some("Tunnel"), "{address: 127.0.0.1}", "Tunnel"),
+        (Some("Local"), "{address: 127.0.0.1, forwarding: {method: Masquerade}}", "Masquerade"),
+        (Some("Local"), "{address: 127.0.0.1, forwarding: {method: DirectRouting}}", "DirectRouting"),
+        (None, "{address: 127.0.0.1, forwarding: {method: Tunnel}}", "Tunnel"),
+    ];
+    for (service, backend, method) in refusals {
+        assert_error(
+            &with_backend(service, backend),
+            "spec.backends[0].address",
+            &format!(
+                "127.0.0.1 is loopback: only forwarding method Local delivers to the node's own sockets (the \
+                 effective method is {method})"
+            ),
+        );
+    }
+    assert_error(
+        "address: 2001:db8::1\nport: 80\nbackends: [{address: '::1'}]\n",
+        "spec.backends[0].address",
+        "::1 is loopback: only forwarding method Local",
+    );
+    // The sorry server follows the same rule, with its own forwarding or the service's.
+    ok("address: 192.0.2.1\nport: 80\nsorryServer: {address: 127.0.0.1, forwarding: {method: Local}}\n");
+    assert_error(
+        "address: 192.0.2.1\nport: 80\nsorryServer: {address: 127.0.0.1}\n",
+        "spec.sorryServer.address",
+        "127.0.0.1 is loopback: only forwarding method Local",
+    );
+}
+
+#[test]
+fn a_link_local_ipv6_backend_is_refused_and_an_ipv4_one_allowed() {
+    for method in ["Masquerade", "DirectRouting", "Tunnel", "Local"] {
+        assert_error(
+            &format!(
+                "address: 2001:db8::1\nport: 80\nforwarding: {{method: {method}}}\nbackends: [{{address: 'fe80::1'}}]\n"
+            ),
+            "spec.backends[0].address",
+            "fe80::1 is link-local: an IPVS destination has no interface (zone) to reach a link-local address through",
+        );
+    }
+    assert_error(
+        "address: 2001:db8::1\nport: 80\nsorryServer: {address: 'fe80::99'}\n",
+        "spec.sorryServer.address",
+        "fe80::99 is link-local",
+    );
+    // 169.254.0.0/16 is routed on-link like any subnet.
+    let d = ok(&with_backend(None, "{address: 169.254.10.20}"));
+    assert!(d.dests.keys().any(|k| k.addr == v4("169.254.10.20")));
+}
+
+#[test]
+fn unspecified_broadcast_and_multicast_backends_say_what_they_are() {
+    for (addr, what) in [
+        ("0.0.0.0", "unspecified"),
+        ("255.255.255.255", "broadcast"),
+        ("224.0.0.251", "multicast"),
+        ("::", "unspecified"),
+        ("ff02::1", "multicast"),
+    ] {
+        let vip = if addr.contains(':') { "2001:db8::1" } else { "192.0.2.1" };
+        for method in ["Masquerade", "Local", "Tunnel"] {
+            assert_error(
+                &format!(
+                    "address: {vip}\nport: 80\nforwarding: {{method: {method}}}\nbackends: [{{address: '{addr}'}}]\n"
+                ),
+                "spec.backends[0].address",
+                &format!("{addr} is {what}: not a unicast address; the kernel refuses it"),
+            );
+        }
+    }
+}
+
+#[test]
+fn over_long_values_are_refused_by_their_length() {
+    let long = format!("2001:db8:{}::1", "0".repeat(40));
+    let message = format!("{} characters long; at most 45", long.len());
+    assert_error(&format!("address: '{long}'\nport: 80\n"), "spec.address", &message);
+    assert_error(&with_backend(None, &format!("{{address: '{long}'}}")), "spec.backends[0].address", &message);
+    let backends: Vec<String> =
+        (0..=MAX_BACKENDS).map(|i| format!("{{address: 10.0.{}.{}}}", i / 256, i % 256)).collect();
+    assert_error(
+        &format!("address: 192.0.2.1\nport: 80\nbackends: [{}]\n", backends.join(", ")),
+        "spec.backends",
+        "1001 backends; at most 1000",
+    );
+    let from: Vec<String> = (0..=MAX_BACKENDS_FROM).map(|i| format!("{{service: s{i}}}")).collect();
+    assert_error(
+        &format!("address: 192.0.2.1\nport: 80\nbackendsFrom: [{}]\n", from.join(", ")),
+        "spec.backendsFrom",
+        "65 entries; at most 64",
+    );
+    assert_error(
+        &format!("address: 192.0.2.1\nport: 80\nbackendsFrom: [{{service: web, port: {}}}]\n", "p".repeat(64)),
+        "spec.backendsFrom[0].port",
+        "64 characters long; at most 63",
+    );
+}
+
 // ---- Kubernetes-only fields ----
 
 fn declared(yaml: &str) -> Declared {
@@ -993,6 +1191,36 @@ hysteresis: 2
             "not a DNS name",
         );
         assert_error(&check("  type: GRPC\n  service: ''\n"), "spec.healthCheck.service", "empty");
+    }
+
+    #[test]
+    fn over_long_check_fields_are_refused_by_their_length() {
+        let cases = [
+            ("HTTP", "path", format!("/{}", "a".repeat(2048)), 2048),
+            ("HTTP", "host", format!("{}.example", "a".repeat(252)), 259),
+            ("HTTP", "expectBody", "x".repeat(1025), 1024),
+            ("HTTPS", "serverName", format!("{}.example", "a".repeat(246)), 253),
+            ("UDP", "send", "00".repeat(1025), 2048),
+            ("UDP", "expectPrefix", "ff".repeat(1025), 2048),
+            ("DNS", "query", format!("{}.example", "a".repeat(247)), 254),
+            ("GRPC", "service", "s".repeat(513), 512),
+        ];
+        for (kind, field, value, max) in cases {
+            assert_error(
+                &check(&format!("  type: {kind}\n  {field}: '{value}'\n")),
+                &format!("spec.healthCheck.{field}"),
+                &format!("{} characters long; at most {max}", value.chars().count()),
+            );
+        }
+        // At the bounds, accepted.
+        policy(&check(&format!("  type: HTTP\n  path: '/{}'\n", "a".repeat(2047))));
+        policy(&check(&format!("  type: UDP\n  send: '{}'\n", "00".repeat(1024))));
+        let statuses = vec!["200"; 33].join(", ");
+        assert_error(
+            &check(&format!("  type: HTTP\n  expectStatus: [{statuses}]\n")),
+            "spec.healthCheck.expectStatus",
+            "33 entries; at most 32",
+        );
     }
 
     #[test]
