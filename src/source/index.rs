@@ -300,7 +300,7 @@ impl ObjectIndex {
             Err(rejected) => {
                 // An invalid object holds its key only where it may claim it: otherwise any namespace could freeze
                 // another's service with a broken object.
-                let holds = rejected.key.is_some_and(|key| self.admit(id, &key, &[]).is_ok());
+                let holds = rejected.key.is_some_and(|key| self.admit(id, &key, Vec::new).is_ok());
                 return Resolution::Rejected { holds };
             }
         };
@@ -310,7 +310,7 @@ impl ObjectIndex {
                 return Resolution::NotSelected;
             }
         }
-        if let Err(refused) = self.admit(id, &declared.service.service.key, &explicit_targets(declared)) {
+        if let Err(refused) = self.admit(id, &declared.service.service.key, || explicit_targets(declared)) {
             return Resolution::NotAdmitted(refused);
         }
         match resolve(id, declared, &self.slices) {
@@ -325,10 +325,14 @@ impl ObjectIndex {
         &self,
         id: &ObjectId,
         key: &ServiceKey,
-        targets: &[(std::net::IpAddr, String)],
+        targets: impl FnOnce() -> Vec<(std::net::IpAddr, String)>,
     ) -> Result<(), NotAdmitted> {
         let ObjectId::Kubernetes { namespace, .. } = id else { return Ok(()) };
-        self.admission.decide(&Claim { namespace, key, targets })
+        // Open admission decides nothing: the targets are not even listed (a reload resolves every object).
+        if self.admission.mode == AdmissionMode::Open {
+            return Ok(());
+        }
+        self.admission.decide(&Claim { namespace, key, targets: &targets() })
     }
 
     /// Sets the admission mode (the agent's `--admission`, before anything is applied); re-decides every object.
