@@ -7,24 +7,6 @@ use std::time::Duration;
 /// The label of a probe that succeeded, beside [`ProbeError::outcome_label`]'s.
 pub const OK_LABEL: &str = "ok";
 
-/// Every label [`ProbeError::outcome_label`] returns, so that metrics can be registered up front.
-pub const OUTCOME_LABELS: &[&str] = &[
-    "refused",
-    "timeout",
-    "unreachable",
-    "io",
-    "tls",
-    "http",
-    "bad_status",
-    "body_mismatch",
-    "unexpected_reply",
-    "dns_rcode",
-    "dns_no_answer",
-    "grpc_not_serving",
-    "grpc_status",
-    "invalid_check",
-];
-
 /// A failed probe. Everything but [`ProbeError::InvalidCheck`] is the backend's (or the network's) answer;
 /// `InvalidCheck` means the definition itself cannot be sent, which validation upstream should have caught.
 #[derive(Debug, thiserror::Error)]
@@ -100,28 +82,44 @@ pub enum ProbeError {
     InvalidCheck(String),
 }
 
-impl ProbeError {
-    /// A short stable label for metrics (`refused`, `timeout`, `bad_status`, ...); see [`OUTCOME_LABELS`] and
-    /// [`OK_LABEL`].
-    pub fn outcome_label(&self) -> &'static str {
-        match self {
-            ProbeError::Refused => "refused",
-            ProbeError::Timeout(_) => "timeout",
-            ProbeError::Unreachable(_) => "unreachable",
-            ProbeError::Io { .. } => "io",
-            ProbeError::Tls(_) => "tls",
-            ProbeError::Http(_) => "http",
-            ProbeError::BadStatus { .. } => "bad_status",
-            ProbeError::BodyMismatch { .. } => "body_mismatch",
-            ProbeError::UnexpectedReply(_) => "unexpected_reply",
-            ProbeError::DnsRcode(_) => "dns_rcode",
-            ProbeError::DnsNoAnswer => "dns_no_answer",
-            ProbeError::GrpcNotServing(_) => "grpc_not_serving",
-            ProbeError::GrpcStatus { .. } => "grpc_status",
-            ProbeError::InvalidCheck(_) => "invalid_check",
-        }
-    }
+/// The outcome labels and [`ProbeError::outcome_label`] from one list: a new variant does not compile until it has
+/// a label, and its label cannot be missing from [`OUTCOME_LABELS`] (whose metric cells are registered up front;
+/// a label left out would lose its counts without a word). Each entry is `Variant [its fields' pattern] => label`.
+macro_rules! outcomes {
+    ($($variant:ident [$($fields:tt)*] => $label:literal,)+) => {
+        /// Every label [`ProbeError::outcome_label`] returns, so that metrics can be registered up front.
+        pub const OUTCOME_LABELS: &[&str] = &[$($label,)+];
 
+        impl ProbeError {
+            /// A short stable label for metrics (`refused`, `timeout`, `bad_status`, ...); see [`OUTCOME_LABELS`] and
+            /// [`OK_LABEL`].
+            pub fn outcome_label(&self) -> &'static str {
+                match self {
+                    $(ProbeError::$variant $($fields)* => $label,)+
+                }
+            }
+        }
+    };
+}
+
+outcomes! {
+    Refused [] => "refused",
+    Timeout [(_)] => "timeout",
+    Unreachable [(_)] => "unreachable",
+    Io [{ .. }] => "io",
+    Tls [(_)] => "tls",
+    Http [(_)] => "http",
+    BadStatus [{ .. }] => "bad_status",
+    BodyMismatch [{ .. }] => "body_mismatch",
+    UnexpectedReply [(_)] => "unexpected_reply",
+    DnsRcode [(_)] => "dns_rcode",
+    DnsNoAnswer [] => "dns_no_answer",
+    GrpcNotServing [(_)] => "grpc_not_serving",
+    GrpcStatus [{ .. }] => "grpc_status",
+    InvalidCheck [(_)] => "invalid_check",
+}
+
+impl ProbeError {
     /// A socket error of `op`, classified: refusals and unreachable routes get their own variants because an
     /// operator reads them differently from other errors.
     pub(crate) fn socket(op: &'static str, source: io::Error) -> Self {
