@@ -168,8 +168,9 @@ pub struct ObjectReport {
     pub state: ObjectState,
 }
 
-/// Everything the index says at one moment: the desired table and every problem (for one-shot commands and
-/// reports; passes read the index's parts directly).
+/// Everything the index says at one moment: the desired table and every problem, in one value for tests (the
+/// commands and passes read the index's parts directly).
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DesiredOutcome {
     /// The services of every valid object that won its key.
@@ -184,9 +185,9 @@ pub struct DesiredOutcome {
     pub keyless_problems: bool,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl DesiredOutcome {
     /// Whether every object was valid and none conflicted.
-    #[cfg(any(test, feature = "testing"))]
     pub fn is_clean(&self) -> bool {
         self.errors.is_empty() && self.conflicts.is_empty()
     }

@@ -24,5 +24,7 @@ mod problems;
 
 pub use desired::{DesiredState, Snapshot};
 pub use file::{FileLoad, FileSource, FollowError, LoadError, Reload};
-pub use index::{Changed, DesiredOutcome, ObjectIndex, ObjectReport, ObjectState, ReportChange, ReportsWanted};
+#[cfg(any(test, feature = "testing"))]
+pub use index::DesiredOutcome;
+pub use index::{Changed, ObjectIndex, ObjectReport, ObjectState, ReportChange, ReportsWanted};
 pub use problems::ProblemLog;
