@@ -15,6 +15,7 @@
 //! The result depends only on the set of objects, never on the order in which they arrived.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use kube::core::SelectorExt;
@@ -215,8 +216,13 @@ pub struct ObjectIndex {
     node_labels: Option<BTreeMap<String, String>>,
     /// Which objects may claim which keys (the pools, the namespaces' labels); open by default (files).
     admission: Admission,
-    /// How many objects are not admitted (kept as entries change: a snapshot reads it at every pass).
-    not_admitted: usize,
+    /// The objects not admitted (kept as entries change: a snapshot reads their count at every pass, and a pool
+    /// change re-decides them).
+    not_admitted: BTreeSet<ObjectId>,
+    /// Every object that names a service (valid or not, admitted or not) by its VIP, and by its firewall mark: a
+    /// pool change re-decides the objects in the ranges it grants without looking at the others.
+    by_vip: BTreeMap<IpAddr, SmallSet<ObjectId>>,
+    by_mark: BTreeMap<u32, SmallSet<ObjectId>>,
     /// Counts changes that had an effect (an object, slice or label set that differs from what was there); a
     /// re-sent object (a status write, a Node heartbeat) does not move it.
     revision: u64,
@@ -343,7 +349,7 @@ impl ObjectIndex {
         }
         self.admission.mode = mode;
         self.revision += 1;
-        self.refresh_where(|_, _| true)
+        self.refresh_all()
     }
 
     /// Replaces every pool at once (a complete re-list); `None`: the pool CRD is not installed. Re-decides every
@@ -354,7 +360,7 @@ impl ObjectIndex {
         }
         self.admission.pools = pools;
         self.revision += 1;
-        self.refresh_where(|_, _| true)
+        self.refresh_all()
     }
 
     /// Sets (or with `None` removes) one pool; re-decides only the objects it may change: those whose key the old
@@ -370,15 +376,11 @@ impl ObjectIndex {
             },
         };
         self.revision += 1;
-        let concerned = |key: &ServiceKey| {
-            old.as_ref().is_some_and(|p| p.grants(key)) || pool.as_ref().is_some_and(|p| p.grants(key))
-        };
-        self.refresh_where(|_, entry| match entry {
-            Entry::Validated { resolution: Resolution::NotAdmitted(_), .. } => true,
-            Entry::Validated { declared: Ok(declared), .. } => concerned(&declared.service.service.key),
-            Entry::Validated { declared: Err(rejected), .. } => rejected.key.as_ref().is_some_and(concerned),
-            Entry::Unreadable(_) => false,
-        })
+        let mut concerned = self.not_admitted.clone();
+        for pool in old.iter().chain(pool.as_ref()) {
+            concerned.extend(self.granted_by(pool));
+        }
+        self.batch(|index| concerned.iter().for_each(|id| index.refresh(id)))
     }
 
     /// Sets (or with `None` forgets) the labels of namespace `name`; re-decides the objects of that namespace.
@@ -391,7 +393,15 @@ impl ObjectIndex {
             None => self.admission.namespaces.remove(name),
         };
         self.revision += 1;
-        self.refresh_where(|id, _| matches!(id, ObjectId::Kubernetes { namespace, .. } if namespace == name))
+        let ids = self.objects_in(name);
+        self.batch(|index| ids.iter().for_each(|id| index.refresh(id)))
+    }
+
+    /// The objects of namespace `namespace` (a range of the ordered identities).
+    fn objects_in(&self, namespace: &str) -> Vec<ObjectId> {
+        let first = ObjectId::kubernetes(namespace, "");
+        let in_namespace = |id: &&ObjectId| matches!(id, ObjectId::Kubernetes { namespace: ns, .. } if ns == namespace);
+        self.objects.range(first..).map(|(id, _)| id).take_while(in_namespace).cloned().collect()
     }
 
     /// Replaces every namespace's labels at once (a complete re-list); re-decides the objects of the namespaces
@@ -405,12 +415,13 @@ impl ObjectIndex {
         let fresh = &self.admission.namespaces;
         let changed: BTreeSet<String> =
             old.keys().chain(fresh.keys()).filter(|ns| old.get(*ns) != fresh.get(*ns)).cloned().collect();
-        self.refresh_where(|id, _| matches!(id, ObjectId::Kubernetes { namespace, .. } if changed.contains(namespace)))
+        let ids: Vec<ObjectId> = changed.iter().flat_map(|ns| self.objects_in(ns)).collect();
+        self.batch(|index| ids.iter().for_each(|id| index.refresh(id)))
     }
 
     /// How many objects no pool admits.
     pub fn not_admitted(&self) -> usize {
-        self.not_admitted
+        self.not_admitted.len()
     }
 
     /// Whether objects are decided by pools and no pool exists (nothing can be admitted): the agent says so.
@@ -418,11 +429,10 @@ impl ObjectIndex {
         self.admission.mode == AdmissionMode::Pools && !self.admission.has_pools()
     }
 
-    /// Resolves again, as one batch, every object `pick` chooses.
-    fn refresh_where(&mut self, pick: impl Fn(&ObjectId, &Entry) -> bool) -> Changed {
-        let picked: Vec<ObjectId> =
-            self.objects.iter().filter(|(id, e)| pick(id, e)).map(|(id, _)| id.clone()).collect();
-        self.batch(|index| picked.iter().for_each(|id| index.refresh(id)))
+    /// Resolves every object again, as one batch (the mode or every pool changed).
+    fn refresh_all(&mut self) -> Changed {
+        let ids: Vec<ObjectId> = self.objects.keys().cloned().collect();
+        self.batch(|index| ids.iter().for_each(|id| index.refresh(id)))
     }
 
     /// Resolves object `id` again (its slices, the node's labels or its admission changed).
@@ -445,7 +455,7 @@ impl ObjectIndex {
     pub fn delete(&mut self, id: &ObjectId) -> Changed {
         let Some(old) = self.objects.remove(id) else { return Changed::new() };
         self.revision += 1;
-        self.not_admitted -= usize::from(old.is_not_admitted());
+        self.unlist(id, &old);
         self.keyless_problems.remove(id);
         self.forget_uses(id, &old);
         self.report_changed(id);
@@ -698,9 +708,8 @@ impl ObjectIndex {
         } else {
             self.keyless_problems.remove(&id);
         }
-        self.not_admitted += usize::from(entry.is_not_admitted());
         if let Some(old) = self.objects.remove(&id) {
-            self.not_admitted -= usize::from(old.is_not_admitted());
+            self.unlist(&id, &old);
             self.forget_uses(&id, &old);
             if let Some(old_key) = old.key() {
                 self.note(&mut changes, old_key);
@@ -708,6 +717,7 @@ impl ObjectIndex {
                 self.claimants_changed(old_key);
             }
         }
+        self.list(&id, &entry);
         for service in entry.uses(&id) {
             self.users.entry(service).or_default().insert(id.clone(), ());
         }
@@ -721,6 +731,48 @@ impl ObjectIndex {
             self.claimants_changed(key);
         }
         changes.finish(self)
+    }
+
+    /// Lists `entry` under its VIP or mark, and among those not admitted.
+    fn list(&mut self, id: &ObjectId, entry: &Entry) {
+        if entry.is_not_admitted() {
+            self.not_admitted.insert(id.clone());
+        }
+        match named_key(entry) {
+            Some(ServiceKey::Addr { addr, .. }) => {
+                self.by_vip.entry(addr).or_default().insert(id.clone(), ());
+            }
+            Some(ServiceKey::Fwmark { mark, .. }) => {
+                self.by_mark.entry(mark).or_default().insert(id.clone(), ());
+            }
+            None => {}
+        }
+    }
+
+    /// Undoes [`ObjectIndex::list`] for the entry `id` had.
+    fn unlist(&mut self, id: &ObjectId, old: &Entry) {
+        self.not_admitted.remove(id);
+        fn drop_from<K: Ord>(map: &mut BTreeMap<K, SmallSet<ObjectId>>, key: K, id: &ObjectId) {
+            if let Some(ids) = map.get_mut(&key) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    map.remove(&key);
+                }
+            }
+        }
+        match named_key(old) {
+            Some(ServiceKey::Addr { addr, .. }) => drop_from(&mut self.by_vip, addr, id),
+            Some(ServiceKey::Fwmark { mark, .. }) => drop_from(&mut self.by_mark, mark, id),
+            None => {}
+        }
+    }
+
+    /// The objects whose VIP or mark `pool` grants.
+    fn granted_by(&self, pool: &Pool) -> BTreeSet<ObjectId> {
+        let vips = pool.addresses.iter().flat_map(|net| self.by_vip.range(net.network()..=net.broadcast()));
+        let marks = pool.fwmarks.iter().flat_map(|(from, to)| self.by_mark.range(from..=to));
+        let ids = vips.map(|(_, ids)| ids).chain(marks.map(|(_, ids)| ids));
+        ids.flat_map(|ids| ids.keys().cloned()).collect()
     }
 
     fn forget_uses(&mut self, id: &ObjectId, old: &Entry) {
@@ -782,6 +834,15 @@ impl ObjectIndex {
             return Some(Resolved::Desired(Arc::clone(desired)));
         }
         self.held.get(key).map(|id| Resolved::Held(id.clone()))
+    }
+}
+
+/// The key an object names, valid or not, whatever it resolves to here.
+fn named_key(entry: &Entry) -> Option<ServiceKey> {
+    match entry {
+        Entry::Validated { declared: Ok(declared), .. } => Some(declared.service.service.key),
+        Entry::Validated { declared: Err(rejected), .. } => rejected.key,
+        Entry::Unreadable(_) => None,
     }
 }
 

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::api::VirtualServiceSpec;
+use crate::source::admission::{AdmissionMode, Pool};
 
 fn object(id: ObjectId, age: Age, yaml: &str) -> SourceObject {
     SourceObject { id, age, spec: serde_yaml::from_str(yaml).unwrap(), generation: None }
@@ -235,6 +236,38 @@ enum Step {
     Slice(Option<bool>),
     /// The node's labels: unknown, or role=lb or not.
     Labels(Option<bool>),
+    /// Pool `p{n}` set or deleted (it matters in pools mode only).
+    Pool(u8, Option<Pool>),
+    /// Namespace `ns{n}`'s labels: gone, or tier=edge or not.
+    Namespace(u8, Option<bool>),
+}
+
+fn any_pool() -> impl Strategy<Value = Pool> {
+    let cidrs = prop::sample::subsequence(vec!["192.0.2.0/31", "192.0.2.2/32", "192.0.2.0/24", "2001:db8::/64"], 0..3);
+    let namespaces = prop::sample::subsequence(vec!["ns0", "ns1"], 0..2);
+    (cidrs, namespaces, any::<bool>(), any::<bool>(), prop::option::of(any::<bool>())).prop_map(
+        |(cidrs, namespaces, by_label, marks, backends)| Pool {
+            name: String::new(),
+            addresses: cidrs.into_iter().map(|c| crate::source::admission::parse_cidr(c).unwrap()).collect(),
+            fwmarks: if marks { vec![(1, 1)] } else { Vec::new() },
+            namespaces: namespaces.into_iter().map(str::to_owned).collect(),
+            namespace_selector: by_label.then(|| {
+                kube::core::Selector::try_from(k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                    match_labels: Some([("tier".to_owned(), "edge".to_owned())].into()),
+                    match_expressions: None,
+                })
+                .unwrap()
+            }),
+            // 10.0.0.1 is inside both, 10.0.0.9 inside the wider only.
+            backend_cidrs: backends.map(|wide| {
+                vec![crate::source::admission::parse_cidr(if wide { "10.0.0.0/24" } else { "10.0.0.0/29" }).unwrap()]
+            }),
+        },
+    )
+}
+
+fn namespace_labels(edge: Option<bool>) -> Option<crate::source::admission::Labels> {
+    edge.map(|edge| if edge { [("tier".to_owned(), "edge".to_owned())].into() } else { Default::default() })
 }
 
 fn any_step() -> impl Strategy<Value = Step> {
@@ -245,6 +278,10 @@ fn any_step() -> impl Strategy<Value = Step> {
         1 => prop::collection::vec(any_object(), 0..4).prop_map(Step::Reset),
         1 => prop::option::of(any::<bool>()).prop_map(Step::Slice),
         1 => prop::option::of(any::<bool>()).prop_map(Step::Labels),
+        1 => (0..2u8, prop::option::of(any_pool())).prop_map(|(n, pool)| {
+            Step::Pool(n, pool.map(|p| Pool { name: format!("p{n}"), ..p }))
+        }),
+        1 => (0..2u8, prop::option::of(any::<bool>())).prop_map(|(n, edge)| Step::Namespace(n, edge)),
     ]
 }
 
@@ -258,10 +295,19 @@ proptest! {
     /// Whatever the sequence of events, (1) each step reports exactly the keys whose resolution it changed, (2) a
     /// copy of the table and held keys patched with only the reported keys (what a change pass does) stays equal to
     /// the index's, (3) a follower of `changed_reports` (the status writer) always has every object's report, and
-    /// (4) the index ends where a fresh index of the surviving objects, applied in any order, starts.
+    /// (4) the index ends where a fresh index of the surviving objects, applied in any order, starts. In pools
+    /// admission too, where a pool or namespace change re-decides only the objects it concerns.
     #[test]
-    fn steps_report_exact_changes_and_end_as_a_fresh_index(steps in prop::collection::vec(any_step(), 0..12), seed in any::<u64>()) {
+    fn steps_report_exact_changes_and_end_as_a_fresh_index(
+        steps in prop::collection::vec(any_step(), 0..12),
+        seed in any::<u64>(),
+        pools_mode in any::<bool>(),
+    ) {
+        let mode = if pools_mode { AdmissionMode::Pools } else { AdmissionMode::Open };
         let mut index = ObjectIndex::new();
+        index.set_admission_mode(mode);
+        let mut pools: BTreeMap<String, Pool> = BTreeMap::new();
+        let mut namespaces: BTreeMap<String, crate::source::admission::Labels> = BTreeMap::new();
         let mut patched = DesiredTable::default();
         let mut patched_held: BTreeMap<ServiceKey, ObjectId> = BTreeMap::new();
         let mut followed: BTreeMap<ObjectId, ObjectReport> = BTreeMap::new();
@@ -290,6 +336,23 @@ proptest! {
                     index.set_slice(web_ref(), "web-1", web_slice.clone())
                 }
                 Step::Labels(lb) => { node_labels = labels_of(lb); index.set_node_labels(node_labels.clone()) }
+                Step::Pool(n, pool) => {
+                    let name = format!("p{n}");
+                    match &pool {
+                        Some(pool) => { pools.insert(name.clone(), pool.clone()); }
+                        None => { pools.remove(&name); }
+                    }
+                    index.set_pool(&name, pool)
+                }
+                Step::Namespace(n, edge) => {
+                    let name = format!("ns{n}");
+                    let labels = namespace_labels(edge);
+                    match &labels {
+                        Some(labels) => { namespaces.insert(name.clone(), labels.clone()); }
+                        None => { namespaces.remove(&name); }
+                    }
+                    index.set_namespace(&name, labels)
+                }
             };
             let after = resolution(&index);
             let mut expected = Changed::new();
@@ -326,9 +389,12 @@ proptest! {
         survivors.rotate_left((seed as usize) % len);
         if seed % 2 == 0 { survivors.reverse(); }
         let mut fresh = ObjectIndex::new();
+        fresh.set_admission_mode(mode);
         if seed % 3 == 0 {
             fresh.set_slice(web_ref(), "web-1", web_slice.clone());
             fresh.set_node_labels(node_labels.clone());
+            fresh.reset_pools(Some(pools.clone()));
+            fresh.reset_namespaces(namespaces.clone());
         }
         for (id, object) in survivors {
             match object {
@@ -340,8 +406,12 @@ proptest! {
             // Slices and labels arriving after the objects end in the same place.
             fresh.set_slice(web_ref(), "web-1", web_slice);
             fresh.set_node_labels(node_labels);
+            fresh.reset_pools(Some(pools));
+            fresh.reset_namespaces(namespaces);
         }
         prop_assert_eq!(index.outcome(), fresh.outcome());
+        prop_assert_eq!(index.reports(), fresh.reports());
+        prop_assert_eq!(index.not_admitted(), fresh.not_admitted());
     }
 }
 
