@@ -654,7 +654,7 @@ impl ObjectIndex {
                 let winner = key.and_then(|k| self.claims.get(&k)).and_then(|c| c.first()).map(|((_, w), ())| w);
                 let state = match (resolution, key) {
                     (Resolution::NotSelected, _) => ObjectState::NotSelected,
-                    (Resolution::NotAdmitted(refused), _) => match declared_key(entry) {
+                    (Resolution::NotAdmitted(refused), _) => match named_key(entry) {
                         Some(key) => ObjectState::NotAdmitted { key, reason: refused.to_string() },
                         None => ObjectState::NotSelected,
                     },
@@ -843,14 +843,6 @@ fn named_key(entry: &Entry) -> Option<ServiceKey> {
         Entry::Validated { declared: Ok(declared), .. } => Some(declared.service.service.key),
         Entry::Validated { declared: Err(rejected), .. } => rejected.key,
         Entry::Unreadable(_) => None,
-    }
-}
-
-/// The key a valid declaration names, whatever it resolves to here.
-fn declared_key(entry: &Entry) -> Option<ServiceKey> {
-    match entry {
-        Entry::Validated { declared: Ok(declared), .. } => Some(declared.service.service.key),
-        _ => None,
     }
 }
 

@@ -51,6 +51,17 @@ impl Special {
         }
     }
 
+    /// Whether a destination of this kind is reachable forwarded with `method` (`None`: the method is invalid,
+    /// which is reported elsewhere, so a loopback destination is not blamed on it). IPv4 link-local is routed
+    /// on-link like any subnet; loopback only through Local.
+    fn reachable_with(self, method: Option<ForwardMethod>) -> bool {
+        match self {
+            Special::LinkLocalV4 => true,
+            Special::Loopback => method.is_none_or(|method| method == ForwardMethod::Local),
+            _ => false,
+        }
+    }
+
     /// "`addr` is ..." in a message.
     fn name(self) -> &'static str {
         match self {
@@ -83,19 +94,14 @@ impl Problems<'_> {
     /// forwarded with `method` may point at it (the effective method; `None` when it is invalid, which is reported
     /// elsewhere).
     pub(super) fn destination_address(&mut self, field: &str, addr: &IpAddr, method: Option<ForwardMethod>) {
-        let Some(special) = Special::of(addr) else { return };
+        let Some(special) = Special::of(addr).filter(|special| !special.reachable_with(method)) else { return };
         let why = match special {
-            // Routed on-link like any subnet: a backend may well live there.
-            Special::LinkLocalV4 => return,
-            Special::Loopback => match method {
-                None | Some(ForwardMethod::Local) => return,
-                // The kernel drops masqueraded packets to a loopback address (it stops DNAT to loopback), and
-                // DirectRouting and Tunnel are for other hosts.
-                Some(other) => format!(
-                    "only forwarding method Local delivers to the node's own sockets (the effective method is {})",
-                    forward_name(other)
-                ),
-            },
+            // The kernel drops masqueraded packets to a loopback address (it stops DNAT to loopback), and
+            // DirectRouting and Tunnel are for other hosts.
+            Special::Loopback => format!(
+                "only forwarding method Local delivers to the node's own sockets (the effective method is {})",
+                method.map_or("another method", forward_name)
+            ),
             Special::Unspecified | Special::Broadcast | Special::Multicast => {
                 "not a unicast address; the kernel refuses it".to_owned()
             }
@@ -103,6 +109,8 @@ impl Problems<'_> {
                 "an IPVS destination has no interface (zone) to reach a link-local address through".to_owned()
             }
             Special::Ipv4Mapped(v4) => format!("write the IPv4 form {v4}"),
+            // Reachable with every method: filtered out above.
+            Special::LinkLocalV4 => return,
         };
         self.error(field, format!("{addr} is {}: {why}", special.name()));
     }
@@ -111,11 +119,7 @@ impl Problems<'_> {
 /// Why a destination forwarded with `method` cannot point at `addr`, if it cannot: for `dump -o yaml`, which writes
 /// only what validation takes back.
 pub(crate) fn destination_refused(addr: &IpAddr, method: ForwardMethod) -> Option<&'static str> {
-    match Special::of(addr) {
-        None | Some(Special::LinkLocalV4) => None,
-        Some(Special::Loopback) if method == ForwardMethod::Local => None,
-        Some(special) => Some(special.name()),
-    }
+    Special::of(addr).filter(|special| !special.reachable_with(Some(method))).map(Special::name)
 }
 
 /// Why `addr` cannot be a virtual address, if it cannot (for `dump -o yaml`).
