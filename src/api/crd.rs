@@ -234,12 +234,8 @@ mod tests {
         assert_eq!(crd.spec.names.short_names, Some(vec!["ipvs".to_owned()]));
         let version = &crd.spec.versions[0];
         assert_eq!(version.name, "v1alpha1");
-        let columns: Vec<_> =
-            version.additional_printer_columns.iter().flatten().map(|c| c.json_path.as_str()).collect();
-        for path in [".spec.address", ".spec.port", ".spec.protocol", ".spec.scheduler", ".status.nodes[*].nodeName"] {
-            assert!(columns.contains(&path), "missing column {path} in {columns:?}");
-        }
-        // Why the first node did (or did not) program it, in plain `kubectl get ipvs`, right after the nodes.
+        // What plain `kubectl get ipvs` shows, in order; none reads `[*]` (the API server's table printer shows only
+        // the first match, which would hide every node but one).
         let visible: Vec<_> = version
             .additional_printer_columns
             .iter()
@@ -247,7 +243,34 @@ mod tests {
             .filter(|c| c.priority.unwrap_or(0) == 0)
             .map(|c| (c.name.as_str(), c.json_path.as_str()))
             .collect();
-        let nodes = visible.iter().position(|(name, _)| *name == "Nodes").unwrap();
-        assert_eq!(visible.get(nodes + 1), Some(&("Reason", ".status.nodes[0].reason")), "{visible:?}");
+        let expected = [
+            ("Address", ".spec.address"),
+            ("Port", ".spec.port"),
+            ("Protocol", ".spec.protocol"),
+            ("Scheduler", ".spec.scheduler"),
+            ("Ready", ".status.conditions[?(@.type==\"Ready\")].status"),
+            ("Programmed", ".status.summary"),
+            ("Age", ".metadata.creationTimestamp"),
+        ];
+        assert_eq!(visible, expected);
+        for column in version.additional_printer_columns.iter().flatten() {
+            assert!(!column.json_path.contains("[*]"), "{} reads a list: {}", column.name, column.json_path);
+        }
+    }
+
+    /// The conditions are a list-map keyed by `type` (kstatus tools and `kubectl wait` read them by type; server-side
+    /// apply merges them by type).
+    #[test]
+    fn conditions_are_a_list_map_by_type() {
+        let crd = crd();
+        let schema = serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap()).unwrap();
+        let status = &schema["openAPIV3Schema"]["properties"]["status"]["properties"];
+        assert_eq!(status["conditions"]["x-kubernetes-list-type"], "map");
+        assert_eq!(status["conditions"]["x-kubernetes-list-map-keys"], serde_json::json!(["type"]));
+        for field in ["type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"] {
+            assert!(status["conditions"]["items"]["properties"].get(field).is_some(), "{field}");
+        }
+        assert_eq!(status["observedGeneration"]["type"], "integer");
+        assert_eq!(status["summary"]["type"], "string");
     }
 }

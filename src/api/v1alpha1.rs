@@ -13,7 +13,7 @@
 //! Every list and free string is bounded (`MAX_*` below): the API server estimates each rule's cost from those
 //! bounds, and `api::validate` enforces the same ones.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -97,24 +97,26 @@ const DESTINATION_IS_NOT_LINK_LOCAL_V6_MESSAGE: &str =
     printcolumn(name = "Protocol", type_ = "string", json_path = ".spec.protocol", description = "TCP, UDP or SCTP"),
     printcolumn(name = "Fwmark", type_ = "integer", json_path = ".spec.fwmark", priority = 1, description = "Firewall mark"),
     printcolumn(name = "Scheduler", type_ = "string", json_path = ".spec.scheduler", description = "IPVS scheduler"),
+    // No column reads `[*]`: the API server's table printer shows only the first match, so a list column would
+    // hide every node but one. The verdict over all nodes is the Ready condition and the summary.
     printcolumn(
-        name = "Nodes",
+        name = "Ready",
         type_ = "string",
-        json_path = ".status.nodes[*].nodeName",
-        description = "Nodes reporting on this service"
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether every node that should program it has programmed its current generation"
     ),
     printcolumn(
         name = "Reason",
         type_ = "string",
-        json_path = ".status.nodes[0].reason",
-        description = "Why the first reporting node programmed it or not (NotAdmitted, Invalid, Conflict, ...)"
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1,
+        description = "Why it is or is not Ready (Programmed, Reconciling, Invalid, NotAdmitted, Conflict, ...)"
     ),
     printcolumn(
         name = "Programmed",
         type_ = "string",
-        json_path = ".status.nodes[*].programmed",
-        priority = 1,
-        description = "Whether each reporting node programmed it"
+        json_path = ".status.summary",
+        description = "Nodes that programmed it over nodes that should"
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -739,10 +741,21 @@ pub struct BackendsFrom {
     pub weight: Option<i64>,
 }
 
-/// What the agents report: one entry per node.
+/// What the agents report: one entry per node, and the elected agent's verdict over all of them.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualServiceStatus {
+    /// The `metadata.generation` the conditions judge (written by the elected agent with the conditions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling` and `Stalled` (kstatus), over every node that should program the service: written
+    /// by the one agent that holds the `ipvs-reconciler-status` Lease (field manager `ipvs-reconciler-status`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"], "maxItems" = 8))]
+    pub conditions: Vec<Condition>,
+    /// Nodes that programmed the current generation over nodes that should (`2/3 programmed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
     /// One entry per node that selects this service (or did, and has not yet withdrawn its entry), keyed by
     /// `nodeName`. Each node's agent owns its own entry (server-side apply, field manager per node).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -201,7 +201,7 @@ fn the_feed_tracks_which_objects_hold_an_entry_of_this_node() {
     let with_entry = |node: &str| {
         let mut object = vs("web", WEB);
         let entry = NodeStatus { node_name: node.to_owned(), reason: "Programmed".to_owned(), ..NodeStatus::default() };
-        object.status = Some(VirtualServiceStatus { nodes: vec![entry] });
+        object.status = Some(VirtualServiceStatus { nodes: vec![entry], ..VirtualServiceStatus::default() });
         object
     };
     list(&mut feed, vec![with_entry("n1")], Vec::new(), &[]);
