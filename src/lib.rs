@@ -35,6 +35,8 @@
 //!   signals, for `run` and `agent`.
 //! - [`health`]: health probes (TCP, HTTP(S), UDP, DNS, gRPC) against one backend, and their scheduler; knows
 //!   nothing of Kubernetes or the table.
+//! - [`verdict`]: one verdict per object over all nodes (kstatus conditions), written by the agent elected with a
+//!   Lease.
 //! - [`clock`]: the wall clock.
 //! - [`cli`]: the command line: parses, calls, prints.
 #![forbid(unsafe_code)]
@@ -52,3 +54,4 @@ pub mod model;
 pub mod netif;
 pub mod source;
 pub mod table;
+pub mod verdict;

@@ -85,6 +85,8 @@ pub struct Metrics {
     objects_not_admitted: Gauge,
     admission_no_pool: Gauge,
     status_writes: Family<ResultLabels, Counter>,
+    condition_writes: Family<ResultLabels, Counter>,
+    leading: Gauge,
     watch_errors: Family<ResourceLabels, Counter>,
     watch_restarts: Family<ResourceLabels, Counter>,
     last_success: Gauge<f64, AtomicU64>,
@@ -126,6 +128,8 @@ impl Metrics {
             objects_not_admitted: Gauge::default(),
             admission_no_pool: Gauge::default(),
             status_writes: Family::default(),
+            condition_writes: Family::default(),
+            leading: Gauge::default(),
             watch_errors: Family::default(),
             watch_restarts: Family::default(),
             last_success: Gauge::default(),
@@ -171,6 +175,16 @@ impl Metrics {
             metrics.admission_no_pool.clone(),
         );
         registry.register("status_writes", "Status entries written, by result", metrics.status_writes.clone());
+        registry.register(
+            "condition_writes",
+            "Conditions and summaries written by this agent while it leads, by result",
+            metrics.condition_writes.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this agent holds the ipvs-reconciler-status Lease and writes every object's conditions",
+            metrics.leading.clone(),
+        );
         registry.register("watch_errors", "Failed lists and watches, by resource", metrics.watch_errors.clone());
         registry.register(
             "watch_restarts",
@@ -261,6 +275,16 @@ impl Metrics {
     /// Records a status write.
     pub fn status_write(&self, ok: bool) {
         self.status_writes.get_or_create(&ResultLabels { result: if ok { "ok" } else { "error" } }).inc();
+    }
+
+    /// Records a write of an object's conditions by the leader.
+    pub fn condition_write(&self, ok: bool) {
+        self.condition_writes.get_or_create(&ResultLabels { result: if ok { "ok" } else { "error" } }).inc();
+    }
+
+    /// Records whether this agent leads (writes the conditions).
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.set(i64::from(leading));
     }
 
     /// Records a failed list or watch of `resource`; the API counts as unavailable until [`Metrics::api_event`].

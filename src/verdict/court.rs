@@ -1,0 +1,168 @@
+//! The leader's bookkeeping, without the API: the fleet from Nodes and agent pods (and since when each node's
+//! agent is Ready), since when each object's generation is known, and which verdicts must be written — only those
+//! that differ from what the object shows and from what this leader already sent. A new leader starts a new
+//! court: it trusts none of the conditions it finds, it recomputes them (and writes only those that are wrong).
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use kube::core::Selector;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::judge::{Fleet, NodeAgent, Rules, Subject, Verdict, judge, with_transition_times};
+use crate::api::ObjectId;
+use crate::api::v1alpha1::{API_VERSION, KIND, VirtualService};
+
+/// One status write the leader owes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Write {
+    /// The object.
+    pub id: ObjectId,
+    /// Its namespace and name.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// What is written (kept as sent once the write succeeds).
+    pub verdict: Verdict,
+    /// The server-side apply body: apiVersion, kind, `status.observedGeneration`, `status.conditions`,
+    /// `status.summary` — never the nodes' entries, which their agents own.
+    pub body: Value,
+}
+
+/// What an agent pod tells: the node it runs on and whether it is Ready.
+pub fn agent_pod(pod: &Pod) -> Option<(&str, bool)> {
+    let node = pod.spec.as_ref()?.node_name.as_deref()?;
+    let status = pod.status.as_ref();
+    // A pod that ended (a failed or completed one left behind) is no agent.
+    if matches!(status.and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")) {
+        return None;
+    }
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    Some((node, ready))
+}
+
+/// The leader's memory for one term.
+#[derive(Debug, Default)]
+pub struct Court {
+    /// Each object's generation and since when this leader has known it.
+    generations: HashMap<ObjectId, (Option<i64>, Instant)>,
+    /// Each node's agent readiness and since when this leader has seen it so.
+    agents: BTreeMap<String, NodeAgent>,
+    /// The verdicts written (without deadline) whose write the watch has not shown yet.
+    sent: HashMap<ObjectId, Verdict>,
+}
+
+impl Court {
+    /// A court that has seen nothing.
+    pub fn new() -> Self {
+        Court::default()
+    }
+
+    /// The fleet from every Node's labels and the agent pods: a node has an agent when one of them is scheduled on
+    /// it, and a Ready one when any of them is (two during a rolling update count once).
+    pub fn fleet<'a>(
+        &mut self,
+        nodes: impl IntoIterator<Item = (String, BTreeMap<String, String>)>,
+        pods: impl IntoIterator<Item = &'a Pod>,
+        now: Instant,
+    ) -> Fleet {
+        let mut ready: BTreeMap<String, bool> = BTreeMap::new();
+        for (node, is_ready) in pods.into_iter().filter_map(agent_pod) {
+            *ready.entry(node.to_owned()).or_default() |= is_ready;
+        }
+        let agents = ready
+            .into_iter()
+            .map(|(node, ready)| {
+                let since = match self.agents.get(&node) {
+                    Some(seen) if seen.ready == ready => seen.since,
+                    _ => now,
+                };
+                (node, NodeAgent { ready, since })
+            })
+            .collect();
+        self.agents = agents;
+        Fleet { nodes: nodes.into_iter().collect(), agents: self.agents.clone() }
+    }
+
+    /// Forgets a deleted object.
+    pub fn forget(&mut self, id: &ObjectId) {
+        self.generations.remove(id);
+        self.sent.remove(id);
+    }
+
+    /// Forgets every object not in `live`.
+    pub fn retain(&mut self, live: &std::collections::HashSet<ObjectId>) {
+        self.generations.retain(|id, _| live.contains(id));
+        self.sent.retain(|id, _| live.contains(id));
+    }
+
+    /// The verdict on `object` and the write it needs, if any; and when its verdict changes by itself.
+    pub fn judge(
+        &mut self,
+        object: &VirtualService,
+        fleet: &Fleet,
+        rules: &Rules,
+        now: Instant,
+        wall: &Time,
+    ) -> (Option<Write>, Option<Instant>) {
+        let namespace = object.metadata.namespace.clone().unwrap_or_default();
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let id = ObjectId::kubernetes(&namespace, &name);
+        let generation = object.metadata.generation;
+        let since = match self.generations.get(&id) {
+            Some((seen, since)) if *seen == generation => *since,
+            _ => {
+                self.generations.insert(id.clone(), (generation, now));
+                now
+            }
+        };
+        let parsed = object.spec.node_selector.as_ref().map(|s: &LabelSelector| Selector::try_from(s.clone()));
+        let selector = match &parsed {
+            None => Ok(None),
+            Some(Ok(selector)) => Ok(Some(selector)),
+            Some(Err(_)) => Err(()),
+        };
+        let status = object.status.clone().unwrap_or_default();
+        let subject = Subject { generation, selector, entries: &status.nodes, since };
+        let mut verdict = judge(&subject, fleet, rules, now);
+        let next_deadline = verdict.next_deadline.take();
+        let conditions = with_transition_times(&verdict, &status.conditions, wall);
+        let shown = status.observed_generation == verdict.observed_generation
+            && status.summary.as_deref() == Some(verdict.summary.as_str())
+            && same_conditions(&status.conditions, &conditions);
+        if shown {
+            self.sent.remove(&id);
+            return (None, next_deadline);
+        }
+        if self.sent.get(&id) == Some(&verdict) {
+            // Written; the watch has not shown it yet.
+            return (None, next_deadline);
+        }
+        let mut status = json!({ "conditions": conditions, "summary": verdict.summary });
+        if let Some(generation) = verdict.observed_generation {
+            status["observedGeneration"] = json!(generation);
+        }
+        let body = json!({ "apiVersion": API_VERSION, "kind": KIND, "status": status });
+        (Some(Write { id, namespace, name, verdict, body }), next_deadline)
+    }
+
+    /// Records that `write` was applied.
+    pub fn written(&mut self, write: Write) {
+        self.sent.insert(write.id, write.verdict);
+    }
+}
+
+/// Whether two condition lists say the same, in any order.
+fn same_conditions(shown: &[Condition], wanted: &[Condition]) -> bool {
+    shown.len() == wanted.len() && wanted.iter().all(|w| shown.iter().any(|s| s == w))
+}
+
+#[cfg(test)]
+#[path = "court/tests.rs"]
+mod tests;
