@@ -27,6 +27,13 @@ fn the_daemonset_runs_the_agent_in_the_host_network_with_net_admin() {
     let env = agent["env"].as_sequence().unwrap();
     let node_name = env.iter().find(|e| e["name"] == "NODE_NAME").expect("NODE_NAME");
     assert_eq!(node_name["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
+    // The election: identity and namespace from the Downward API, and the pod label --agent-selector expects.
+    for (name, path) in [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")] {
+        let var = env.iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(var["valueFrom"]["fieldRef"]["fieldPath"], path);
+    }
+    let (key, value) = ipvs_reconciler::verdict::DEFAULT_AGENT_SELECTOR.split_once('=').unwrap();
+    assert_eq!(of_kind(&docs, "DaemonSet")["spec"]["template"]["metadata"]["labels"][key], value);
     let caps = agent["securityContext"]["capabilities"]["add"].as_sequence().unwrap();
     assert_eq!(caps.len(), 1, "NET_ADMIN only");
     assert!(caps.iter().any(|c| c == "NET_ADMIN"));
@@ -64,6 +71,26 @@ fn rbac_covers_what_the_agent_watches_and_writes() {
     assert!(allows("events.k8s.io", "events", "create") && allows("events.k8s.io", "events", "patch"));
     assert!(!allows("ipvs.dev", "virtualservices", "patch"), "the agent never writes specs");
     let binding = of_kind(&docs, "ClusterRoleBinding");
+    assert_eq!(binding["subjects"][0]["name"], "ipvs-reconciler");
+    assert!(!allows("", "pods", "list"), "pods only in the agents' namespace (the Role)");
+
+    // In the agents' namespace: their pods (read) and the election's Lease.
+    let role = of_kind(&docs, "Role")["rules"].as_sequence().unwrap().clone();
+    let role_allows = |group: &str, resource: &str, verb: &str| {
+        role.iter().any(|r| {
+            let has = |field: &str, value: &str| r[field].as_sequence().is_some_and(|s| s.iter().any(|v| v == value));
+            has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+        })
+    };
+    for verb in ["list", "watch"] {
+        assert!(role_allows("", "pods", verb), "pods {verb}");
+    }
+    for verb in ["get", "create", "update"] {
+        assert!(role_allows("coordination.k8s.io", "leases", verb), "leases {verb}");
+    }
+    assert!(!role_allows("coordination.k8s.io", "leases", "delete"));
+    let binding = of_kind(&docs, "RoleBinding");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
     assert_eq!(binding["subjects"][0]["name"], "ipvs-reconciler");
 }
 

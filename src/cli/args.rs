@@ -277,6 +277,39 @@ pub struct AgentArgs {
     /// HTTP address for /metrics, /healthz, /readyz and /status.
     #[arg(long, default_value = crate::agent::metrics::DEFAULT_LISTEN)]
     pub listen: std::net::SocketAddr,
+    /// The verdict over all nodes (conditions), written by the agent elected among them.
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
+}
+
+/// The election of the agent that writes every VirtualService's conditions, and how it judges them.
+#[derive(Debug, Args)]
+pub struct VerdictArgs {
+    /// This agent's pod (the Downward API's metadata.name): its identity in the election. Without it and
+    /// POD_NAMESPACE the agent takes no part and no conditions are written by it.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// The agents' namespace (the Downward API's metadata.namespace): where their pods and the
+    /// ipvs-reconciler-status Lease are.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub pod_namespace: Option<String>,
+    /// The agent pods, among the pods of that namespace (a label selector): a node should program an object only
+    /// where one is scheduled, and a node whose agent pod is not Ready stalls its objects.
+    #[arg(long, default_value = crate::verdict::DEFAULT_AGENT_SELECTOR)]
+    pub agent_selector: String,
+    /// How long the leader's Lease lasts without renewal (client-go's default).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: std::time::Duration,
+    /// How long the leader keeps writing without renewing its Lease (shorter than the lease).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub renew_deadline: std::time::Duration,
+    /// How often the Lease is renewed, or tried by the other agents.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub retry_period: std::time::Duration,
+    /// A Ready agent that has not reported an object's new generation after this long makes it Stalled
+    /// (NotReporting).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub progress_deadline: std::time::Duration,
 }
 
 /// `validate` options.

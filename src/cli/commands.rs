@@ -20,6 +20,40 @@ use crate::ipvs::{Ipvs, NetnsSpec};
 use crate::netif::VipInterface;
 use crate::source::{Changed, DesiredState, FileSource, Snapshot};
 
+/// The election and verdict settings the flags give: `None` without POD_NAME and POD_NAMESPACE (outside a pod).
+fn verdict_settings(
+    args: &crate::cli::args::VerdictArgs,
+    report: crate::agent::status::StatusReport,
+) -> Result<Option<crate::verdict::VerdictSettings>> {
+    use crate::verdict::election::ElectionConfig;
+    let (Some(identity), Some(namespace)) = (&args.pod_name, &args.pod_namespace) else {
+        tracing::warn!(
+            "POD_NAME or POD_NAMESPACE is not set: this agent takes no part in the election of the one that writes \
+             each VirtualService's conditions (the DaemonSet sets both from the Downward API)"
+        );
+        return Ok(None);
+    };
+    let election = ElectionConfig {
+        lease_name: crate::verdict::LEASE_NAME.to_owned(),
+        namespace: namespace.clone(),
+        identity: identity.clone(),
+        lease_duration: args.lease_duration,
+        renew_deadline: args.renew_deadline,
+        retry_period: args.retry_period,
+    };
+    election.check().map_err(anyhow::Error::msg)?;
+    // The API server parses the selector (a bad one fails the leader's watch, loudly); an empty one would take
+    // every pod of the namespace for an agent.
+    if args.agent_selector.trim().is_empty() {
+        anyhow::bail!(
+            "--agent-selector is empty: it must select the agent pods (e.g. {})",
+            crate::verdict::DEFAULT_AGENT_SELECTOR
+        );
+    }
+    let rules = crate::verdict::judge::Rules { report, progress_deadline: args.progress_deadline };
+    Ok(Some(crate::verdict::VerdictSettings { election, agent_selector: args.agent_selector.clone(), rules }))
+}
+
 /// Runs the parsed command line; the `Ok` value is the exit code.
 pub async fn dispatch(cli: Cli) -> Result<i32> {
     let netns = match &cli.netns {
@@ -40,11 +74,13 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Agent(args) => {
             let settings = daemon_settings(netns, &cli.netns, &args.common)?;
+            let verdict = verdict_settings(&args.verdict, args.status_report)?;
             let node = AgentSettings {
                 node_name: args.node_name,
                 status_report: args.status_report,
                 listen: args.listen,
                 admission: args.admission,
+                verdict,
             };
             daemon::run_agent(settings, node).await?;
             Ok(EXIT_OK)

@@ -94,6 +94,8 @@ pub struct AgentSettings {
     pub listen: SocketAddr,
     /// Which objects are programmed (`--admission`).
     pub admission: AdmissionMode,
+    /// The election of the agent that writes the conditions; `None`: this one takes no part.
+    pub verdict: Option<crate::verdict::VerdictSettings>,
 }
 
 /// `agent`: keeps the table as the cluster's VirtualServices say for this node, and reports each object's entry
@@ -125,6 +127,15 @@ pub async fn run_agent(settings: Settings, node: AgentSettings) -> Result<()> {
     );
     let follow = tokio::spawn(follow);
 
+    // The election ends with the agent: the leader releases the Lease, so another takes over at once.
+    let (stop_verdict, verdict_stopped) = tokio::sync::oneshot::channel::<()>();
+    let verdict = node.verdict.clone().map(|settings| {
+        let stopped = async move {
+            let _ = verdict_stopped.await;
+        };
+        tokio::spawn(crate::verdict::run(client.clone(), settings, Arc::clone(&metrics), stopped))
+    });
+
     let (outcome_tx, outcome_rx) = watch::channel(KernelOutcome::default());
     let writer = StatusWriter::new(client, node.node_name.clone(), node.status_report, reported);
     let status = tokio::spawn(write_status(writer, desired.clone(), outcome_rx, Arc::clone(&metrics)));
@@ -147,6 +158,13 @@ pub async fn run_agent(settings: Settings, node: AgentSettings) -> Result<()> {
     agent.run(shutdown).await;
     follow.abort();
     status.abort();
+    let _ = stop_verdict.send(());
+    if let Some(verdict) = verdict {
+        // Releasing the Lease is one or two requests; an unreachable API must not hold the exit.
+        if tokio::time::timeout(std::time::Duration::from_secs(5), verdict).await.is_err() {
+            tracing::warn!("the status Lease was not released in time (it expires by itself)");
+        }
+    }
     http.abort();
     Ok(())
 }
