@@ -210,7 +210,7 @@ mod tests {
         assert_eq!(crd.spec.scope, "Cluster");
         assert_eq!(crd.spec.names.kind, "VirtualServicePool");
         assert_eq!(crd.spec.names.short_names, Some(vec!["ipvspool".to_owned()]));
-        assert_eq!(crd.spec.names.categories, Some(vec!["ipvs".to_owned()]));
+        assert_eq!(crd.spec.names.categories, Some(vec!["ipvs-reconciler".to_owned()]));
         let version = &crd.spec.versions[0];
         let columns: Vec<_> = version
             .additional_printer_columns
@@ -232,6 +232,9 @@ mod tests {
         assert_eq!(crd.spec.names.kind, "VirtualService");
         assert_eq!(crd.spec.names.plural, "virtualservices");
         assert_eq!(crd.spec.names.short_names, Some(vec!["ipvs".to_owned()]));
+        // A category equal to the short name would make `kubectl get ipvs` expand to every kind of the category
+        // (kubectl expands categories first), and `kubectl get ipvs web` an error.
+        assert_eq!(crd.spec.names.categories, Some(vec!["ipvs-reconciler".to_owned()]));
         let version = &crd.spec.versions[0];
         assert_eq!(version.name, "v1alpha1");
         // What plain `kubectl get ipvs` shows, in order; none reads `[*]` (the API server's table printer shows only

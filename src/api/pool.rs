@@ -30,7 +30,9 @@ pub const MAX_CIDR_LENGTH: usize = 49;
     kind = "VirtualServicePool",
     derive = "PartialEq",
     shortname = "ipvspool",
-    category = "ipvs",
+    // Not "ipvs": kubectl expands a category before a short name, so `kubectl get ipvs` would list the pools too
+    // and `kubectl get ipvs NAME` would be refused.
+    category = "ipvs-reconciler",
     doc = "Virtual addresses and firewall marks that the VirtualServices of the selected namespaces may claim, and \
            where their explicit backends may point. A VirtualService is programmed only when a pool admits it \
            (agent flag --admission pools, the default).",

@@ -89,7 +89,9 @@ const DESTINATION_IS_NOT_LINK_LOCAL_V6_MESSAGE: &str =
     derive = "PartialEq",
     // Not "vs": Istio's VirtualService already uses that short name.
     shortname = "ipvs",
-    category = "ipvs",
+    // Not "ipvs": kubectl expands a category before a short name, so `kubectl get ipvs` would list the pools too
+    // and `kubectl get ipvs NAME` would be refused.
+    category = "ipvs-reconciler",
     doc = "An IPVS virtual service (address/port/protocol or firewall mark) and its backends, programmed by the \
            ipvs-reconciler agent of every node it selects.",
     printcolumn(name = "Address", type_ = "string", json_path = ".spec.address", description = "Virtual IP"),

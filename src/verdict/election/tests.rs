@@ -104,7 +104,7 @@ fn candidate(
     identity: &str,
     config: ElectionConfig,
 ) -> (Leadership, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let leases: Api<Lease> = Api::namespaced(api.client(), "ipvs-system");
+    let leases: Api<Lease> = Api::namespaced(api.client(identity), "ipvs-system");
     let (tx, rx) = watch::channel(None);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = ElectionConfig { identity: identity.to_owned(), ..config };
@@ -115,7 +115,7 @@ fn candidate(
 }
 
 fn holder(api: &FakeApi) -> Option<String> {
-    api.lease(LEASE)?["spec"]["holderIdentity"].as_str().map(str::to_owned)
+    api.get("leases", &format!("ipvs-system/{LEASE}"))?["spec"]["holderIdentity"].as_str().map(str::to_owned)
 }
 
 #[tokio::test(start_paused = true)]
@@ -129,7 +129,9 @@ async fn one_leader_at_a_time_and_a_killed_leader_is_replaced_after_the_lease_ex
         assert!(leads(&a) && !leads(&b), "A leads, B never does while A renews");
     }
     assert_eq!(holder(&api).as_deref(), Some("agent-a"));
-    let transitions = |api: &FakeApi| api.lease(LEASE).unwrap()["spec"]["leaseTransitions"].as_i64();
+    let transitions = |api: &FakeApi| {
+        api.get("leases", &format!("ipvs-system/{LEASE}")).unwrap()["spec"]["leaseTransitions"].as_i64()
+    };
     assert_eq!(transitions(&api), Some(0));
 
     // kill -9: no release. B takes over once the lease has gone unrenewed for its duration (plus a retry).
