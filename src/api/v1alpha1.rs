@@ -112,7 +112,7 @@ const DESTINATION_IS_NOT_LINK_LOCAL_V6_MESSAGE: &str =
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
         priority = 1,
-        description = "Why it is or is not Ready (Programmed, Reconciling, Invalid, NotAdmitted, Conflict, ...)"
+        description = "Why it is or is not Ready (Programmed, Progressing, Invalid, NotAdmitted, Conflict, AgentNotReady, ...)"
     ),
     printcolumn(
         name = "Programmed",

@@ -195,8 +195,16 @@ impl FakeApi {
                 let old = state.objects.get(kind).and_then(|o| o.get(&key_of(&object))).cloned();
                 let generation = old.as_ref().and_then(|o| o["metadata"]["generation"].as_i64()).unwrap_or(0);
                 object["metadata"]["generation"] = json!(generation + 1);
-                if let Some(old) = old {
-                    object["status"] = old["status"].clone();
+                match old {
+                    Some(old) => object["status"] = old["status"].clone(),
+                    // A status given at creation is as if each node's agent had applied its entry.
+                    None => {
+                        let owners = state.owners.entry(key_of(&object)).or_default();
+                        for entry in object["status"]["nodes"].as_array().into_iter().flatten() {
+                            let node = entry["nodeName"].as_str().unwrap_or_default();
+                            owners.insert(format!("ipvs-reconciler/{node}"), json!({"nodes": [entry]}));
+                        }
+                    }
                 }
             }
             state.put(kind, object);

@@ -63,20 +63,29 @@ pub async fn run(
 ) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &settings.election.namespace);
     let (tx, mut leadership) = watch::channel(None);
-    let election = tokio::spawn(election::run(leases, Candidate::new(settings.election.clone()), tx, shutdown));
-    loop {
-        // Wait to lead (or for the election to end, at shutdown).
-        while !leads(&leadership) {
-            if leadership.changed().await.is_err() {
-                let _ = election.await;
-                return;
+    // One future, not a spawned task: whatever ends this one (shutdown, or a caller dropping it) ends the
+    // candidacy too, so no orphaned election keeps renewing a Lease nobody acts on.
+    let election = election::run(leases, Candidate::new(settings.election.clone()), tx, shutdown);
+    let terms = async {
+        loop {
+            // Wait to lead (the election ends first at shutdown).
+            while !leads(&leadership) {
+                if leadership.changed().await.is_err() {
+                    return;
+                }
             }
+            metrics.set_leading(true);
+            lead(&client, &settings, &mut leadership, &metrics).await;
+            metrics.set_leading(false);
+            info!("no longer leading: the conditions are left to the next leader");
         }
-        metrics.set_leading(true);
-        lead(&client, &settings, &mut leadership, &metrics).await;
-        metrics.set_leading(false);
-        info!("no longer leading: the conditions are left to the next leader");
+    };
+    // The election ends at shutdown, after releasing the Lease; the terms end with it.
+    tokio::select! {
+        () = election => {}
+        () = terms => {}
     }
+    metrics.set_leading(false);
 }
 
 /// A change the watches saw.

@@ -153,7 +153,7 @@ fn a_ready_agent_that_does_not_report_within_the_deadline_is_not_reporting() {
     let mut late = fleet.clone();
     late.agents.insert("node-b".to_owned(), NodeAgent { ready: true, since: start + DEADLINE });
     let verdict = judge(&subject(&entries, None, start), &late, &rules(), start + DEADLINE);
-    assert_eq!(get(&verdict, RECONCILING).status, true);
+    assert!(get(&verdict, RECONCILING).status);
     assert_eq!(verdict.next_deadline, Some(start + DEADLINE * 2));
     // A node whose kernel cannot be read says so, and is waited for.
     let pending = [entry("node-a", 2, true, ENTRY_PROGRAMMED, None), entry("node-b", 2, false, PENDING, Some("EPERM"))];
