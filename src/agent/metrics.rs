@@ -71,6 +71,25 @@ struct ResourceLabels {
     resource: &'static str,
 }
 
+/// The labels of `build_info`: which build answers (an alert or a dashboard shows which nodes run which version
+/// during a rolling upgrade).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    /// The source revision when the build said it (`IPVS_RECONCILER_REVISION` at compile time), else "unknown".
+    revision: &'static str,
+}
+
+/// This build's version and revision, as `build_info` and the first log line of `run` and `agent` give them.
+/// The revision comes from the build's environment rather than from a build script running git: a build script
+/// watching `.git` would rebuild the crate at every commit, and a source tarball or image build has no `.git`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// See [`VERSION`].
+pub const REVISION: &str = match option_env!("IPVS_RECONCILER_REVISION") {
+    Some(revision) => revision,
+    None => "unknown",
+};
+
 /// The agent's metrics and health, shared by the loop, the sources and the HTTP server.
 pub struct Metrics {
     registry: Registry,
@@ -84,6 +103,7 @@ pub struct Metrics {
     desired_destinations: Gauge,
     objects_not_admitted: Gauge,
     admission_no_pool: Gauge,
+    without_healthy: Gauge,
     status_writes: Family<ResultLabels, Counter>,
     condition_writes: Family<ResultLabels, Counter>,
     leading: Gauge,
@@ -127,6 +147,7 @@ impl Metrics {
             desired_destinations: Gauge::default(),
             objects_not_admitted: Gauge::default(),
             admission_no_pool: Gauge::default(),
+            without_healthy: Gauge::default(),
             status_writes: Family::default(),
             condition_writes: Family::default(),
             leading: Gauge::default(),
@@ -142,6 +163,9 @@ impl Metrics {
             stale_after: resync * 3 + Duration::from_secs(60),
             registry: Registry::default(),
         };
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info.get_or_create(&BuildLabels { version: VERSION, revision: REVISION }).set(1);
+        registry.register("build_info", "Always 1; the labels say which build this is", build_info);
         registry.register("passes", "Reconciliation passes by trigger and result", metrics.passes.clone());
         registry.register("pass_duration_seconds", "Duration of passes", metrics.pass_seconds.clone());
         registry.register("operations", "Netlink operations by verb and result", metrics.operations.clone());
@@ -173,6 +197,11 @@ impl Metrics {
             "1 when --admission pools and no VirtualServicePool exists (or its CRD is not installed): nothing is \
              admitted",
             metrics.admission_no_pool.clone(),
+        );
+        registry.register(
+            "services_without_healthy_backends",
+            "Health-checked services none of whose checked backends passes (a sorry server, if any, answers)",
+            metrics.without_healthy.clone(),
         );
         registry.register("status_writes", "Status entries written, by result", metrics.status_writes.clone());
         registry.register(
@@ -262,6 +291,11 @@ impl Metrics {
         self.desired_destinations.set(gauge(record.desired.destinations));
         self.objects_not_admitted.set(gauge(record.desired.not_admitted));
         self.admission_no_pool.set(i64::from(record.desired.lacks_pools));
+        // The tracker's summaries cover every checked service after any pass, so a count over them is exact; one
+        // gauge rather than one series per service keeps the cardinality flat at 10,000 services (`/status` and
+        // `ipvs-reconciler status` name them).
+        let without_healthy = record.health.values().filter(|s| s.healthy == 0 && !s.unhealthy.is_empty()).count();
+        self.without_healthy.set(gauge(without_healthy));
         self.last_pass.store(unix_seconds(), Ordering::SeqCst);
         self.update_ready();
     }

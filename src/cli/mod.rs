@@ -22,19 +22,43 @@ pub const EXIT_CHANGES: i32 = 2;
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    init_tracing(matches!(cli.command, args::Command::Run(_) | args::Command::Agent(_)), cli.log_format);
+    let long_running = matches!(cli.command, args::Command::Run(_) | args::Command::Agent(_));
+    let format = cli.log_format;
+    init_tracing(long_running, format);
+    if long_running {
+        // The first line of every start: which build a log (or a bug report quoting it) comes from.
+        use crate::agent::metrics::{REVISION, VERSION};
+        match REVISION {
+            "unknown" => tracing::info!("ipvs-reconciler {VERSION} starting"),
+            revision => tracing::info!("ipvs-reconciler {VERSION} ({revision}) starting"),
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("ipvs-reconciler: cannot start the async runtime: {e}");
+            fatal(format, &format!("cannot start the async runtime: {e}"));
             return EXIT_ERROR;
         }
     };
     match runtime.block_on(commands::dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ipvs-reconciler: {}", error_line(&e));
+            fatal(format, &error_line(&e));
             EXIT_ERROR
+        }
+    }
+}
+
+/// Prints the error that ends the process. Under `--log-format json` it is one JSON object like the log lines
+/// (a pipeline that parses every stderr line would otherwise drop, or choke on, the one line that matters most):
+/// an ERROR event through the subscriber, or, when the filter silences errors (`RUST_LOG=off`), the same shape
+/// written directly, since the reason for exiting must never be lost.
+fn fatal(format: args::LogFormat, line: &str) {
+    match format {
+        args::LogFormat::Text => eprintln!("ipvs-reconciler: {line}"),
+        args::LogFormat::Json if tracing::enabled!(tracing::Level::ERROR) => tracing::error!("{line}"),
+        args::LogFormat::Json => {
+            eprintln!("{}", serde_json::json!({"level": "ERROR", "fields": {"message": line}}));
         }
     }
 }
@@ -59,12 +83,19 @@ fn error_line(error: &anyhow::Error) -> String {
 }
 
 /// Logs go to stderr, so that stdout carries only the command's output. `run` logs at info by default, one-shot
-/// commands only warnings; `RUST_LOG` overrides both.
+/// commands only warnings; `RUST_LOG` overrides both. Colours only on a terminal (and not with `NO_COLOR` set): a
+/// journal, a file or a container runtime's log would keep the escape bytes.
 fn init_tracing(long_running: bool, format: args::LogFormat) {
+    use std::io::IsTerminal;
     let default = if long_running { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let colours = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(colours);
     let _ = match format {
         args::LogFormat::Text => logs.try_init(),
         args::LogFormat::Json => logs.json().try_init(),

@@ -121,6 +121,42 @@ async fn objects_not_admitted_and_the_lack_of_pools_are_exported() {
     }
 }
 
+#[tokio::test]
+async fn build_info_names_this_version() {
+    let metrics = Metrics::new(Duration::from_secs(60));
+    let (_, text) = get(&metrics, "/metrics").await;
+    let line =
+        format!("ipvs_reconciler_build_info{{version=\"{}\",revision=\"{REVISION}\"}} 1", env!("CARGO_PKG_VERSION"));
+    assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+}
+
+#[tokio::test]
+async fn services_whose_checked_backends_all_fail_are_counted() {
+    use crate::agent::weights::HealthSummary;
+    use crate::model::{DestKey, ServiceKey};
+    let metrics = Metrics::new(Duration::from_secs(60));
+    let dest = |last: u8| DestKey::new([10, 0, 0, last].into(), 8080);
+    let health = std::collections::BTreeMap::from([
+        // Every checked backend down: counted.
+        (
+            ServiceKey::tcp([192, 0, 2, 1].into(), 80),
+            HealthSummary { healthy: 0, unhealthy: vec![(dest(1), Some("refused".into())), (dest(2), None)] },
+        ),
+        // One of two up: not counted.
+        (ServiceKey::tcp([192, 0, 2, 2].into(), 80), HealthSummary { healthy: 1, unhealthy: vec![(dest(3), None)] }),
+        // Nothing checked (every backend's check disabled): not counted.
+        (ServiceKey::tcp([192, 0, 2, 3].into(), 80), HealthSummary::default()),
+    ]);
+    let desired = Snapshot::default();
+    let ok: Result<PassReport<FakeError>, PassError<FakeError>> = Ok(PassReport::default());
+    let mut pass = record(&desired, &ok);
+    pass.health = &health;
+    metrics.pass(&pass, Duration::from_millis(3), 3);
+    let (_, text) = get(&metrics, "/metrics").await;
+    let line = "ipvs_reconciler_services_without_healthy_backends 1";
+    assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+}
+
 /// Answers every check: refused for port 1, up otherwise, after 3 ms.
 struct Scripted;
 
