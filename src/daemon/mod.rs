@@ -11,6 +11,7 @@
 //!
 //! `anyhow` is used here and in the CLI only: these are the edges where errors become a line for the operator.
 
+mod api_client;
 mod equipment;
 mod kernel;
 
@@ -18,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tokio::sync::watch;
 use tracing::info;
 
@@ -101,9 +102,7 @@ pub struct AgentSettings {
 /// `agent`: keeps the table as the cluster's VirtualServices say for this node, and reports each object's entry
 /// for this node in its status, until SIGTERM or SIGINT.
 pub async fn run_agent(settings: Settings, node: AgentSettings) -> Result<()> {
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API (KUBECONFIG, ~/.kube/config, or the in-cluster service account)")?;
+    let client = api_client::api_client().await?;
     let engine =
         open_engine(&settings.netns, settings.state, settings.vip_interface.as_deref(), settings.director).await?;
     let desired = DesiredState::new();
