@@ -49,6 +49,27 @@ pub enum Command {
     Status(StatusArgs),
     /// Print the VirtualService CustomResourceDefinition.
     Crd,
+    /// Print a shell completion script, e.g. `ipvs-reconciler completions bash >
+    /// /etc/bash_completion.d/ipvs-reconciler`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff: `ipvs-reconciler man | man -l -`), or write one page per command into --dir.
+    Man(ManArgs),
+}
+
+/// `completions` options.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `man` options.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write ipvs-reconciler.1 and a page per command (ipvs-reconciler-run.1, ...) into this directory instead.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 /// Output formats of `dump`.

@@ -89,6 +89,8 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
             print!("{}", api::crd_yaml());
             Ok(EXIT_OK)
         }
+        Command::Completions(args) => super::generate::completions(&args),
+        Command::Man(args) => super::generate::man(&args),
     }
 }
 

@@ -5,6 +5,7 @@
 mod args;
 mod commands;
 pub mod describe;
+mod generate;
 pub mod ipvsadm_format;
 mod status;
 
