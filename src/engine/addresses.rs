@@ -15,6 +15,17 @@ use crate::netif::{NetifError, VipInterface};
 /// The interface's addresses: each with its prefix length.
 pub type Listing = BTreeMap<IpAddr, u8>;
 
+/// One listing of the interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceListing {
+    /// The interface's index; `None` when it does not exist (a listing that may not make it).
+    pub index: Option<u32>,
+    /// Whether this listing made the interface (it was missing): the engine remembers it as its own.
+    pub made: bool,
+    /// Its addresses.
+    pub addresses: Listing,
+}
+
 /// What the engine needs of the interface that holds the VIPs. Boxed futures: this is a trait object (the engine
 /// holds one or none), and an address change costs a netlink round trip, beside which the box is nothing.
 pub trait NodeAddresses: Send + Sync {
@@ -24,13 +35,17 @@ pub trait NodeAddresses: Send + Sync {
     /// Every address on the interface, in one listing. With `create` the interface is made (and set up) when
     /// missing; without (for `plan`, which changes nothing) a missing interface lists nothing. A failure lists
     /// nothing: the engine then changes nothing.
-    fn list(&self, create: bool) -> BoxFuture<'_, Result<Listing, NetifError>>;
+    fn list(&self, create: bool) -> BoxFuture<'_, Result<InterfaceListing, NetifError>>;
 
     /// Adds `addr` as a host address (/32, /128; IPv6 without DAD).
     fn add(&self, addr: IpAddr) -> BoxFuture<'_, Result<(), NetifError>>;
 
     /// Removes the host address `addr`.
     fn remove(&self, addr: IpAddr) -> BoxFuture<'_, Result<(), NetifError>>;
+
+    /// Deletes the interface if it still has index `index`; `Ok(false)` when it does not (gone, or replaced).
+    /// Only `cleanup` asks, for an interface this program made and that holds none but link-local addresses.
+    fn delete_interface(&self, index: u32) -> BoxFuture<'_, Result<bool, NetifError>>;
 }
 
 /// The real interface, over rtnetlink.
@@ -63,21 +78,22 @@ impl NodeAddresses for NodeVips {
         self.interface.name()
     }
 
-    fn list(&self, create: bool) -> BoxFuture<'_, Result<Listing, NetifError>> {
+    fn list(&self, create: bool) -> BoxFuture<'_, Result<InterfaceListing, NetifError>> {
         Box::pin(async move {
             // Every listing looks the interface up again: someone may have deleted it (it is then made again,
             // empty, and every wanted address is added back).
-            let index = if create {
-                self.interface.ensure().await?
+            let (index, made) = if create {
+                self.interface.ensure_made().await?
             } else {
                 match self.interface.lookup().await? {
-                    Some(index) => index,
-                    None => return Ok(Listing::new()),
+                    Some(index) => (index, false),
+                    None => return Ok(InterfaceListing::default()),
                 }
             };
             self.index.store(index, Ordering::Relaxed);
             let listed = self.interface.addresses(index).await?;
-            Ok(listed.into_iter().map(|(addr, listed)| (addr, listed.prefix_len)).collect())
+            let addresses = listed.into_iter().map(|(addr, listed)| (addr, listed.prefix_len)).collect();
+            Ok(InterfaceListing { index: Some(index), made, addresses })
         })
     }
 
@@ -88,6 +104,15 @@ impl NodeAddresses for NodeVips {
     fn remove(&self, addr: IpAddr) -> BoxFuture<'_, Result<(), NetifError>> {
         Box::pin(async move { self.interface.remove_host(self.index().await?, addr).await })
     }
+
+    fn delete_interface(&self, index: u32) -> BoxFuture<'_, Result<bool, NetifError>> {
+        Box::pin(async move {
+            let deleted = self.interface.delete(index).await?;
+            // The index is stale either way: a later add would otherwise go to a deleted interface.
+            self.index.store(0, Ordering::Relaxed);
+            Ok(deleted)
+        })
+    }
 }
 
 /// A shared fake (tests keep a handle while the engine holds it).
@@ -96,7 +121,7 @@ impl<A: NodeAddresses> NodeAddresses for Arc<A> {
         A::interface(self)
     }
 
-    fn list(&self, create: bool) -> BoxFuture<'_, Result<Listing, NetifError>> {
+    fn list(&self, create: bool) -> BoxFuture<'_, Result<InterfaceListing, NetifError>> {
         A::list(self, create)
     }
 
@@ -106,5 +131,9 @@ impl<A: NodeAddresses> NodeAddresses for Arc<A> {
 
     fn remove(&self, addr: IpAddr) -> BoxFuture<'_, Result<(), NetifError>> {
         A::remove(self, addr)
+    }
+
+    fn delete_interface(&self, index: u32) -> BoxFuture<'_, Result<bool, NetifError>> {
+        A::delete_interface(self, index)
     }
 }

@@ -200,6 +200,11 @@ impl<K: Kernel> Engine<K> {
 }
 
 impl Director {
+    /// The director's kernel (for `cleanup`, which only stops the daemons this program started).
+    pub(super) fn kernel(&self) -> &dyn DirectorKernel {
+        self.kernel.as_ref()
+    }
+
     /// Logs contradictions and foreign daemons that are new since the last pass, and those that went away.
     fn log_findings(&mut self, report: &DirectorReport) {
         let now: Vec<(Sysctl, u32)> = report.contradictions.iter().map(|c| (c.sysctl, c.found)).collect();

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 
-use super::addresses::{Listing, NodeAddresses};
+use super::addresses::{InterfaceListing, Listing, NodeAddresses};
 use super::director_kernel::{DirectorError, DirectorKernel};
 use super::kernel::{Kernel, KernelFailure};
 use crate::director::Sysctl;
@@ -235,6 +235,10 @@ pub struct FakeAddresses {
     pub listings: std::sync::atomic::AtomicUsize,
     /// The kernel whose services each event records, when set.
     pub kernel: Option<Arc<FakeKernel>>,
+    /// The interface is missing: a listing that may make it does (a new index), one that may not lists nothing.
+    pub absent: AtomicBool,
+    /// How many times the interface was made here: its index is one more.
+    pub made: std::sync::atomic::AtomicU32,
 }
 
 impl FakeAddresses {
@@ -246,6 +250,11 @@ impl FakeAddresses {
     /// The addresses now on the interface.
     pub fn addrs(&self) -> BTreeSet<IpAddr> {
         self.listing.lock().map(|l| l.keys().copied().collect()).unwrap_or_default()
+    }
+
+    /// The interface's index now (`None`: missing).
+    pub fn index(&self) -> Option<u32> {
+        (!self.absent.load(Ordering::SeqCst)).then(|| self.made.load(Ordering::SeqCst) + 1)
     }
 
     /// Takes the events so far.
@@ -289,7 +298,7 @@ impl NodeAddresses for FakeAddresses {
         "ipvs0"
     }
 
-    fn list(&self, _create: bool) -> BoxFuture<'_, Result<Listing, NetifError>> {
+    fn list(&self, create: bool) -> BoxFuture<'_, Result<InterfaceListing, NetifError>> {
         let result = if self.fail_list.load(Ordering::SeqCst) {
             Err(NetifError::Netlink {
                 name: "ipvs0".into(),
@@ -299,7 +308,15 @@ impl NodeAddresses for FakeAddresses {
             })
         } else {
             self.listings.fetch_add(1, Ordering::SeqCst);
-            Ok(self.listing.lock().map(|l| l.clone()).unwrap_or_default())
+            let made = create && self.absent.swap(false, Ordering::SeqCst);
+            if made {
+                self.made.fetch_add(1, Ordering::SeqCst);
+            }
+            let addresses = match self.index() {
+                Some(_) => self.listing.lock().map(|l| l.clone()).unwrap_or_default(),
+                None => Listing::new(),
+            };
+            Ok(InterfaceListing { index: self.index(), made, addresses })
         };
         Box::pin(std::future::ready(result))
     }
@@ -310,6 +327,18 @@ impl NodeAddresses for FakeAddresses {
 
     fn remove(&self, addr: IpAddr) -> BoxFuture<'_, Result<(), NetifError>> {
         Box::pin(std::future::ready(self.change(addr, false)))
+    }
+
+    fn delete_interface(&self, index: u32) -> BoxFuture<'_, Result<bool, NetifError>> {
+        let deleted = self.index() == Some(index);
+        if deleted {
+            // Its addresses go with it, as in the kernel.
+            self.absent.store(true, Ordering::SeqCst);
+            if let Ok(mut listing) = self.listing.lock() {
+                listing.clear();
+            }
+        }
+        Box::pin(std::future::ready(Ok(deleted)))
     }
 }
 

@@ -4,6 +4,7 @@
 //! them (added before their services, removed after). What runs passes, and when, is the agent's business (`crate::agent`).
 
 pub mod addresses;
+pub mod cleanup;
 pub mod director_kernel;
 mod director_pass;
 // Test doubles: left out of the shipped program (see the `testing` feature in Cargo.toml).
@@ -13,9 +14,11 @@ mod ipvs_kernel;
 pub mod kernel;
 pub mod ownership;
 pub mod reconcile;
+pub mod state_lock;
 mod vip_pass;
 
-pub use addresses::{NodeAddresses, NodeVips};
+pub use addresses::{InterfaceListing, NodeAddresses, NodeVips};
+pub use cleanup::{CleanupReport, InterfaceFate};
 pub use director_kernel::{DirectorError, DirectorKernel, IpvsDirector};
 pub use director_pass::{DirectorFailure, DirectorReport};
 #[cfg(any(test, feature = "testing"))]
@@ -24,6 +27,7 @@ pub use kernel::{Kernel, KernelFailure};
 pub use reconcile::{
     AddressFailure, AddressReport, Engine, EngineError, EngineErrorOf, OpFailure, PassOptions, PassReport, PassReportOf,
 };
+pub use state_lock::{LockError, StateLock};
 
 #[cfg(test)]
 mod tests;

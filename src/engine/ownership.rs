@@ -6,6 +6,15 @@
 //! changed, so that a crash between the two never leaves a service in the kernel that the next run does not know it
 //! owns. A service removed from the sources while the program was down is therefore still removed at the next start,
 //! and services made by other tools are never mistaken for ours.
+//!
+//! **Format versions.** The file says which format it is in (`version`). This binary reads every format up to
+//! [`FORMAT_VERSION`] (each older one is converted as it is read) and refuses a newer one with
+//! [`StateError::TooNew`] before anything is planned: a state it cannot read must never drive deletions. The
+//! version is raised only when an older binary would misread the file. A field added with a default that an older
+//! binary can ignore keeps the version, provided that losing it (an older binary rewrites the file without it) only
+//! ever forgets in the safe direction: `vips.created` is such a field (forgotten, the interface is left in place).
+//! `tests/fixtures/state/` holds files of every format and form this program has written; each must still load
+//! with its meaning.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -22,7 +31,8 @@ use crate::model::{DestKey, ServiceKey, SyncDaemon};
 /// Default location of the state file.
 pub const DEFAULT_STATE_PATH: &str = "/var/lib/ipvs-reconciler/state.json";
 
-const FORMAT_VERSION: u32 = 1;
+/// The format this binary writes, and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
 
 /// Errors reading or writing the state file.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +56,21 @@ pub enum StateError {
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// The file was written by a newer binary in a format this one does not know. Nothing is planned from it: a
+    /// guess could delete what the newer binary made.
+    #[error(
+        "state file {path} has format {found}; this binary reads formats up to {supported}: run the newer \
+         ipvs-reconciler that wrote it, or move the file away to start over (this program then forgets what it \
+         made: its services and addresses stay in the kernel, unmanaged)"
+    )]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// Its format.
+        found: u32,
+        /// The newest format this binary reads.
+        supported: u32,
     },
 }
 
@@ -82,6 +107,11 @@ pub struct OwnedVips {
     pub interface: Option<String>,
     /// The addresses.
     pub addrs: BTreeSet<IpAddr>,
+    /// The index of `interface` when this program made it (it was missing): `cleanup` removes that interface, and
+    /// only while it still has this index (one deleted and made again by someone else is theirs). Absent in files
+    /// written before it was recorded: an interface made then is not known to be ours, and is left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<u32>,
 }
 
 /// One target's saved health.
@@ -110,8 +140,14 @@ struct StateFile {
 
 impl OwnedVips {
     fn is_empty(&self) -> bool {
-        self.interface.is_none() && self.addrs.is_empty()
+        self.interface.is_none() && self.addrs.is_empty() && self.created.is_none()
     }
+}
+
+/// The one field every format has, read first: the rest of a newer format may not parse as this binary's.
+#[derive(Deserialize)]
+struct Version {
+    version: u32,
 }
 
 impl Ownership {
@@ -122,14 +158,17 @@ impl Ownership {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Ownership::default()),
             Err(source) => return Err(StateError::Io { path: path.to_owned(), source }),
         };
-        let file: StateFile = serde_json::from_str(&text)
-            .map_err(|e| StateError::Corrupt { path: path.to_owned(), reason: e.to_string() })?;
-        if file.version != FORMAT_VERSION {
-            return Err(StateError::Corrupt {
-                path: path.to_owned(),
-                reason: format!("format version {} (this program writes {FORMAT_VERSION})", file.version),
-            });
-        }
+        let corrupt = |reason: String| StateError::Corrupt { path: path.to_owned(), reason };
+        let Version { version } = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+        let file: StateFile = match version {
+            // Format 1 in every form it was written: `drains`, `health`, `vips`, `daemons` and `vips.created` were
+            // added with defaults meaning "none yet", which is what a file without them meant.
+            1 => serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?,
+            found if found > FORMAT_VERSION => {
+                return Err(StateError::TooNew { path: path.to_owned(), found, supported: FORMAT_VERSION });
+            }
+            other => return Err(corrupt(format!("format {other} never existed"))),
+        };
         Ok(Ownership {
             owned: file.owned.into_iter().collect(),
             drains: file.drains.into_iter().map(|d| ((d.service, d.dest), d.since)).collect(),
@@ -174,6 +213,26 @@ impl Ownership {
         File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err)?;
         Ok(())
     }
+
+    /// Removes the state file (after `cleanup` removed everything it lists); a missing file is already removed.
+    pub fn remove(path: &Path) -> Result<(), StateError> {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(StateError::Io { path: path.to_owned(), source }),
+        }
+        // As for a save: the removal is durable only once the directory entry is.
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(|source| StateError::Io { path: path.to_owned(), source })
+    }
+
+    /// Whether nothing is owned or remembered.
+    pub fn is_empty(&self) -> bool {
+        *self == Ownership::default()
+    }
 }
 
 fn tempfile_in(dir: &Path, target: &Path) -> io::Result<(PathBuf, File)> {
@@ -187,81 +246,4 @@ fn tempfile_in(dir: &Path, target: &Path) -> io::Result<(PathBuf, File)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_state_file_is_private_and_a_directory_made_for_it_too() {
-        let root = tempfile::tempdir().unwrap();
-        let path = root.path().join("made/state.json");
-        Ownership::default().save(&path).unwrap();
-        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&path), 0o600);
-        assert_eq!(mode(path.parent().unwrap()), 0o700);
-        // An existing directory keeps its mode; the file is still private, also when it replaces a public one.
-        let shared = root.path().join("shared");
-        fs::create_dir(&shared).unwrap();
-        fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).unwrap();
-        let path = shared.join("state.json");
-        fs::write(&path, "{}").unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        Ownership::default().save(&path).unwrap();
-        assert_eq!(mode(&path), 0o600);
-        assert_eq!(mode(&shared), 0o755);
-    }
-    use std::net::IpAddr;
-
-    fn key(last: u8) -> ServiceKey {
-        ServiceKey::tcp(IpAddr::from([192, 0, 2, last]), 80)
-    }
-
-    #[test]
-    fn missing_file_is_a_first_run() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(Ownership::load(&dir.path().join("none.json")).unwrap(), Ownership::default());
-    }
-
-    #[test]
-    fn save_then_load_round_trips_and_leaves_no_temporary() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/state.json");
-        let mut state = Ownership::default();
-        state.owned.insert(key(1));
-        state.owned.insert(ServiceKey::Fwmark { family: crate::model::Family::V6, mark: 7 });
-        state.drains.insert((key(1), DestKey::new(IpAddr::from([10, 0, 0, 1]), 80)), 1_700_000_000);
-        let check = crate::health::Check::new(
-            crate::health::Probe::Http(crate::health::HttpProbe::new("/healthz")),
-            std::time::Duration::from_millis(1500),
-        );
-        let mut down = HealthState::new(false);
-        down.last_error = Some("connection refused".into());
-        down.last_transition = Some(1_700_000_100);
-        state.health.insert(TargetKey::new("10.0.0.1:8080".parse().unwrap(), check), down);
-        state.vips = OwnedVips {
-            interface: Some("ipvs0".into()),
-            addrs: ["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()].into(),
-        };
-        state.save(&path).unwrap();
-        assert_eq!(Ownership::load(&path).unwrap(), state);
-        let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
-    }
-
-    #[test]
-    fn a_file_from_before_addresses_were_managed_owns_no_address() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        fs::write(&path, r#"{"version":1,"owned":[],"drains":[]}"#).unwrap();
-        assert_eq!(Ownership::load(&path).unwrap().vips, OwnedVips::default());
-    }
-
-    #[test]
-    fn corrupt_file_is_refused_not_forgotten() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        fs::write(&path, "{not json").unwrap();
-        let err = Ownership::load(&path).unwrap_err();
-        assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
-        assert!(err.to_string().contains("state.json"));
-    }
-}
+mod tests;

@@ -276,7 +276,7 @@ impl<K: Kernel> Engine<K> {
         }
         self.refresh(touched).await?;
         if self.listed.is_none() {
-            self.list_addresses(true).await.map_err(EngineError::Addresses)?;
+            self.list_addresses(true).await?;
         }
         self.reconcile_observed(desired, now, opts, Some(touched)).await
     }
@@ -285,13 +285,13 @@ impl<K: Kernel> Engine<K> {
     /// must find each of them that exists, since a plan decides from absence.
     /// The VIP interface's addresses are listed with it (one listing per full pass); `change` says whether the
     /// pass may change things (only then is a missing VIP interface made).
-    async fn refresh_all(&mut self, desired: &DesiredTable, change: bool) -> Result<(), EngineErrorOf<K>> {
+    pub(super) async fn refresh_all(&mut self, desired: &DesiredTable, change: bool) -> Result<(), EngineErrorOf<K>> {
         self.observed = None;
         let expected: BTreeSet<ServiceKey> =
             self.ownership.owned.iter().chain(desired.services.keys()).copied().collect();
         let table = self.kernel.read_table(&expected).await.map_err(EngineError::Read)?;
         self.observed = Some(table);
-        self.list_addresses(change).await.map_err(EngineError::Addresses)
+        self.list_addresses(change).await
     }
 
     /// Re-reads some services into the observed table. On failure the observed table is dropped, so the next pass
@@ -322,7 +322,7 @@ impl<K: Kernel> Engine<K> {
 
     /// Plans against the observed table: everything, or only the services in `scope` (an incremental pass costs
     /// the size of the change, not of the table). The returned drain state is complete either way.
-    fn plan_observed(&self, desired: &DesiredTable, now: u64, scope: Option<&BTreeSet<ServiceKey>>) -> Plan {
+    pub(super) fn plan_observed(&self, desired: &DesiredTable, now: u64, scope: Option<&BTreeSet<ServiceKey>>) -> Plan {
         let empty = Table::default();
         let live = self.observed.as_ref().unwrap_or(&empty);
         let Some(scope) = scope else {
@@ -358,7 +358,7 @@ impl<K: Kernel> Engine<K> {
         Ok(())
     }
 
-    async fn reconcile_observed(
+    pub(super) async fn reconcile_observed(
         &mut self,
         desired: &DesiredTable,
         now: u64,

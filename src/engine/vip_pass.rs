@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use super::addresses::NodeAddresses;
 use super::kernel::Kernel;
 use super::ownership::StateError;
-use super::reconcile::{AddressFailure, AddressReport, Engine};
+use super::reconcile::{AddressFailure, AddressReport, Engine, EngineError, EngineErrorOf};
 use crate::model::Table;
 use crate::netif::host_prefix;
 use crate::table::{DesiredTable, VipPlan, needed_vips, plan_vips};
@@ -30,15 +30,20 @@ impl<K: Kernel> Engine<K> {
     pub fn with_addresses(mut self, addresses: Box<dyn NodeAddresses>) -> Self {
         let name = addresses.interface().to_owned();
         let vips = &mut self.ownership.vips;
-        if vips.interface.as_ref().is_some_and(|old| *old != name) && !vips.addrs.is_empty() {
-            let left: Vec<String> = vips.addrs.iter().map(ToString::to_string).collect();
-            warn!(
-                old = vips.interface.as_deref().unwrap_or_default(),
-                new = %name,
-                addresses = %left.join(" "),
-                "the VIP interface changed: the addresses added to the old one are left there and no longer managed"
-            );
+        if vips.interface.as_ref().is_some_and(|old| *old != name) {
+            if !vips.addrs.is_empty() || vips.created.is_some() {
+                let left: Vec<String> = vips.addrs.iter().map(ToString::to_string).collect();
+                warn!(
+                    old = vips.interface.as_deref().unwrap_or_default(),
+                    new = %name,
+                    addresses = %left.join(" "),
+                    "the VIP interface changed: the old one and the addresses added to it are left there and no \
+                     longer managed"
+                );
+            }
             vips.addrs.clear();
+            // The index of an interface this program made names the old interface, not this one.
+            vips.created = None;
         }
         vips.interface = Some(name);
         self.addresses = Some(addresses);
@@ -47,11 +52,18 @@ impl<K: Kernel> Engine<K> {
     }
 
     /// Lists the interface's addresses, when they are managed; with `create`, the interface is made when
-    /// missing (a pass that may change things).
-    pub(super) async fn list_addresses(&mut self, create: bool) -> Result<(), crate::netif::NetifError> {
+    /// missing (a pass that may change things), and remembered as made by this program.
+    pub(super) async fn list_addresses(&mut self, create: bool) -> Result<(), EngineErrorOf<K>> {
         self.listed = None;
-        if let Some(addresses) = &self.addresses {
-            self.listed = Some(addresses.list(create).await?);
+        let Some(addresses) = &self.addresses else { return Ok(()) };
+        let listing = addresses.list(create).await.map_err(EngineError::Addresses)?;
+        self.listed = Some(listing.addresses);
+        if let (true, Some(index)) = (listing.made, listing.index) {
+            // Remembered once made, as its index is known only then: a crash in between leaves an empty interface
+            // that is not known to be ours, which cleanup leaves in place (never one it did not make).
+            info!(interface = addresses.interface(), index, "made the VIP interface");
+            self.ownership.vips.created = Some(index);
+            self.ownership.save(&self.state_path)?;
         }
         Ok(())
     }

@@ -67,9 +67,17 @@ impl VipInterface {
     /// The interface's index, creating it as a dummy (and setting it up) when missing. An existing interface of
     /// that name that is not a dummy is refused: it is someone else's, and its addresses are not ours to manage.
     pub async fn ensure(&self) -> Result<u32, NetifError> {
+        Ok(self.ensure_made().await?.0)
+    }
+
+    /// As [`VipInterface::ensure`], saying whether this call made the interface (it was missing): the engine
+    /// remembers an interface it made, so that `cleanup` removes that one and no other.
+    pub async fn ensure_made(&self) -> Result<(u32, bool), NetifError> {
+        let mut made = false;
         let link = match self.find_dummy().await? {
             Some(link) => link,
             None => {
+                made = true;
                 self.handle
                     .link()
                     .add(LinkDummy::new(&self.name).build())
@@ -88,7 +96,23 @@ impl VipInterface {
                 .await
                 .map_err(|source| self.netlink("set the interface up", source))?;
         }
-        Ok(index)
+        Ok((index, made))
+    }
+
+    /// Deletes the interface, when it is still the dummy of this name with index `index` (`Ok(false)` when it is
+    /// not: gone, or another interface now has the name). Deciding *whether* to delete it (it is one this program
+    /// made and holds no address but the kernel's link-local one) is the caller's.
+    pub async fn delete(&self, index: u32) -> Result<bool, NetifError> {
+        match self.find_dummy().await? {
+            Some(link) if link.header.index == index => {}
+            _ => return Ok(false),
+        }
+        match self.handle.link().del(index).execute().await {
+            Ok(()) => Ok(true),
+            // Deleted by someone else since it was looked up.
+            Err(rtnetlink::Error::NetlinkError(err)) if err.raw_code() == -libc::ENODEV => Ok(false),
+            Err(source) => Err(self.netlink("delete the interface", source)),
+        }
     }
 
     /// The interface's index, when it exists (nothing is made or changed: for reading, and for `plan`). An
@@ -192,6 +216,12 @@ impl VipInterface {
     fn netlink_addr(&self, op: &'static str, addr: IpAddr, source: rtnetlink::Error) -> NetifError {
         NetifError::Netlink { name: self.name.clone(), op, addr: Some(addr), source: Box::new(source) }
     }
+}
+
+/// Whether `addr` is an IPv6 link-local address (fe80::/10): the kernel gives one to every interface that is up
+/// with IPv6 on, so it says nothing about who uses the interface.
+pub fn is_ipv6_link_local(addr: &IpAddr) -> bool {
+    matches!(addr, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 /// /32 for IPv4, /128 for IPv6.
