@@ -24,11 +24,13 @@ use kube::core::Selector;
 
 mod addresses;
 mod checks;
+mod labels;
 
 pub(crate) use addresses::{destination_refused, virtual_address_refused};
 pub use checks::{
     DEFAULT_FALL, DEFAULT_INTERVAL_SECS, DEFAULT_QUORUM, DEFAULT_RISE, DEFAULT_TIMEOUT_SECS, MAX_HEALTH_SECS,
 };
+pub(crate) use labels::{dns_label_problem, dns_subdomain_problem, selector_problems};
 
 /// Scheduler used when `spec.scheduler` is not given (as ipvsadm).
 pub const DEFAULT_SCHEDULER: &str = "wlc";
@@ -98,9 +100,16 @@ pub struct EndpointsRef {
 }
 
 /// Validates `spec` (of object `id`) into what it declares: service, static destinations, drain timeout, health
-/// policy (check, sorry server), endpoint references and node selector.
+/// policy (check, sorry server), endpoint references and node selector. A Kubernetes object may use the fields that
+/// need the agent (`backendsFrom`, `nodeSelector`); a file's document may not.
 pub fn validate(id: &ObjectId, spec: &VirtualServiceSpec) -> Result<Declared, Rejected> {
-    let mut problems = Problems { id, errors: Vec::new() };
+    validate_as(id, spec, matches!(id, ObjectId::Kubernetes { .. }))
+}
+
+/// [`validate`], for an object that the agent will read (`kubernetes`) or `run` and `apply` (not), whatever its
+/// identity: `validate --kubernetes` checks files that a cluster will receive.
+pub fn validate_as(id: &ObjectId, spec: &VirtualServiceSpec, kubernetes: bool) -> Result<Declared, Rejected> {
+    let mut problems = Problems { id, kubernetes, errors: Vec::new() };
     let (key, family) = problems.key(spec);
     let config = problems.service_config(spec, family);
     let default_forwarding = match &spec.forwarding {
@@ -194,6 +203,8 @@ struct Backends {
 /// Collects the problems of one object; its methods check one part of the spec each and report into it.
 struct Problems<'a> {
     id: &'a ObjectId,
+    /// Whether the object is the agent's (it may use `backendsFrom` and `nodeSelector`).
+    kubernetes: bool,
     errors: Vec<ValidationError>,
 }
 
@@ -584,7 +595,7 @@ impl Problems<'_> {
         if spec.backends_from.is_empty() {
             return Some(Vec::new());
         }
-        if !matches!(self.id, ObjectId::Kubernetes { .. }) {
+        if !self.kubernetes {
             self.error(
                 "spec.backendsFrom",
                 "needs the Kubernetes agent (EndpointSlices); in files, list the backends in spec.backends",
@@ -611,7 +622,11 @@ impl Problems<'_> {
             match from.port.as_deref() {
                 Some("") => self.error(format!("{field}.port"), "empty; omit it to take the slices' only port"),
                 Some(port) => {
-                    self.length(&format!("{field}.port"), port, MAX_PORT_NAME_LENGTH);
+                    if self.length(&format!("{field}.port"), port, MAX_PORT_NAME_LENGTH)
+                        && let Some(why) = labels::port_name_problem(port)
+                    {
+                        self.error(format!("{field}.port"), why);
+                    }
                 }
                 None => {}
             }
@@ -648,7 +663,7 @@ impl Problems<'_> {
     /// `spec.nodeSelector`: `Some(None)` when absent (every node), `None` when invalid (reported).
     fn node_selector(&mut self, spec: &VirtualServiceSpec) -> Option<Option<Selector>> {
         let Some(selector) = &spec.node_selector else { return Some(None) };
-        if !matches!(self.id, ObjectId::Kubernetes { .. }) {
+        if !self.kubernetes {
             self.error(
                 "spec.nodeSelector",
                 "needs the Kubernetes agent (Node labels); a file applies where it is used",
@@ -656,6 +671,9 @@ impl Problems<'_> {
             return None;
         }
         let errors_before = self.errors.len();
+        for problem in labels::selector_problems(selector) {
+            self.error(format!("spec.nodeSelector{}", problem.field), problem.message);
+        }
         for (i, req) in selector.match_expressions.iter().flatten().enumerate() {
             let field = format!("spec.nodeSelector.matchExpressions[{i}]");
             let values = req.values.as_ref().map_or(0, Vec::len);

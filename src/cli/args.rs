@@ -336,7 +336,13 @@ pub struct VerdictArgs {
 /// `validate` options.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// Manifests.
-    #[command(flatten)]
-    pub source: SourceArgs,
+    /// Manifest files or directories (multi-document YAML), repeatable; `-` reads standard input (`kustomize build
+    /// | ipvs-reconciler validate --kubernetes -f -`). Documents of other kinds are skipped.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Check the manifests a cluster will receive, as the agent reads them: `backendsFrom` and `nodeSelector`
+    /// allowed (their names and selectors checked as Kubernetes would), VirtualServicePools checked too, and every
+    /// object named, once.
+    #[arg(long)]
+    pub kubernetes: bool,
 }

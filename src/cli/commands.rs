@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use tracing::warn;
 
-use super::args::{AddressArgs, ApplyArgs, Cli, Command, DumpArgs, LoopArgs, Output, ValidateArgs};
+use super::args::{AddressArgs, ApplyArgs, Cli, Command, DumpArgs, LoopArgs, Output};
 use super::describe::{describe, describe_applied};
 use super::ipvsadm_format::{self, Columns, ListOptions};
 use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
@@ -63,7 +63,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Dump(args) if args.addresses => dump_addresses(&netns, &cli.netns, &args).await,
         Command::Dump(args) => dump(&netns, &args).await,
-        Command::Validate(args) => validate(&args),
+        Command::Validate(args) => super::validate::validate(&args),
         Command::Status(args) => super::status::status(&args).await,
         Command::Plan(args) => plan(&netns, &cli.netns, &args).await,
         Command::Apply(args) => apply(&netns, &cli.netns, &args).await,
@@ -252,20 +252,6 @@ fn report_problems(loaded: &Loaded) -> bool {
         eprintln!("conflict: {c}");
     }
     !loaded.errors.is_empty()
-}
-
-fn validate(args: &ValidateArgs) -> Result<i32> {
-    let loaded = load(&args.source.files)?;
-    let bad = report_problems(&loaded);
-    let table = &loaded.desired.table;
-    println!(
-        "{} valid service(s) with {} backend(s); {} error(s), {} conflict(s)",
-        table.services.len(),
-        loaded.desired.destinations,
-        loaded.errors.len(),
-        loaded.conflicts.len()
-    );
-    Ok(if bad || !loaded.conflicts.is_empty() { EXIT_ERROR } else { EXIT_OK })
 }
 
 async fn plan(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs) -> Result<i32> {

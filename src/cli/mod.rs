@@ -8,6 +8,7 @@ pub mod describe;
 mod generate;
 pub mod ipvsadm_format;
 mod status;
+mod validate;
 
 use clap::Parser;
 

@@ -166,16 +166,20 @@ fn metadata_text<'a>(document: &'a Value, field: &str) -> Option<&'a str> {
 }
 
 /// What one document turned out to be.
-enum Document {
+pub(crate) enum Document {
+    /// Nothing (`---` alone, an empty file).
     Empty,
+    /// Not a `VirtualService` of this API, or not of its schema.
     Invalid(ValidationError),
+    /// A `VirtualService`, read.
     Object(Box<VirtualService>),
 }
 
 /// Top-level fields of a manifest; anything else is most likely a misplaced spec field.
 const TOP_LEVEL_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
 
-fn parse_document(id: &ObjectId, mut value: Value) -> Document {
+/// Reads one document (`id` names it in errors) as a `VirtualService`.
+pub(crate) fn parse_document(id: &ObjectId, mut value: Value) -> Document {
     let invalid = |field: &str, message: String| Document::Invalid(ValidationError::new(id.clone(), field, message));
     if let Err(e) = value.apply_merge() {
         return invalid("", format!("invalid YAML merge key: {e}"));

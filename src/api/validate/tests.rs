@@ -874,6 +874,45 @@ fn kubernetes_only_fields_are_refused_in_files() {
 }
 
 #[test]
+fn a_file_checked_for_a_cluster_may_use_them() {
+    let file = ObjectId::document("web.yaml", 0);
+    let spec = spec("address: 192.0.2.10\nport: 80\nbackendsFrom: [{service: web, port: http}]\nnodeSelector: {}\n");
+    let declared = validate_as(&file, &spec, true).unwrap_or_else(|r| panic!("{:#?}", r.errors));
+    assert_eq!(declared.backends_from[0].service, "web");
+    assert!(validate_as(&file, &spec, false).is_err(), "run and apply cannot resolve them");
+}
+
+#[test]
+fn port_names_and_selector_keys_are_checked_as_kubernetes_would() {
+    assert_error(
+        "address: 192.0.2.10\nport: 80\nbackendsFrom: [{service: web, port: HTTP}]\n",
+        "spec.backendsFrom[0].port",
+        "not a Service port name",
+    );
+    assert_error(
+        "address: 192.0.2.10\nport: 80\nnodeSelector: {matchLabels: {'role/': edge}}\n",
+        "spec.nodeSelector.matchLabels.role/",
+        "not a label key",
+    );
+    assert_error(
+        "address: 192.0.2.10\nport: 80\nnodeSelector: {matchLabels: {role: 'edge node'}}\n",
+        "spec.nodeSelector.matchLabels.role",
+        "not a label value",
+    );
+    assert_error(
+        "address: 192.0.2.10\nport: 80\nnodeSelector:\n  matchExpressions: [{key: 'Zone.x/a', operator: Exists}]\n",
+        "spec.nodeSelector.matchExpressions[0].key",
+        "prefix",
+    );
+    assert_error(
+        "address: 192.0.2.10\nport: 80\nnodeSelector:\n  matchExpressions: [{key: zone, operator: In, values: [a, -b]}]\n",
+        "spec.nodeSelector.matchExpressions[0].values[1]",
+        "not a label value",
+    );
+    declared("address: 192.0.2.10\nport: 80\nnodeSelector: {matchLabels: {node-role.kubernetes.io/edge: ''}}\n");
+}
+
+#[test]
 fn service_names_are_dns_labels() {
     for good in ["web", "web-1", "a", "w0", &"a".repeat(63)] {
         assert!(is_dns_label(good), "{good}");

@@ -1,0 +1,250 @@
+//! `validate`: offline checks of manifests, no kernel needed.
+//!
+//! - As `run` and `apply` read files (the default): every VirtualService through the same index (validation,
+//!   conflicts by age); `backendsFrom` and `nodeSelector` are refused, since only the agent resolves them.
+//! - As a cluster will receive them (`--kubernetes`, in `cluster`): VirtualServices may use `backendsFrom` and
+//!   `nodeSelector` (their syntax checked as Kubernetes would), VirtualServicePools are checked too, and objects
+//!   need a name, once.
+//! - Both: `-` reads standard input. A document of another kind (a Namespace, a Deployment, Istio's
+//!   `VirtualService`) is skipped and counted, not an error: a directory of manifests holds more than ours. A
+//!   document of this API's group that is no kind of it, or no object at all, is an error.
+
+mod cluster;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use serde_yaml::Value;
+use tracing::warn;
+
+use super::args::ValidateArgs;
+use super::{EXIT_ERROR, EXIT_OK};
+use crate::api::pool::POOL_KIND;
+use crate::api::v1alpha1::{API_VERSION, KIND};
+use crate::api::{Age, ObjectId, SourceObject, ValidationError};
+use crate::source::ObjectIndex;
+use crate::source::file::{Document, expand, parse_document};
+
+/// The path that stands for standard input.
+const STDIN: &str = "-";
+
+/// The API group of this program's kinds.
+const GROUP: &str = "ipvs.dev";
+
+/// Runs `validate`; the exit code is 1 when any object is invalid or conflicts with another.
+pub fn validate(args: &ValidateArgs) -> Result<i32> {
+    let inputs = read_inputs(&args.files)?;
+    let outcome = if args.kubernetes { cluster::check(inputs) } else { check_files(inputs) };
+    for error in &outcome.errors {
+        eprintln!("error: {error}");
+    }
+    for conflict in &outcome.conflicts {
+        eprintln!("conflict: {conflict}");
+    }
+    let mut summary =
+        format!("{}; {} error(s), {} conflict(s)", outcome.valid, outcome.errors.len(), outcome.conflicts.len());
+    if outcome.skipped > 0 {
+        summary.push_str(&format!("; {} other document(s) skipped", outcome.skipped));
+    }
+    println!("{summary}");
+    Ok(if outcome.errors.is_empty() && outcome.conflicts.is_empty() { EXIT_OK } else { EXIT_ERROR })
+}
+
+/// What a check found.
+struct Outcome {
+    /// What is valid, for the summary (`3 valid service(s) with 7 backend(s)`).
+    valid: String,
+    /// Every problem of every document.
+    errors: Vec<ValidationError>,
+    /// Objects refused because another claims the same service, one line each.
+    conflicts: Vec<String>,
+    /// Documents of other kinds.
+    skipped: usize,
+}
+
+/// One input: its path (`<stdin>` for standard input) and its text, or why it has none.
+struct Input {
+    path: PathBuf,
+    text: Result<String, ValidationError>,
+}
+
+/// The `-f` paths' files, read (directories as `run` lists them), and standard input where `-` is given. A path
+/// that cannot be read is an error for the whole command, as for `run`: no check passes on an unread file.
+fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
+    let mut inputs = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut stdin_read = false;
+    for path in paths {
+        if path.as_os_str() == STDIN {
+            if stdin_read {
+                bail!("-f - is given twice: standard input can be read once");
+            }
+            stdin_read = true;
+            let mut bytes = Vec::new();
+            std::io::stdin().read_to_end(&mut bytes).context("reading standard input")?;
+            inputs.push(input(PathBuf::from("<stdin>"), bytes));
+            continue;
+        }
+        for file in expand(&[path]).context("reading manifests")? {
+            // The same file named twice (`-f dir -f dir/a.yaml`) is read once, as `run` reads it.
+            if !seen.insert(std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone())) {
+                continue;
+            }
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading manifests: cannot read {}", file.display()))?;
+            inputs.push(input(file, bytes));
+        }
+    }
+    Ok(inputs)
+}
+
+fn input(path: PathBuf, bytes: Vec<u8>) -> Input {
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ValidationError::new(ObjectId::File { path: path.clone() }, "", "not UTF-8 text"));
+    Input { path, text }
+}
+
+/// The documents of one input; a YAML syntax error makes the whole input one error (its document boundaries
+/// cannot be trusted), as in `run`.
+fn documents(path: &Path, text: &str) -> Result<Vec<Value>, ValidationError> {
+    let mut documents = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        let value = Value::deserialize(document).map_err(|e| {
+            ValidationError::new(ObjectId::File { path: path.to_owned() }, "", format!("invalid YAML: {e}"))
+        })?;
+        documents.push(value);
+    }
+    Ok(documents)
+}
+
+/// What a document is, from its `apiVersion` and `kind`.
+enum Kind {
+    /// Nothing (`---` alone).
+    Empty,
+    /// A VirtualService of this API.
+    VirtualService,
+    /// A VirtualServicePool of this API.
+    Pool,
+    /// A `v1` list (`kubectl get -o yaml` writes one): its items are documents.
+    List(Vec<Value>),
+    /// Another kind, of another API.
+    Other { kind: String, api_version: String },
+    /// Not an object, or one of this API's group that is no kind of it: `parse_document` says what is wrong.
+    Refused,
+}
+
+fn kind_of(value: &Value) -> Kind {
+    let text = |key: &str| value.get(key).and_then(Value::as_str);
+    let (Some(kind), Some(api_version)) = (text("kind"), text("apiVersion")) else {
+        return if value.is_null() { Kind::Empty } else { Kind::Refused };
+    };
+    match (api_version, kind) {
+        (API_VERSION, KIND) => Kind::VirtualService,
+        (API_VERSION, POOL_KIND) => Kind::Pool,
+        _ if api_version.split('/').next() == Some(GROUP) => Kind::Refused,
+        ("v1", list) if list.ends_with("List") => match value.get("items") {
+            Some(Value::Sequence(items)) => Kind::List(items.clone()),
+            _ => Kind::Refused,
+        },
+        _ => Kind::Other { kind: kind.to_owned(), api_version: api_version.to_owned() },
+    }
+}
+
+/// `metadata.<field>` of a document, when it is a string.
+fn metadata_text<'a>(document: &'a Value, field: &str) -> Option<&'a str> {
+    document.get("metadata")?.get(field)?.as_str()
+}
+
+/// The documents of every input, each with its identity (`path#index (namespace/name)`, as `run` names them) and
+/// its age (its position), lists unfolded. An unreadable input is an error of its own.
+fn each_document(
+    inputs: Vec<Input>,
+    mut visit: impl FnMut(ObjectId, Age, Kind, Value),
+    errors: &mut Vec<ValidationError>,
+) {
+    for (position, input) in inputs.into_iter().enumerate() {
+        let parsed = input.text.and_then(|text| documents(&input.path, &text));
+        let documents = match parsed {
+            Ok(documents) => documents,
+            Err(error) => {
+                errors.push(error);
+                continue;
+            }
+        };
+        for (index, value) in documents.into_iter().enumerate() {
+            let age = Age::loaded(position, index);
+            let items = match kind_of(&value) {
+                Kind::List(items) => items,
+                kind => {
+                    visit(document_id(&input.path, index, &value), age, kind, value);
+                    continue;
+                }
+            };
+            for item in items {
+                visit(document_id(&input.path, index, &item), age, kind_of(&item), item);
+            }
+        }
+    }
+}
+
+fn document_id(path: &Path, index: usize, value: &Value) -> ObjectId {
+    ObjectId::document(path, index).named(metadata_text(value, "namespace"), metadata_text(value, "name"))
+}
+
+/// The default check: the documents as `run` and `apply` would take them.
+fn check_files(inputs: Vec<Input>) -> Outcome {
+    let mut errors = Vec::new();
+    let mut objects = Vec::new();
+    let mut unreadable: Vec<(ObjectId, Vec<ValidationError>)> = Vec::new();
+    let mut skipped = 0;
+    each_document(
+        inputs,
+        |id, age, kind, value| match kind {
+            Kind::Empty => warn!("{id}: empty document, skipped"),
+            Kind::Pool | Kind::Other { .. } => {
+                skipped += 1;
+                let (kind, api_version) = match &kind {
+                    Kind::Other { kind, api_version } => (kind.as_str(), api_version.as_str()),
+                    _ => (POOL_KIND, API_VERSION),
+                };
+                warn!(
+                    "{id}: kind {kind} of {api_version} skipped: `run` and `apply` read VirtualServices only and refuse \
+                     it (`validate --kubernetes` checks manifests for a cluster)"
+                );
+            }
+            Kind::VirtualService | Kind::Refused | Kind::List(_) => match parse_document(&id, value) {
+                Document::Empty => warn!("{id}: empty document, skipped"),
+                Document::Invalid(error) => match unreadable.iter_mut().find(|(known, _)| *known == id) {
+                    Some((_, errors)) => errors.push(error),
+                    None => unreadable.push((id, vec![error])),
+                },
+                Document::Object(object) => objects.push(SourceObject { id, age, spec: object.spec, generation: None }),
+            },
+        },
+        &mut errors,
+    );
+    let mut index = ObjectIndex::new();
+    for error in errors {
+        unreadable.push((error.object.clone(), vec![error]));
+    }
+    for (id, errors) in unreadable {
+        index.apply_unreadable(id, errors);
+    }
+    for object in objects {
+        index.apply(object);
+    }
+    let table = index.table();
+    let backends: usize = table.services.values().map(|s| s.dests.len()).sum();
+    Outcome {
+        valid: format!("{} valid service(s) with {backends} backend(s)", table.services.len()),
+        errors: index.errors(),
+        conflicts: index.conflicts().iter().map(ToString::to_string).collect(),
+        skipped,
+    }
+}
+
+#[cfg(test)]
+mod tests;
