@@ -6,7 +6,10 @@ COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY src ./src
 COPY benches ./benches
 COPY tests ./tests
-RUN cargo build --release --locked --bin ipvs-reconciler
+# The source revision that ipvs_reconciler_build_info and the first log line of `run` and `agent` name:
+# docker build --build-arg REVISION=$(git rev-parse --short HEAD) ... (without it: "unknown", and not logged).
+ARG REVISION=unknown
+RUN IPVS_RECONCILER_REVISION=$REVISION cargo build --release --locked --bin ipvs-reconciler
 
 FROM debian:bookworm-slim
 # ipvsadm is not needed by the program; it is there for operators who exec into the container.
