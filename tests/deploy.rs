@@ -163,6 +163,6 @@ fn the_agents_director_config_loads_and_its_commented_examples_are_valid() {
     let config = ipvs_reconciler::director::DirectorConfig::parse(&examples, "examples")
         .unwrap_or_else(|e| panic!("{e}\n{examples}"));
     assert_eq!(config.sync_daemons.len(), 2);
-    assert_eq!(config.sysctls.len(), 6);
+    assert_eq!(config.sysctls.len(), 7);
     assert_eq!(config.timeouts.tcp, Some(900));
 }

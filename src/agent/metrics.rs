@@ -99,6 +99,8 @@ pub struct Metrics {
     owned_services: Gauge,
     owned_addresses: Gauge,
     contradictions: Family<SysctlLabels, Gauge>,
+    kube_proxy_ipvs: Gauge,
+    removed_by_others: Counter,
     desired_services: Gauge,
     desired_destinations: Gauge,
     objects_not_admitted: Gauge,
@@ -143,6 +145,8 @@ impl Metrics {
             owned_services: Gauge::default(),
             owned_addresses: Gauge::default(),
             contradictions: Family::default(),
+            kube_proxy_ipvs: Gauge::default(),
+            removed_by_others: Counter::default(),
             desired_services: Gauge::default(),
             desired_destinations: Gauge::default(),
             objects_not_admitted: Gauge::default(),
@@ -180,6 +184,17 @@ impl Metrics {
             "Declared services a sysctl's value contradicts (NAT without forwarding, ...), by sysctl; one log line \
              when it appears",
             metrics.contradictions.clone(),
+        );
+        registry.register(
+            "kube_proxy_ipvs",
+            "1 while kube-proxy runs in IPVS mode on this node (its kube-ipvs0 exists): it deletes IPVS services it \
+             did not create unless --ipvs-exclude-cidrs covers them",
+            metrics.kube_proxy_ipvs.clone(),
+        );
+        registry.register(
+            "services_removed_by_others",
+            "Owned services another program removed from the kernel between two passes (each was added back)",
+            metrics.removed_by_others.clone(),
         );
         registry.register("desired_services", "Services the sources ask for here", metrics.desired_services.clone());
         registry.register(
@@ -279,7 +294,11 @@ impl Metrics {
                         .sum::<usize>();
                     self.contradictions.get_or_create(&SysctlLabels { sysctl: sysctl.name() }).set(gauge(services));
                 }
+                if let Some(found) = report.director.kube_proxy_ipvs {
+                    self.kube_proxy_ipvs.set(i64::from(found));
+                }
             }
+            self.removed_by_others.inc_by(report.vanished.len() as u64);
             if report.is_success() {
                 self.passed.store(true, Ordering::SeqCst);
                 self.last_success.set(unix_seconds_f64());

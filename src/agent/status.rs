@@ -57,6 +57,10 @@ pub struct KernelOutcome {
     pub pass_failed: Option<String>,
     /// What the checks say of each checked service's backends.
     pub health: BTreeMap<ServiceKey, HealthSummary>,
+    /// Services another program removed from the kernel since this agent started (each was added back).
+    pub removed_by_others: BTreeSet<ServiceKey>,
+    /// Whether kube-proxy runs in IPVS mode on this node, as last seen.
+    pub kube_proxy_ipvs: bool,
 }
 
 /// The kernel side of the status across passes: a pass that looked at only some services (a change pass) leaves
@@ -64,6 +68,9 @@ pub struct KernelOutcome {
 #[derive(Debug, Default)]
 pub struct KernelOutcomes {
     refused: BTreeMap<ServiceKey, String>,
+    /// Kept for the agent's lifetime: the entry says it once (one write), not once per removal.
+    removed_by_others: BTreeSet<ServiceKey>,
+    kube_proxy_ipvs: bool,
 }
 
 impl KernelOutcomes {
@@ -75,9 +82,19 @@ impl KernelOutcomes {
         let report = match record.result {
             Ok(report) => report,
             Err(e) => {
-                return KernelOutcome { refused: self.refused.clone(), pass_failed: Some(e.to_string()), health };
+                return KernelOutcome {
+                    refused: self.refused.clone(),
+                    pass_failed: Some(e.to_string()),
+                    health,
+                    removed_by_others: self.removed_by_others.clone(),
+                    kube_proxy_ipvs: self.kube_proxy_ipvs,
+                };
             }
         };
+        self.removed_by_others.extend(report.vanished.iter().copied());
+        if let Some(found) = report.director.kube_proxy_ipvs {
+            self.kube_proxy_ipvs = found;
+        }
         match record.scope {
             None => self.refused.clear(),
             Some(scope) => self.refused.retain(|key, _| !scope.contains(key)),
@@ -94,7 +111,13 @@ impl KernelOutcomes {
                 self.refused.insert(*key, format!("adding its address {} failed: {}", failure.addr, failure.error));
             }
         }
-        KernelOutcome { refused: self.refused.clone(), pass_failed: None, health }
+        KernelOutcome {
+            refused: self.refused.clone(),
+            pass_failed: None,
+            health,
+            removed_by_others: self.removed_by_others.clone(),
+            kube_proxy_ipvs: self.kube_proxy_ipvs,
+        }
     }
 }
 
@@ -127,8 +150,8 @@ pub fn entry(
         ObjectState::Desired { key, backends } => match (kernel.refused.get(key), &kernel.pass_failed) {
             (Some(why), _) => (false, KERNEL_REFUSED, Some(why.clone()), None),
             (None, Some(why)) => (false, PENDING, Some(why.clone()), None),
-            (None, None) if *backends == 0 => (true, NO_BACKENDS, None, Some(0)),
-            (None, None) => (true, PROGRAMMED, None, i64::try_from(*backends).ok()),
+            (None, None) if *backends == 0 => (true, NO_BACKENDS, removed_by_others(kernel, key), Some(0)),
+            (None, None) => (true, PROGRAMMED, removed_by_others(kernel, key), i64::try_from(*backends).ok()),
         },
     };
     let unchanged = previous.is_some_and(|p| p.programmed == programmed && p.reason == reason);
@@ -160,6 +183,20 @@ pub fn entry(
             .unwrap_or_default(),
         last_transition_time,
     })
+}
+
+/// The message of a programmed service that another program removed from the kernel (and this agent added back).
+fn removed_by_others(kernel: &KernelOutcome, key: &ServiceKey) -> Option<String> {
+    if !kernel.removed_by_others.contains(key) {
+        return None;
+    }
+    let who = if kernel.kube_proxy_ipvs {
+        "kube-proxy runs in IPVS mode on this node and deletes IPVS services it did not create unless its \
+         --ipvs-exclude-cidrs covers their addresses"
+    } else {
+        "something else on this node deletes IPVS services (kube-proxy in IPVS mode, ipvsadm -C, another balancer)"
+    };
+    Some(format!("removed from the kernel by another program and added back: {who}"))
 }
 
 fn problem(field: &str, message: &str) -> String {

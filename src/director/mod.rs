@@ -7,7 +7,7 @@ mod checks;
 mod config;
 mod daemons;
 
-pub use checks::{Contradiction, contradictions};
+pub use checks::{Contradiction, arp_contradiction, contradictions};
 pub use config::{ConfigError, DirectorConfig, SyncDaemonConfig, TimeoutConfig};
 pub use daemons::{DaemonPlan, plan_daemons, satisfies};
 
@@ -33,17 +33,22 @@ pub enum Sysctl {
     IpForward,
     /// `net.ipv6.conf.all.forwarding`: the same for IPv6.
     Ipv6Forwarding,
+    /// `net.ipv4.conf.all.arp_ignore`: which ARP requests the node answers. 0 (the kernel's default) answers for
+    /// any local address on any interface, the VIPs on `ipvs0` included; 1 only for addresses of the interface the
+    /// request came in on (the kernel takes the higher of `all` and the interface's own).
+    ArpIgnore,
 }
 
 impl Sysctl {
     /// Every one, in a fixed order.
-    pub const ALL: [Sysctl; 6] = [
+    pub const ALL: [Sysctl; 7] = [
         Sysctl::Conntrack,
         Sysctl::ExpireNodestConn,
         Sysctl::ExpireQuiescentTemplate,
         Sysctl::ConnReuseMode,
         Sysctl::IpForward,
         Sysctl::Ipv6Forwarding,
+        Sysctl::ArpIgnore,
     ];
 
     /// Its dotted name, as `sysctl` prints it.
@@ -55,6 +60,7 @@ impl Sysctl {
             Sysctl::ConnReuseMode => "net.ipv4.vs.conn_reuse_mode",
             Sysctl::IpForward => "net.ipv4.ip_forward",
             Sysctl::Ipv6Forwarding => "net.ipv6.conf.all.forwarding",
+            Sysctl::ArpIgnore => "net.ipv4.conf.all.arp_ignore",
         }
     }
 
@@ -77,6 +83,8 @@ impl Sysctl {
         match self {
             // Bit 0: reschedule on reuse; bit 1: also for persistent (conntrack) cases.
             Sysctl::ConnReuseMode => 3,
+            // 0-3 and 8 (ignore every request); the kernel takes 4-7 as 0.
+            Sysctl::ArpIgnore => 8,
             _ => 1,
         }
     }

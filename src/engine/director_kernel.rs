@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use crate::director::Sysctl;
 use crate::ipvs::{Ipvs, IpvsError, NetnsSpec};
 use crate::model::{DaemonState, SyncDaemon, Timeouts};
+use crate::netif::{NetifError, NodeLink};
 
 /// Why reading or changing a director setting failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,9 @@ pub enum DirectorError {
         #[source]
         source: io::Error,
     },
+    /// The node's interfaces could not be listed.
+    #[error("listing the node's interfaces: {0}")]
+    Links(#[source] NetifError),
     /// Injected by a test.
     #[error("{0} (injected)")]
     Injected(String),
@@ -56,6 +60,7 @@ impl DirectorError {
             DirectorError::Ipvs { source, .. } => source.metric_label(),
             DirectorError::Sysctl { .. } => "sysctl",
             DirectorError::Netns { .. } => "netns",
+            DirectorError::Links(_) => "links",
             DirectorError::Injected(_) => "injected",
         }
     }
@@ -77,6 +82,9 @@ pub trait DirectorKernel: Send + Sync {
     fn read_sysctls(&self, sysctls: Vec<Sysctl>) -> BoxFuture<'_, Result<BTreeMap<Sysctl, u32>, DirectorError>>;
     /// Writes one sysctl.
     fn write_sysctl(&self, sysctl: Sysctl, value: u32) -> BoxFuture<'_, Result<(), DirectorError>>;
+    /// Every interface of the node with its IPv4 addresses and its own `arp_ignore`: what shares the node (kube-proxy's
+    /// `kube-ipvs0`) and on which subnets it answers ARP.
+    fn node_links(&self) -> BoxFuture<'_, Result<Vec<NodeLink>, DirectorError>>;
 }
 
 /// The real director settings of one namespace.
@@ -178,6 +186,25 @@ impl DirectorKernel for IpvsDirector {
             })
         }))
     }
+
+    fn node_links(&self) -> BoxFuture<'_, Result<Vec<NodeLink>, DirectorError>> {
+        Box::pin(async move {
+            let links = crate::netif::node_links(&self.netns).await.map_err(DirectorError::Links)?;
+            self.in_netns(move || Ok(links.into_iter().map(with_arp_ignore).collect())).await
+        })
+    }
+}
+
+/// `link` with its own `arp_ignore`, read from `/proc/sys` (of the namespace the calling thread is in). Only an
+/// interface with a subnet needs it; one that cannot be read is left unknown (the check then goes by `all`'s).
+fn with_arp_ignore(mut link: NodeLink) -> NodeLink {
+    // Interface names never hold '/', but this one comes from the kernel's answer: it must not escape the directory.
+    let subnet = link.ipv4.iter().any(|(_, prefix)| *prefix < 32);
+    if subnet && !link.name.contains('/') && link.name != "." && link.name != ".." {
+        let path = format!("/proc/sys/net/ipv4/conf/{}/arp_ignore", link.name);
+        link.arp_ignore = std::fs::read_to_string(path).ok().and_then(|text| text.trim().parse().ok());
+    }
+    link
 }
 
 /// A shared fake (tests keep a handle while the engine holds it).
@@ -202,5 +229,8 @@ impl<D: DirectorKernel> DirectorKernel for std::sync::Arc<D> {
     }
     fn write_sysctl(&self, sysctl: Sysctl, value: u32) -> BoxFuture<'_, Result<(), DirectorError>> {
         D::write_sysctl(self, sysctl, value)
+    }
+    fn node_links(&self) -> BoxFuture<'_, Result<Vec<NodeLink>, DirectorError>> {
+        D::node_links(self)
     }
 }

@@ -12,8 +12,9 @@ use super::director_kernel::{DirectorError, DirectorKernel};
 use super::kernel::Kernel;
 use super::ownership::StateError;
 use super::reconcile::Engine;
-use crate::director::{Contradiction, DirectorConfig, Sysctl, contradictions, plan_daemons};
+use crate::director::{Contradiction, DirectorConfig, Sysctl, arp_contradiction, contradictions, plan_daemons};
 use crate::model::{SyncDaemon, Timeouts};
+use crate::netif::KUBE_PROXY_INTERFACE;
 use crate::table::DesiredTable;
 
 /// The director's kernel and configuration, held by the engine.
@@ -23,6 +24,7 @@ pub(super) struct Director {
     /// What was last logged, so that a standing contradiction is one log line, not one per pass.
     logged: Vec<(Sysctl, u32)>,
     logged_foreign: Vec<SyncDaemon>,
+    logged_kube_proxy: bool,
 }
 
 /// What the director part of a pass did and found.
@@ -36,6 +38,9 @@ pub struct DirectorReport {
     pub contradictions: Vec<Contradiction>,
     /// Daemons started by someone else that differ from the configured ones (left alone).
     pub foreign_daemons: Vec<SyncDaemon>,
+    /// Whether kube-proxy runs in IPVS mode on the node (its `kube-ipvs0` exists); `None` when the interfaces could
+    /// not be listed.
+    pub kube_proxy_ipvs: Option<bool>,
 }
 
 /// A director setting that could not be read or changed.
@@ -51,7 +56,8 @@ impl<K: Kernel> Engine<K> {
     /// The same engine, keeping the director's settings as `config` says on every full pass (and checking the
     /// sysctls against the services).
     pub fn with_director(mut self, kernel: Box<dyn DirectorKernel>, config: DirectorConfig) -> Self {
-        self.director = Some(Director { kernel, config, logged: Vec::new(), logged_foreign: Vec::new() });
+        self.director =
+            Some(Director { kernel, config, logged: Vec::new(), logged_foreign: Vec::new(), logged_kube_proxy: false });
         self
     }
 
@@ -109,6 +115,7 @@ impl<K: Kernel> Engine<K> {
             }
         }
 
+        let mut arp_ignore = None;
         match kernel.read_sysctls(Sysctl::ALL.to_vec()).await {
             Ok(mut values) => {
                 for (sysctl, value) in config.sysctl_values() {
@@ -136,8 +143,23 @@ impl<K: Kernel> Engine<K> {
                     }
                 }
                 report.contradictions = contradictions(desired, &values);
+                arp_ignore = values.get(&Sysctl::ArpIgnore).copied();
             }
             Err(e) => fail(report, "reading the sysctls", e),
+        }
+
+        // What shares the node: kube-proxy in IPVS mode, and the subnets on which the VIPs are answered for.
+        match kernel.node_links().await {
+            Ok(links) => {
+                report.kube_proxy_ipvs = Some(links.iter().any(|link| link.name == KUBE_PROXY_INTERFACE));
+                let vip_interface = self.addresses.as_ref().map(|a| a.interface());
+                if let (Some(all), Some(vip_interface)) = (arp_ignore, vip_interface)
+                    && let Some(found) = arp_contradiction(desired, all, vip_interface, &links)
+                {
+                    report.contradictions.push(found);
+                }
+            }
+            Err(e) => fail(report, "listing the node's interfaces", e),
         }
 
         let wanted = config.daemons();
@@ -228,6 +250,18 @@ impl Director {
             }
         }
         self.logged_foreign = report.foreign_daemons.clone();
+        match report.kube_proxy_ipvs {
+            Some(true) if !self.logged_kube_proxy => {
+                warn!(
+                    interface = KUBE_PROXY_INTERFACE,
+                    "kube-proxy runs in IPVS mode on this node: it deletes IPVS services it did not create unless its \
+                     --ipvs-exclude-cidrs (ipvs.excludeCIDRs) covers their addresses; see docs/kubernetes.md"
+                );
+                self.logged_kube_proxy = true;
+            }
+            Some(false) => self.logged_kube_proxy = false,
+            _ => {}
+        }
     }
 }
 

@@ -355,6 +355,8 @@ pub struct FakeDirector {
     pub log: Mutex<Vec<String>>,
     /// When set, reads of the daemons fail.
     pub fail_daemon_reads: std::sync::atomic::AtomicBool,
+    /// The node's interfaces.
+    pub links: Mutex<Vec<crate::netif::NodeLink>>,
 }
 
 impl Default for FakeDirector {
@@ -365,6 +367,7 @@ impl Default for FakeDirector {
             sysctls: Mutex::new(Sysctl::ALL.into_iter().map(|s| (s, 0)).collect()),
             log: Mutex::default(),
             fail_daemon_reads: Default::default(),
+            links: Mutex::default(),
         }
     }
 }
@@ -446,5 +449,9 @@ impl DirectorKernel for FakeDirector {
         ready(self.sysctls.lock().map_err(|_| poisoned()).map(|mut values| {
             values.insert(sysctl, value);
         }))
+    }
+
+    fn node_links(&self) -> BoxFuture<'_, Result<Vec<crate::netif::NodeLink>, DirectorError>> {
+        ready(self.links.lock().map(|links| links.clone()).map_err(|_| poisoned()))
     }
 }

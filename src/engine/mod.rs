@@ -14,6 +14,7 @@ mod ipvs_kernel;
 pub mod kernel;
 pub mod ownership;
 pub mod reconcile;
+mod vanished;
 pub mod state_lock;
 mod vip_pass;
 

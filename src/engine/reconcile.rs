@@ -103,6 +103,9 @@ pub struct PassReport<E> {
     pub addresses: AddressReport,
     /// What a full pass did to the director's settings and found of them.
     pub director: super::director_pass::DirectorReport,
+    /// Owned services the last pass left in the kernel that a full read found missing: another program removed
+    /// them in between (this pass adds them back).
+    pub vanished: Vec<ServiceKey>,
 }
 
 /// What a pass did to the VIP interface's addresses.
@@ -141,6 +144,7 @@ impl<E> Default for PassReport<E> {
             race_rounds: 0,
             addresses: AddressReport::default(),
             director: Default::default(),
+            vanished: Vec::new(),
         }
     }
 }
@@ -181,6 +185,8 @@ pub struct Engine<K> {
     pub(super) listed: Option<Listing>,
     /// The director's settings, when this engine keeps them.
     pub(super) director: Option<super::director_pass::Director>,
+    /// The services already logged as removed by another program (each is logged once).
+    pub(super) vanished_logged: BTreeSet<ServiceKey>,
 }
 
 /// The engine's error for kernel `K`.
@@ -192,7 +198,16 @@ impl<K: Kernel> Engine<K> {
     /// An engine over `kernel`, remembering ownership in `state_path` (loaded now).
     pub fn new(kernel: K, state_path: PathBuf) -> Result<Self, EngineErrorOf<K>> {
         let ownership = Ownership::load(&state_path)?;
-        Ok(Engine { kernel, ownership, state_path, observed: None, addresses: None, listed: None, director: None })
+        Ok(Engine {
+            kernel,
+            ownership,
+            state_path,
+            observed: None,
+            addresses: None,
+            listed: None,
+            director: None,
+            vanished_logged: BTreeSet::new(),
+        })
     }
 
     /// The kernel.
@@ -256,8 +271,11 @@ impl<K: Kernel> Engine<K> {
         now: u64,
         opts: &PassOptions,
     ) -> Result<PassReportOf<K>, EngineErrorOf<K>> {
+        let expected = self.expected_in_kernel(desired);
         self.refresh_all(desired, true).await?;
+        let vanished = self.vanished(expected);
         let mut report = self.reconcile_observed(desired, now, opts, None).await?;
+        report.vanished = vanished;
         self.director_pass(desired, &mut report.director).await?;
         Ok(report)
     }

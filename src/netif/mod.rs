@@ -8,6 +8,7 @@
 //! detection (`nodad`), so that a VIP is usable at once, not after DAD's second.
 
 mod error;
+mod links;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -18,6 +19,7 @@ use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo
 use rtnetlink::{Handle, LinkDummy, LinkUnspec};
 
 pub use error::NetifError;
+pub use links::{KUBE_PROXY_INTERFACE, NodeLink, node_links};
 
 use crate::ipvs::NetnsSpec;
 

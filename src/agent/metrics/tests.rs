@@ -75,6 +75,8 @@ async fn metrics_count_passes_operations_and_state() {
         why: "NAT",
         services: vec![crate::model::ServiceKey::tcp([192, 0, 2, 1].into(), 80)],
     }];
+    report.director.kube_proxy_ipvs = Some(true);
+    report.vanished = vec![crate::model::ServiceKey::tcp([192, 0, 2, 1].into(), 80)];
     let ok: Result<PassReport<FakeError>, PassError<FakeError>> = Ok(report);
     metrics.pass(&record(&desired, &ok), Duration::from_millis(3), 2);
     let failed: Result<PassReport<FakeError>, PassError<FakeError>> = Err(PassError::Connect("no netlink".into()));
@@ -91,6 +93,9 @@ async fn metrics_count_passes_operations_and_state() {
         "ipvs_reconciler_owned_addresses 1",
         "ipvs_reconciler_sysctl_contradictions{sysctl=\"net.ipv4.ip_forward\"} 1",
         "ipvs_reconciler_sysctl_contradictions{sysctl=\"net.ipv4.vs.conntrack\"} 0",
+        "ipvs_reconciler_sysctl_contradictions{sysctl=\"net.ipv4.conf.all.arp_ignore\"} 0",
+        "ipvs_reconciler_kube_proxy_ipvs 1",
+        "ipvs_reconciler_services_removed_by_others_total 1",
         "ipvs_reconciler_operations_total{verb=\"add_address\",result=\"ok\"} 2",
         "ipvs_reconciler_status_writes_total{result=\"ok\"} 1",
         "ipvs_reconciler_watch_errors_total{resource=\"endpointslices\"} 1",

@@ -472,3 +472,32 @@ fn unanswered_operations_and_an_address_that_could_not_be_added_make_a_service_n
     assert!(outcome.refused[&dns].contains("adding its address 192.0.2.2 failed"), "{:?}", outcome.refused);
     assert_eq!(outcome.refused.len(), 2, "a failed removal refuses no service");
 }
+
+#[test]
+fn a_service_another_program_removed_says_so_once_while_programmed() {
+    let (snapshot, health) = (crate::source::Snapshot::default(), BTreeMap::new());
+    let mut outcomes = KernelOutcomes::default();
+    let mut director = crate::engine::DirectorReport::default();
+    director.kube_proxy_ipvs = Some(true);
+    let removed =
+        Ok(crate::engine::PassReport { vanished: vec![key()], director, ..crate::engine::PassReport::default() });
+    let outcome = outcomes.after(&record(&removed, None, &snapshot, &health));
+    let first = entry(&desired(2), "n1", &outcome, None, &at(10)).unwrap();
+    assert_eq!((first.programmed, first.reason.as_str()), (true, PROGRAMMED), "added back: programmed");
+    let message = first.message.clone().unwrap_or_default();
+    assert!(message.starts_with("removed from the kernel by another program and added back: kube-proxy"), "{message}");
+    assert!(message.contains("--ipvs-exclude-cidrs"), "{message}");
+
+    // Later passes find it in place: the entry keeps its message (no write per pass, no flapping).
+    let clean = Ok(crate::engine::PassReport::default());
+    let outcome = outcomes.after(&record(&clean, None, &snapshot, &health));
+    let later = entry(&desired(2), "n1", &outcome, Some(&first), &at(20)).unwrap();
+    assert_eq!(later, first);
+
+    // Without kube-ipvs0 the message does not blame kube-proxy; another service is not concerned.
+    let mut alone = KernelOutcome { removed_by_others: [key()].into(), ..KernelOutcome::default() };
+    let message = entry(&desired(0), "n1", &alone, None, &at(1)).unwrap().message.unwrap_or_default();
+    assert!(message.contains("something else on this node deletes IPVS services"), "{message}");
+    alone.removed_by_others.clear();
+    assert_eq!(entry(&desired(0), "n1", &alone, None, &at(1)).unwrap().message, None);
+}

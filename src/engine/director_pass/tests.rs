@@ -119,3 +119,73 @@ fn a_failed_daemon_read_stops_nothing_and_the_services_are_still_programmed() {
     assert!(director.take_log().is_empty(), "nothing stopped on a failed read");
     assert!(unconfigured.kernel().snapshot().services.contains_key(&svc(1)), "the IPVS part went on");
 }
+
+fn link(name: &str, ipv4: &[(&str, u8)]) -> crate::netif::NodeLink {
+    let ipv4 = ipv4.iter().map(|(a, p)| (a.parse().unwrap(), *p)).collect();
+    crate::netif::NodeLink { name: name.into(), up: true, kind: Some("dummy".into()), ipv4, arp_ignore: None }
+}
+
+#[test]
+fn kube_proxy_in_ipvs_mode_is_told_by_its_interface() {
+    let dir = tempfile::tempdir().unwrap();
+    let director = Arc::new(FakeDirector::default());
+    let mut engine = engine(&dir, &director, "{}");
+    let report = run(engine.reconcile_full(&nat(), 0, &PassOptions::default())).unwrap();
+    assert_eq!(report.director.kube_proxy_ipvs, Some(false));
+    director.links.lock().unwrap().push(link("kube-ipvs0", &[("10.96.0.1", 32)]));
+    let report = run(engine.reconcile_full(&nat(), 0, &PassOptions::default())).unwrap();
+    assert_eq!(report.director.kube_proxy_ipvs, Some(true));
+    assert!(report.is_success(), "a finding, not a failure: {report:?}");
+}
+
+#[test]
+fn a_vip_answered_on_a_connected_subnet_is_a_contradiction_of_arp_ignore() {
+    use crate::engine::fake::FakeAddresses;
+    let dir = tempfile::tempdir().unwrap();
+    let director = Arc::new(FakeDirector::default());
+    director.sysctls.lock().unwrap().insert(Sysctl::IpForward, 1);
+    // The node's LAN is 192.0.2.0/24; the service's VIP 192.0.2.1 is on ipvs0.
+    director.links.lock().unwrap().extend([link("eth0", &[("192.0.2.200", 24)]), link("ipvs0", &[("192.0.2.1", 32)])]);
+    let mut bound = engine(&dir, &director, "{}").with_addresses(Box::new(Arc::new(FakeAddresses::default())));
+    let report = run(bound.reconcile_full(&nat(), 0, &PassOptions::default())).unwrap();
+    let found: Vec<(Sysctl, Vec<crate::model::ServiceKey>)> =
+        report.director.contradictions.iter().map(|c| (c.sysctl, c.services.clone())).collect();
+    assert_eq!(found, vec![(Sysctl::ArpIgnore, vec![svc(1)])]);
+
+    director.sysctls.lock().unwrap().insert(Sysctl::ArpIgnore, 1);
+    let report = run(bound.reconcile_full(&nat(), 0, &PassOptions::default())).unwrap();
+    assert!(report.director.contradictions.is_empty(), "{:?}", report.director.contradictions);
+
+    // `--no-bind-addresses`: the VIPs are someone else's to bind and announce; nothing to judge here.
+    director.sysctls.lock().unwrap().insert(Sysctl::ArpIgnore, 0);
+    let other = tempfile::tempdir().unwrap();
+    let mut unbound = engine(&other, &director, "{}");
+    let report = run(unbound.reconcile_full(&nat(), 0, &PassOptions::default())).unwrap();
+    assert!(report.director.contradictions.is_empty(), "{:?}", report.director.contradictions);
+}
+
+#[test]
+fn an_owned_service_removed_by_another_program_is_reported_once_and_added_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let director = Arc::new(FakeDirector::default());
+    let kernel = Arc::new(FakeKernel::with_table(Table::default()));
+    let mut engine = Engine::new(Arc::clone(&kernel), dir.path().join("state.json"))
+        .unwrap()
+        .with_director(Box::new(Arc::clone(&director)), DirectorConfig::default());
+    let first = run(engine.reconcile_full(&nat(), 0, &PassOptions::default())).unwrap();
+    assert!(first.vanished.is_empty(), "nothing was in the kernel before");
+    assert!(kernel.snapshot().services.contains_key(&svc(1)));
+
+    // kube-proxy's sync: every IPVS service it did not create is deleted.
+    kernel.table.lock().unwrap().services.clear();
+    let second = run(engine.reconcile_full(&nat(), 0, &PassOptions::default())).unwrap();
+    assert_eq!(second.vanished, vec![svc(1)]);
+    assert!(kernel.snapshot().services.contains_key(&svc(1)), "added back");
+
+    let third = run(engine.reconcile_full(&nat(), 0, &PassOptions::default())).unwrap();
+    assert!(third.vanished.is_empty());
+    // A service no longer declared that disappears is no news: it was to be deleted anyway.
+    kernel.table.lock().unwrap().services.clear();
+    let fourth = run(engine.reconcile_full(&DesiredTable::default(), 0, &PassOptions::default())).unwrap();
+    assert!(fourth.vanished.is_empty());
+}
