@@ -159,8 +159,8 @@ pub struct DirectorArgs {
     #[arg(long)]
     pub timeout_udp: Option<u32>,
     /// A sysctl to keep set, KEY=VALUE; KEY is one of conntrack, expire_nodest_conn, expire_quiescent_template,
-    /// conn_reuse_mode, ip_forward, ipv6_forwarding. Repeatable. Sysctls not given are checked against the
-    /// services and reported when they contradict them.
+    /// conn_reuse_mode, ip_forward, ipv6_forwarding, arp_ignore (net.ipv4.conf.all). Repeatable. Sysctls not
+    /// given are checked against the services and reported when they contradict them.
     #[arg(long = "sysctl", value_name = "KEY=VALUE")]
     pub sysctls: Vec<String>,
 }
