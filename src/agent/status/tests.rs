@@ -477,8 +477,7 @@ fn unanswered_operations_and_an_address_that_could_not_be_added_make_a_service_n
 fn a_service_another_program_removed_says_so_once_while_programmed() {
     let (snapshot, health) = (crate::source::Snapshot::default(), BTreeMap::new());
     let mut outcomes = KernelOutcomes::default();
-    let mut director = crate::engine::DirectorReport::default();
-    director.kube_proxy_ipvs = Some(true);
+    let director = crate::engine::DirectorReport { kube_proxy_ipvs: Some(true), ..Default::default() };
     let removed =
         Ok(crate::engine::PassReport { vanished: vec![key()], director, ..crate::engine::PassReport::default() });
     let outcome = outcomes.after(&record(&removed, None, &snapshot, &health));
