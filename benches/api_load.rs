@@ -31,24 +31,53 @@
 //! Not counted: PATCH responses, LISTs and re-lists, EndpointSlice and Node traffic beyond the scenarios' own
 //! events, kubelet and kube-proxy traffic, the API server's CPU and etcd (see BENCHMARKS.md, "API load model").
 //!
-//! `cargo bench --bench api_load` (release profile; about a second at 100 × 100, tens at 1,000 × 1,000). `API_LOAD_SIZES=100x100,1000x1000` chooses sizes.
+//! The leader (issue 19): one agent also holds the Lease and writes each object's `observedGeneration`, `conditions`
+//! and `summary`. It runs the real `verdict::court::Court` (`fleet`, `judge`, `written`: the real judgement, the
+//! real "only when it differs from what the object shows and from what this leader sent"), fed what its watches
+//! would show: each object as the model holds it (spec, metadata and every status field), every Node's labels and
+//! one agent pod per node (`spec.nodeName`, a Ready condition). Its writes go through the same model API server
+//! (field manager `ipvs-reconciler-status`, forced: the fields it sends replace those it owned): one that changes the
+//! object is one MODIFIED event to every agent. Timing, as the rounds allow: the real leader judges after a quiet
+//! period of 0.5 s, at most 3 s after the first change of a burst; here it judges once per round, concurrently with
+//! the agents' passes (both see what the round before delivered), the objects changed since its last judgement
+//! (every object after a Node or agent pod event, a new term, or the resync). A round is one second of the court's
+//! clock (`tokio::time::Instant`), so the 60 s progress deadline never passes (asserted). `API_LOAD_SPREADS` (default
+//! `1,5`) spreads the nodes' passes over K rounds: node n passes first in round 1 + n mod K of each scenario, i.e. a
+//! rollout whose reports arrive over K of the leader's windows. Asserted besides the fixed point: an agent woken
+//! only by the leader's writes writes nothing, and a leader write never moves an agent's index.
+//!
+//! `cargo bench --bench api_load` (release profile; about a second at 100 × 100, minutes at 1,000 × 1,000).
+//! `API_LOAD_SIZES=100x100,1000x1000` chooses sizes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodSpec, PodStatus};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use tokio::time::Instant;
 
 use ipvs_reconciler::agent::status::{Due, KernelOutcome, StatusBook, StatusReport, apply_body};
 use ipvs_reconciler::api::ObjectId;
-use ipvs_reconciler::api::v1alpha1::{NodeStatus, VirtualService};
+use ipvs_reconciler::api::v1alpha1::{API_VERSION, NodeStatus, VirtualService, VirtualServiceStatus};
 use ipvs_reconciler::source::kubernetes::{SERVICE_NAME_LABEL, object_of, slice_of};
 use ipvs_reconciler::source::{ObjectIndex, ObjectReport};
+use ipvs_reconciler::verdict::FIELD_MANAGER;
+use ipvs_reconciler::verdict::court::{Court, Write};
+use ipvs_reconciler::verdict::judge::Rules;
 
 const NAMESPACE: &str = "default";
 /// The label `vs-0001`'s node selector asks for.
 const LB_LABEL: &str = "ipvs.dev/lb";
-/// Rounds after which the simulation counts as a write storm.
+/// Rounds after which the simulation counts as a write storm (plus the spread's rounds).
 const MAX_ROUNDS: usize = 8;
+/// The court's clock moves this much per round: one of the leader's windows (0.5 s quiet, 3 s at most).
+const ROUND: Duration = Duration::from_secs(1);
+/// `--progress-deadline`'s default.
+const PROGRESS_DEADLINE: Duration = Duration::from_secs(60);
+/// The agents' namespace and pod label (the DaemonSet's).
+const AGENT_NAMESPACE: &str = "ipvs-system";
+const AGENT_LABEL: (&str, &str) = ("app.kubernetes.io/name", "ipvs-reconciler");
 
 /// The VirtualServices of the fleet: `vs-0001` selects nodes by label, `vs-0002` takes its backends from Service
 /// `svc-2`'s EndpointSlice, the others have two static backends and select every node.
@@ -128,6 +157,44 @@ fn managed_fields_len(node: &str) -> usize {
     })) + 1
 }
 
+/// An estimate of the `managedFields` entry of the leader's field manager: `observedGeneration`, `summary` and the
+/// three conditions.
+fn verdict_managed_len() -> usize {
+    let condition = serde_json::json!({".": {}, "f:lastTransitionTime": {}, "f:message": {}, "f:observedGeneration": {},
+        "f:reason": {}, "f:status": {}, "f:type": {}});
+    let conditions: serde_json::Map<String, serde_json::Value> = ["Ready", "Reconciling", "Stalled"]
+        .into_iter()
+        .map(|t| (format!("k:{{\"type\":\"{t}\"}}"), condition.clone()))
+        .collect();
+    json_len(&serde_json::json!({
+        "manager": FIELD_MANAGER, "operation": "Apply", "apiVersion": API_VERSION,
+        "time": "2027-01-15T08:00:00Z", "fieldsType": "FieldsV1", "subresource": "status",
+        "fieldsV1": {"f:status": {"f:observedGeneration": {}, "f:summary": {}, "f:conditions": conditions}},
+    })) + 1
+}
+
+/// Node `n`'s agent pod, Ready or not.
+fn agent_pod(n: usize, ready: bool) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(format!("ipvs-reconciler-{n:04}")),
+            namespace: Some(AGENT_NAMESPACE.to_owned()),
+            labels: Some([(AGENT_LABEL.0.to_owned(), AGENT_LABEL.1.to_owned())].into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec { node_name: Some(node_name(n)), ..PodSpec::default() }),
+        status: Some(PodStatus {
+            phase: Some("Running".to_owned()),
+            conditions: Some(vec![PodCondition {
+                type_: "Ready".to_owned(),
+                status: if ready { "True" } else { "False" }.to_owned(),
+                ..PodCondition::default()
+            }]),
+            ..PodStatus::default()
+        }),
+    }
+}
+
 /// One VirtualService as the API server holds it.
 struct Stored {
     /// Spec and metadata (`generation`, `resourceVersion`); the status is `nodes`.
@@ -140,13 +207,20 @@ struct Stored {
     base_len: usize,
     /// JSON size of the status entries and of the managers' `managedFields` entries.
     status_len: usize,
+    /// The leader's fields: `observedGeneration`, `conditions`, `summary` (`nodes` stays empty here).
+    verdict: VirtualServiceStatus,
+    /// Their JSON size and the leader's `managedFields` entry (0 before its first write).
+    verdict_len: usize,
 }
 
 /// Why a watch event was sent.
 #[derive(Clone, Copy, PartialEq)]
 enum Cause {
     Spec,
+    /// A node's entry.
     Status,
+    /// The leader's fields.
+    Verdict,
 }
 
 /// The API server: VirtualServices, and the watch events not yet delivered.
@@ -160,6 +234,8 @@ struct Server {
     managed_len: usize,
     /// JSON size of the apply body with an empty list.
     empty_body_len: usize,
+    /// The leader's `managedFields` estimate.
+    verdict_managed_len: usize,
 }
 
 impl Server {
@@ -171,6 +247,7 @@ impl Server {
             events: Vec::new(),
             managed_len,
             empty_body_len: json_len(&apply_body(None)),
+            verdict_managed_len: verdict_managed_len(),
         };
         for object in objects {
             let id = object_of(&object).id;
@@ -182,6 +259,8 @@ impl Server {
                 managers: BTreeMap::new(),
                 base_len,
                 status_len: 0,
+                verdict: VirtualServiceStatus::default(),
+                verdict_len: 0,
             });
         }
         server
@@ -201,7 +280,33 @@ impl Server {
         self.resource_version += 1;
         let stored = &mut self.objects[i];
         stored.object.metadata.resource_version = Some(self.resource_version.to_string());
-        self.events.push((i, stored.base_len + stored.status_len, cause));
+        self.events.push((i, stored.base_len + stored.status_len + stored.verdict_len, cause));
+    }
+
+    /// Object `i` as a watch shows it: spec, metadata and the whole status.
+    fn seen(&self, i: usize) -> VirtualService {
+        let stored = &self.objects[i];
+        let mut object = stored.object.clone();
+        let mut status = stored.verdict.clone();
+        status.nodes = stored.nodes.values().map(|(entry, _, _)| entry.clone()).collect();
+        object.status = Some(status);
+        object
+    }
+
+    /// The leader's server-side apply of `write` (its one field manager, forced): the fields it sends replace the
+    /// ones it owned, the nodes' entries stay. Returns whether the object changed.
+    fn apply_verdict(&mut self, write: &Write) -> bool {
+        let i = self.by_id[&write.id];
+        let sent: VirtualServiceStatus = serde_json::from_value(write.body["status"].clone()).unwrap();
+        assert!(sent.nodes.is_empty(), "the leader sent node entries");
+        let stored = &mut self.objects[i];
+        if stored.verdict == sent {
+            return false;
+        }
+        stored.verdict_len = json_len(&sent) + self.verdict_managed_len;
+        stored.verdict = sent;
+        self.bump(i, Cause::Verdict);
+        true
     }
 
     /// `node`'s entry in object `id`'s status (what that node's watch shows).
@@ -280,6 +385,22 @@ struct Agent {
     book: StatusBook,
     /// Received an event since its last pass.
     woken: bool,
+    /// ... and every event it received since was a leader's write: its pass must write nothing.
+    by_verdict_only: bool,
+}
+
+/// The elected agent's verdict work (its node's status work is one of the agents').
+struct Leader {
+    court: Court,
+    rules: Rules,
+    /// The agent pods, one per node (its pod watch).
+    pods: Vec<Pod>,
+    /// Objects changed since its last judgement.
+    dirty: BTreeSet<usize>,
+    /// Judge every object: a Node or agent pod changed, a new term, a resync.
+    all: bool,
+    /// When each object's verdict changes by itself (a waiting node's deadline), as `Court::judge` returns it.
+    deadlines: HashMap<usize, Instant>,
 }
 
 /// What one scenario cost.
@@ -296,6 +417,20 @@ struct Load {
     /// Events (events.k8s.io) published: a create, or a patch of a repeated one.
     k8s_events: u64,
     rounds: usize,
+    /// The leader's status writes, those that changed nothing, their bodies' bytes.
+    verdict_writes: u64,
+    verdict_noops: u64,
+    verdict_bytes: u64,
+    /// The watch events its writes caused, summed over the agents, and their bytes (part of `vs_events`).
+    verdict_events: u64,
+    verdict_event_bytes: u64,
+    /// Objects the leader judged, and its judgements (rounds in which it judged any).
+    judged: u64,
+    judgements: u64,
+    /// Node and pod events the leader's own watches received.
+    leader_inputs: u64,
+    /// Agents' passes woken only by the leader's writes (each must write nothing).
+    verdict_only_passes: u64,
 }
 
 struct Fleet {
@@ -303,14 +438,19 @@ struct Fleet {
     server: Server,
     classes: Vec<Class>,
     agents: Vec<Agent>,
+    leader: Leader,
     clock: i64,
+    /// The court's clock at `clock` 0.
+    start: Instant,
+    /// Node n passes first in round 1 + n mod `spread` of a scenario.
+    spread: usize,
     load: Load,
 }
 
 impl Fleet {
     /// `nodes` agents, all labelled for `vs-0001`, each having listed `services` VirtualServices (empty status) and
     /// the EndpointSlice of `svc-2` with 3 ready endpoints; nobody has passed yet.
-    fn new(nodes: usize, services: usize, mode: StatusReport) -> Self {
+    fn new(nodes: usize, services: usize, mode: StatusReport, spread: usize) -> Self {
         let objects: Vec<VirtualService> = (0..services).map(|i| virtual_service(i, i, 1)).collect();
         let server = Server::new(objects.clone(), managed_fields_len(&node_name(0)));
         let labels: BTreeMap<String, String> = [(LB_LABEL.to_owned(), "true".to_owned())].into();
@@ -320,45 +460,77 @@ impl Fleet {
         index.set_slice(service, &slice_name, Some(slice));
         index.set_node_labels(Some(labels.clone()));
         let reports = index.reports();
-        let agents =
-            (0..nodes).map(|n| Agent { class: 0, book: StatusBook::new(node_name(n), mode), woken: true }).collect();
-        Fleet { mode, server, classes: vec![Class { labels, index, reports }], agents, clock: 0, load: Load::default() }
+        let agents = (0..nodes)
+            .map(|n| Agent { class: 0, book: StatusBook::new(node_name(n), mode), woken: true, by_verdict_only: false })
+            .collect();
+        let leader = Leader {
+            court: Court::new(),
+            rules: Rules { report: mode, progress_deadline: PROGRESS_DEADLINE },
+            pods: (0..nodes).map(|n| agent_pod(n, true)).collect(),
+            dirty: BTreeSet::new(),
+            all: true,
+            deadlines: HashMap::new(),
+        };
+        Fleet {
+            mode,
+            server,
+            classes: vec![Class { labels, index, reports }],
+            agents,
+            leader,
+            clock: 0,
+            start: Instant::now(),
+            spread: spread.max(1),
+            load: Load::default(),
+        }
+    }
+
+    /// The court's clock now.
+    fn instant(&self) -> Instant {
+        self.start + ROUND * u32::try_from(self.clock).unwrap()
     }
 
     /// Runs passes and delivers their writes until a round writes nothing, then a resync pass of every agent;
     /// returns what it cost since the last call.
     fn settle(&mut self) -> Load {
         self.deliver();
-        let mut everyone = false;
         loop {
             assert!(
-                self.load.rounds < MAX_ROUNDS,
-                "{:?}: no fixed point after {MAX_ROUNDS} rounds: a write storm",
-                self.mode
+                self.load.rounds < MAX_ROUNDS + self.spread,
+                "{:?}: no fixed point after {} rounds: a write storm",
+                self.mode,
+                self.load.rounds
             );
-            if !self.agents.iter().any(|a| a.woken) {
-                if everyone {
-                    break;
-                }
-                // The resync: every agent passes again, later.
-                self.agents.iter_mut().for_each(|a| a.woken = true);
+            let leader_due = self.leader.all || !self.leader.dirty.is_empty();
+            if !self.agents.iter().any(|a| a.woken) && !leader_due {
+                // The resync: every agent passes again, later, and the leader judges every object.
+                self.agents.iter_mut().for_each(|a| (a.woken, a.by_verdict_only) = (true, false));
+                self.leader.all = true;
             }
-            everyone = self.agents.iter().all(|a| a.woken);
             self.load.rounds += 1;
-            let writes = self.round();
+            let (writes, everyone) = self.round();
             self.deliver();
             if writes == 0 && everyone {
                 break;
             }
         }
+        assert!(
+            self.leader.deadlines.is_empty(),
+            "{:?}: a fixed point with a verdict still waiting for its deadline",
+            self.mode
+        );
         std::mem::take(&mut self.load)
     }
 
-    /// One pass of every woken agent (in parallel: they are independent), then their writes, in agent order.
-    fn round(&mut self) -> usize {
+    /// One pass of every woken agent (in parallel: they are independent) and the leader's judgement, on the same
+    /// state; then the agents' writes, in agent order, and the leader's. Returns the writes and whether every agent
+    /// passed and the leader judged every object.
+    fn round(&mut self) -> (usize, bool) {
         self.clock += 1;
         let now = at(self.clock);
         let kernel = KernelOutcome::default();
+        let round = self.load.rounds;
+        let spread = self.spread;
+        let everyone = round >= spread && self.agents.iter().all(|a| a.woken) && self.leader.all;
         let (classes, server) = (&self.classes, &self.server);
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = self.agents.len().div_ceil(threads).max(1);
@@ -373,9 +545,12 @@ impl Fleet {
                         agents
                             .iter_mut()
                             .map(|agent| {
-                                if !std::mem::take(&mut agent.woken) {
+                                // Node n's first pass of a scenario comes in round 1 + n mod spread.
+                                let n: usize = agent.book.node()["node-".len()..].parse().unwrap();
+                                if !agent.woken || round < 1 + n % spread {
                                     return Vec::new();
                                 }
+                                agent.woken = false;
                                 let node = agent.book.node().to_owned();
                                 let reports = &classes[agent.class].reports;
                                 agent.book.due(reports, kernel, now, |id| server.shown(id, &node))
@@ -386,12 +561,22 @@ impl Fleet {
                 .collect();
             workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
         });
+        let verdicts = self.judge();
         let mut writes = 0;
         for (agent, dues) in self.agents.iter_mut().zip(dues) {
             let manager = agent.book.field_manager();
+            let by_verdict_only = !agent.woken && std::mem::take(&mut agent.by_verdict_only);
+            self.load.verdict_only_passes += u64::from(by_verdict_only);
             for due in dues {
                 self.load.k8s_events += u64::from(due.event.is_some());
                 let Some(wanted) = due.write else { continue };
+                assert!(
+                    !by_verdict_only,
+                    "{:?}: {} writes {} after only the leader's writes: a storm between leader and agents",
+                    self.mode,
+                    agent.book.node(),
+                    due.id
+                );
                 writes += 1;
                 self.load.patches += 1;
                 let body_len = json_len(&apply_body(wanted.as_ref()));
@@ -401,6 +586,49 @@ impl Fleet {
                 }
                 agent.book.written(due.id, wanted);
             }
+        }
+        for write in verdicts {
+            writes += 1;
+            self.load.verdict_writes += 1;
+            self.load.verdict_bytes += json_len(&write.body) as u64;
+            if !self.server.apply_verdict(&write) {
+                self.load.verdict_noops += 1;
+            }
+            self.leader.court.written(write);
+        }
+        (writes, everyone)
+    }
+
+    /// The leader's judgement of the objects changed since the last one (all of them after a fleet event), with the
+    /// real court; returns the writes it owes.
+    fn judge(&mut self) -> Vec<Write> {
+        let now = self.instant();
+        let leader = &mut self.leader;
+        let targets: Vec<usize> = if std::mem::take(&mut leader.all) {
+            leader.dirty.clear();
+            (0..self.server.objects.len()).collect()
+        } else {
+            std::mem::take(&mut leader.dirty).into_iter().collect()
+        };
+        if targets.is_empty() {
+            return Vec::new();
+        }
+        let wall = at(self.clock);
+        if let Some(first) = leader.deadlines.values().min() {
+            assert!(*first > now, "{:?}: the progress deadline passed in the model", self.mode);
+        }
+        let nodes = self.agents.iter().map(|a| (a.book.node().to_owned(), self.classes[a.class].labels.clone()));
+        let fleet = leader.court.fleet(nodes, leader.pods.iter(), now);
+        self.load.judgements += 1;
+        self.load.judged += targets.len() as u64;
+        let mut writes = Vec::new();
+        for i in targets {
+            let (write, deadline) = leader.court.judge(&self.server.seen(i), &fleet, &leader.rules, now, &wall);
+            writes.extend(write);
+            match deadline {
+                Some(deadline) => leader.deadlines.insert(i, deadline),
+                None => leader.deadlines.remove(&i),
+            };
         }
         writes
     }
@@ -415,6 +643,10 @@ impl Fleet {
         let agents = self.agents.len() as u64;
         self.load.vs_events += events.len() as u64 * agents;
         self.load.vs_event_bytes += events.iter().map(|(_, len, _)| *len as u64).sum::<u64>() * agents;
+        let verdicts: Vec<usize> = events.iter().filter(|e| e.2 == Cause::Verdict).map(|e| e.1).collect();
+        self.load.verdict_events += verdicts.len() as u64 * agents;
+        self.load.verdict_event_bytes += verdicts.iter().map(|len| *len as u64).sum::<u64>() * agents;
+        let only_verdicts = verdicts.len() == events.len();
         let mut changed: BTreeMap<usize, Cause> = BTreeMap::new();
         for (i, _, cause) in &events {
             let c = changed.entry(*i).or_insert(*cause);
@@ -422,6 +654,8 @@ impl Fleet {
                 *c = Cause::Spec;
             }
         }
+        // The leader's watch sees every change, its own writes included.
+        self.leader.dirty.extend(changed.keys());
         for class in &mut self.classes {
             let revision = class.index.revision();
             for (i, cause) in &changed {
@@ -437,7 +671,10 @@ impl Fleet {
                 class.reports = class.index.reports();
             }
         }
-        self.agents.iter_mut().for_each(|a| a.woken = true);
+        for agent in &mut self.agents {
+            agent.by_verdict_only = only_verdicts && (agent.by_verdict_only || !agent.woken);
+            agent.woken = true;
+        }
     }
 
     /// Agent `n`'s Node gets `labels` (its own Node watch event; its index re-evaluates the node selectors).
@@ -454,7 +691,11 @@ impl Fleet {
         };
         self.agents[n].class = class;
         self.agents[n].woken = true;
+        self.agents[n].by_verdict_only = false;
         self.load.other_events += 1;
+        // The leader watches every Node's labels.
+        self.leader.all = true;
+        self.load.leader_inputs += 1;
     }
 
     /// An EndpointSlice change: a watch event for every agent.
@@ -464,16 +705,32 @@ impl Fleet {
             class.index.set_slice(service.clone(), &slice_name, Some(slice.clone()));
             class.reports = class.index.reports();
         }
-        self.agents.iter_mut().for_each(|a| a.woken = true);
+        self.agents.iter_mut().for_each(|a| (a.woken, a.by_verdict_only) = (true, false));
         self.load.other_events += self.agents.len() as u64;
     }
 
-    /// Every agent restarts: a new writer, whose watch lists the objects as they are.
+    /// Every agent restarts: a new writer, whose watch lists the objects as they are; the leader too: a new term,
+    /// a new court that judges every object (its pods' readiness is left out here: see `set_pod`).
     fn restart(&mut self) {
         for agent in &mut self.agents {
             agent.book = StatusBook::new(agent.book.node().to_owned(), self.mode);
-            agent.woken = true;
+            (agent.woken, agent.by_verdict_only) = (true, false);
         }
+        self.leader.court = Court::new();
+        self.leader.deadlines.clear();
+        self.leader.all = true;
+    }
+
+    /// Node `n`'s agent pod: Ready, not Ready, or gone (`None`); one event for the leader's pod watch. The agents
+    /// do not watch pods.
+    fn set_pod(&mut self, n: usize, ready: Option<bool>) {
+        let name = node_name(n);
+        self.leader.pods.retain(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(name.as_str()));
+        if let Some(ready) = ready {
+            self.leader.pods.push(agent_pod(n, ready));
+        }
+        self.leader.all = true;
+        self.load.leader_inputs += 1;
     }
 
     /// Entries in the status of every object.
@@ -483,7 +740,7 @@ impl Fleet {
 
     /// The JSON size of the largest object (etcd refuses one above 1.5 MiB by default).
     fn largest(&self) -> usize {
-        self.server.objects.iter().map(|o| o.base_len + o.status_len).max().unwrap_or(0)
+        self.server.objects.iter().map(|o| o.base_len + o.status_len + o.verdict_len).max().unwrap_or(0)
     }
 }
 
@@ -519,9 +776,9 @@ fn count(n: u64) -> String {
 }
 
 /// Runs every scenario on one fleet, in order (each starts from the fixed point of the one before); returns the
-/// table rows.
-fn scenarios(nodes: usize, services: usize, mode: StatusReport) -> Vec<(String, Load, usize, usize)> {
-    let mut fleet = Fleet::new(nodes, services, mode);
+/// table rows. The agent pod events (g–i) only with `spread` 1: the agents write nothing in them.
+fn scenarios(nodes: usize, services: usize, mode: StatusReport, spread: usize) -> Vec<(String, Load, usize, usize)> {
+    let mut fleet = Fleet::new(nodes, services, mode, spread);
     let mut rows = Vec::new();
     let mut row = |what: &str, fleet: &mut Fleet| {
         let load = fleet.settle();
@@ -549,37 +806,90 @@ fn scenarios(nodes: usize, services: usize, mode: StatusReport) -> Vec<(String, 
     row("e) EndpointSlice: one ready endpoint more (vs-0002)", &mut fleet);
 
     fleet.restart();
-    row("f) every agent restarts (rolling update)", &mut fleet);
+    row("f) every agent restarts (rolling update), the leader too (new term)", &mut fleet);
+
+    if spread == 1 && nodes > 1 {
+        // node-0001: every object selects it.
+        fleet.set_pod(1, Some(false));
+        row("g) one agent pod not Ready (node-0001)", &mut fleet);
+        fleet.set_pod(1, Some(true));
+        row("h) Ready again", &mut fleet);
+        // Its replacement, each step in its own window of the leader: the old pod gone, the new one not Ready,
+        // then Ready.
+        fleet.set_pod(1, None);
+        row("i) one agent pod replaced: 1. the old pod gone", &mut fleet);
+        fleet.set_pod(1, Some(false));
+        row("i) 2. the new pod, not Ready", &mut fleet);
+        fleet.set_pod(1, Some(true));
+        row("i) 3. Ready", &mut fleet);
+    }
     rows
 }
 
 fn main() {
     let sizes = std::env::var("API_LOAD_SIZES").unwrap_or_else(|_| "100x100,1000x1000".to_owned());
+    let spreads = std::env::var("API_LOAD_SPREADS").unwrap_or_else(|_| "1,5".to_owned());
+    let spreads: Vec<usize> = spreads.split(',').map(|k| k.parse().unwrap()).collect();
     for size in sizes.split(',') {
         let (nodes, services) = size.split_once('x').unwrap();
         let (nodes, services): (usize, usize) = (nodes.parse().unwrap(), services.parse().unwrap());
         let started = std::time::Instant::now();
-        println!("\n{nodes} nodes × {services} VirtualServices\n");
+        let mut runs = Vec::new();
+        for &spread in &spreads {
+            for mode in [StatusReport::All, StatusReport::Failures, StatusReport::None] {
+                runs.push((spread, mode, scenarios(nodes, services, mode, spread)));
+            }
+        }
+        println!("\n{nodes} nodes × {services} VirtualServices: the agents' status writes (K = {})\n", spreads[0]);
         println!(
             "| scenario | mode | status writes | of which no-ops | VS watch events delivered | bytes written | bytes \
              delivered (approx.) | Node/EndpointSlice events | Events (events.k8s.io) | rounds | entries after | largest object |"
         );
         println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
-        for mode in [StatusReport::All, StatusReport::Failures, StatusReport::None] {
-            for (what, load, entries, largest) in scenarios(nodes, services, mode) {
+        for (_, mode, rows) in runs.iter().filter(|r| r.0 == spreads[0]) {
+            for (what, load, entries, largest) in rows {
+                // The leader's writes and their events are in the table below.
                 println!(
                     "| {what} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    mode_name(mode),
+                    mode_name(*mode),
                     count(load.patches),
                     count(load.noops),
-                    count(load.vs_events),
+                    count(load.vs_events - load.verdict_events),
                     human(load.patch_bytes),
-                    human(load.vs_event_bytes),
+                    human(load.vs_event_bytes - load.verdict_event_bytes),
                     count(load.other_events),
                     count(load.k8s_events),
                     load.rounds,
-                    count(entries as u64),
-                    human(largest as u64),
+                    count(*entries as u64),
+                    human(*largest as u64),
+                );
+            }
+        }
+        println!(
+            "\n{nodes} nodes × {services} VirtualServices: the leader's writes (nodes' passes spread over K rounds)\n"
+        );
+        println!(
+            "| scenario | mode | K | leader writes | of which no-ops | VS watch events they cause | bytes written | \
+             bytes delivered (approx.) | agents' status writes | judgements (objects judged) | Node/pod events to the \
+             leader | agents' passes woken only by leader writes (wrote nothing) | rounds |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for (spread, mode, rows) in &runs {
+            for (what, load, _, _) in rows {
+                println!(
+                    "| {what} | {} | {spread} | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} |",
+                    mode_name(*mode),
+                    count(load.verdict_writes),
+                    count(load.verdict_noops),
+                    count(load.verdict_events),
+                    human(load.verdict_bytes),
+                    human(load.verdict_event_bytes),
+                    count(load.patches),
+                    count(load.judgements),
+                    count(load.judged),
+                    count(load.leader_inputs),
+                    count(load.verdict_only_passes),
+                    load.rounds,
                 );
             }
         }
