@@ -42,6 +42,10 @@ pub enum Command {
     /// The Kubernetes agent of one node: VirtualServices that select this node, with backends from EndpointSlices,
     /// programmed and reported in their status (run it as a DaemonSet; see deploy/).
     Agent(AgentArgs),
+    /// Remove what this program made on the node (its IPVS services, the VIPs it added, `ipvs0` when it made it
+    /// and nothing else is on it, the sync daemons it started) and forget it; nothing else is touched. Refused
+    /// while a `run` or `agent` uses the same state file, unless --force.
+    Cleanup(CleanupArgs),
     /// Check manifests offline (no kernel needed); exit 1 when any object is invalid.
     Validate(ValidateArgs),
     /// Print every service and backend with its health, from a running `run` or `agent` (its `--listen`
@@ -275,6 +279,21 @@ pub struct StatusArgs {
     /// Print the JSON document as served.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `cleanup` options.
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// The state file that lists what this program made [default: as `apply`].
+    #[arg(long, env = "IPVS_RECONCILER_STATE")]
+    pub state: Option<PathBuf>,
+    /// Print what would be removed ("would remove ...") and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Clean up even while a running `run` or `agent` holds the state file (it puts back, at its next pass, what
+    /// its sources still declare).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `agent` options.

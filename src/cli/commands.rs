@@ -15,6 +15,7 @@ use crate::api::{self, Conflict, ValidationError};
 use crate::clock::unix_seconds;
 use crate::daemon::{self, AgentSettings, Settings, connect};
 use crate::engine::ownership::{DEFAULT_STATE_PATH, Ownership};
+use crate::engine::state_lock::StateLock;
 use crate::engine::{Engine, KernelFailure, PassReport};
 use crate::ipvs::{Ipvs, NetnsSpec};
 use crate::netif::VipInterface;
@@ -72,6 +73,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
             daemon::run_files(settings, args.manifests, args.listen).await?;
             Ok(EXIT_OK)
         }
+        Command::Cleanup(args) => super::cleanup::cleanup(&netns, &cli.netns, &args).await,
         Command::Agent(args) => {
             let settings = daemon_settings(netns, &cli.netns, &args.common)?;
             let verdict = verdict_settings(&args.verdict, args.status_report)?;
@@ -299,7 +301,12 @@ async fn apply(netns: &NetnsSpec, netns_name: &Option<String>, args: &ApplyArgs)
     let bad = report_problems(&loaded);
     let desired = loaded.desired;
     let opts = pass_options(&desired, args.allow_mass_delete);
-    let mut engine = open_engine(netns, state_path(args.state.clone(), netns_name), args).await?;
+    let state = state_path(args.state.clone(), netns_name);
+    // apply writes the state file: it holds the lock for its pass, so that it is refused beside a running `run` or
+    // `agent` (whose next save would drop what apply remembered) and two applies never interleave. `plan` only
+    // reads the file (replaced atomically at every save) and takes no lock: it works beside a running `run`.
+    let _lock = StateLock::acquire(&state, "apply")?;
+    let mut engine = open_engine(netns, state, args).await?;
     let report = engine.reconcile_full(&desired.table, unix_seconds(), &opts).await?;
     print_report(&report, &desired);
     Ok(if bad || !report.is_success() { EXIT_ERROR } else { EXIT_OK })

@@ -3,6 +3,7 @@
 //! here and in `daemon`, at the edge.
 
 mod args;
+mod cleanup;
 mod commands;
 pub mod describe;
 mod generate;

@@ -30,6 +30,7 @@ use crate::agent::status::{KernelOutcome, KernelOutcomes, Reported, StatusReport
 use crate::agent::{Agent, AgentConfig, PassRecord};
 use crate::director::DirectorConfig;
 use crate::engine::PassReport;
+use crate::engine::state_lock::StateLock;
 use crate::ipvs::{IpvsError, NetnsSpec};
 use crate::source::admission::AdmissionMode;
 use crate::source::kubernetes::{self, ApiSignal};
@@ -57,6 +58,8 @@ pub struct Settings {
 /// `run`: keeps the table as the manifests under `manifests` say until SIGTERM or SIGINT; serves the metrics and
 /// `/status` on `listen` when given.
 pub async fn run_files(settings: Settings, manifests: PathBuf, listen: Option<SocketAddr>) -> Result<()> {
+    // Held until the process ends: a second `run`, an `apply` or a `cleanup` on this state file is refused.
+    let _lock = StateLock::acquire(&settings.state, "run")?;
     let engine =
         open_engine(&settings.netns, settings.state, settings.vip_interface.as_deref(), settings.director).await?;
     let desired = DesiredState::new();
@@ -102,6 +105,8 @@ pub struct AgentSettings {
 /// `agent`: keeps the table as the cluster's VirtualServices say for this node, and reports each object's entry
 /// for this node in its status, until SIGTERM or SIGINT.
 pub async fn run_agent(settings: Settings, node: AgentSettings) -> Result<()> {
+    // Held until the process ends, as `run` holds it.
+    let _lock = StateLock::acquire(&settings.state, "agent")?;
     let client = api_client::api_client().await?;
     let engine =
         open_engine(&settings.netns, settings.state, settings.vip_interface.as_deref(), settings.director).await?;

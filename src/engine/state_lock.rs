@@ -25,13 +25,13 @@ use nix::fcntl::{Flock, FlockArg};
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another process holds it.
-    #[error("state file {state} is in use by {holder} (it holds {lock}): {hint}", state = .state.display(), lock = .lock.display())]
+    #[error("state file {state} is in use by {holder} (lock {lock}): {hint}", state = .state.display(), lock = .lock.display())]
     Busy {
         /// The state file.
         state: PathBuf,
         /// The lock file.
         lock: PathBuf,
-        /// Who holds it, as it wrote itself into the lock file (`a running ipvs-reconciler run (pid 42)`).
+        /// Who holds it, as it wrote itself into the lock file (`a running ipvs-reconciler run, pid 42`).
         holder: String,
         /// What to do about it, for the command that was refused.
         hint: &'static str,
@@ -53,8 +53,7 @@ pub enum LockError {
 fn hint(command: &str) -> &'static str {
     match command {
         "cleanup" => {
-            "stop it first (a running `run` or `agent` puts back what its sources still declare), or pass --force to \
-             clean up anyway"
+            "stop it first (it would put back what its sources still declare), or pass --force to clean up anyway"
         }
         _ => {
             "two processes must not share one state file (each would overwrite what the other owns); stop the other \
@@ -114,7 +113,7 @@ impl StateLock {
                 continue;
             }
             // Who holds it, for the message of whoever is refused.
-            let record = format!("ipvs-reconciler {command} (pid {})\n", std::process::id());
+            let record = format!("ipvs-reconciler {command}, pid {}\n", std::process::id());
             file.set_len(0).and_then(|()| file.write_all(record.as_bytes())).map_err(io_err)?;
             return Ok(StateLock { _file: file, path });
         }
@@ -183,7 +182,7 @@ mod tests {
         let err = StateLock::acquire(&state, "run").unwrap_err();
         let pid = std::process::id();
         match &err {
-            LockError::Busy { holder, .. } => assert_eq!(holder, &format!("a running ipvs-reconciler run (pid {pid})")),
+            LockError::Busy { holder, .. } => assert_eq!(holder, &format!("a running ipvs-reconciler run, pid {pid}")),
             other => panic!("expected Busy, got {other:?}"),
         }
         let message = err.to_string();
@@ -191,7 +190,7 @@ mod tests {
         assert!(message.contains("give this one its own --state"), "{message}");
         let cleanup = StateLock::acquire(&state, "cleanup").unwrap_err().to_string();
         assert!(cleanup.contains("or pass --force"), "{cleanup}");
-        assert_eq!(StateLock::holder(&state), Some(format!("a running ipvs-reconciler run (pid {pid})")));
+        assert_eq!(StateLock::holder(&state), Some(format!("a running ipvs-reconciler run, pid {pid}")));
 
         drop(first);
         assert_eq!(StateLock::holder(&state), None);

@@ -5,6 +5,7 @@
 #![cfg(feature = "vm-tests")]
 
 mod agent;
+mod cleanup;
 mod client;
 mod client_matrix;
 mod director;
