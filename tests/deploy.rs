@@ -166,3 +166,38 @@ fn the_agents_director_config_loads_and_its_commented_examples_are_valid() {
     assert_eq!(config.sysctls.len(), 7);
     assert_eq!(config.timeouts.tcp, Some(900));
 }
+
+/// The uninstall's one-shot (deploy/cleanup) runs `cleanup` where the agents ran: the host network, the same
+/// state directory, CAP_NET_ADMIN only, every node; it needs no API access.
+#[test]
+fn the_cleanup_daemonset_cleans_what_the_agents_made_with_their_state_and_no_more_rights() {
+    let agent_docs = documents("daemonset.yaml");
+    let agent_pod = &of_kind(&agent_docs, "DaemonSet")["spec"]["template"]["spec"];
+    let docs = documents("cleanup/daemonset.yaml");
+    let pod = &of_kind(&docs, "DaemonSet")["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(pod["automountServiceAccountToken"], false, "cleanup reads nothing from the API");
+    assert_eq!(pod["tolerations"], agent_pod["tolerations"], "every node the agents ran on");
+    let cleanup = &pod["initContainers"][0];
+    assert_eq!(cleanup["args"], serde_yaml::from_str::<Value>("[cleanup]").unwrap());
+    assert_eq!(cleanup["image"], agent_pod["containers"][0]["image"]);
+    let security = &cleanup["securityContext"];
+    assert_eq!(security["capabilities"]["add"], serde_yaml::from_str::<Value>("[NET_ADMIN]").unwrap());
+    assert_eq!(security["capabilities"]["drop"][0], "ALL");
+    assert_eq!(security["privileged"], false);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    let state_mount = |container: &Value| {
+        container["volumeMounts"]
+            .as_sequence()
+            .and_then(|mounts| mounts.iter().find(|m| m["mountPath"] == "/var/lib/ipvs-reconciler").cloned())
+            .expect("the state directory is mounted")
+    };
+    let host_path = |pod: &Value, mount: &Value| {
+        let volumes = pod["volumes"].as_sequence().expect("volumes");
+        volumes.iter().find(|v| v["name"] == mount["name"]).expect("the mounted volume")["hostPath"]["path"].clone()
+    };
+    let (mine, theirs) = (state_mount(cleanup), state_mount(&agent_pod["containers"][0]));
+    assert_eq!(host_path(pod, &mine), host_path(agent_pod, &theirs), "the agents' state directory");
+    let idle = &pod["containers"][0];
+    assert!(idle["securityContext"]["capabilities"]["add"].is_null(), "the idle container has no capability");
+}
