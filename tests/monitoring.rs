@@ -250,6 +250,7 @@ fn every_alert_uses_exported_metrics_and_tells_what_to_do() {
         "ipvs_reconciler_watch_errors_total",
         "ipvs_reconciler_services_without_healthy_backends",
         "ipvs_reconciler_sysctl_contradictions",
+        "ipvs_reconciler_services_removed_by_others_total",
         "ipvs_reconciler_leader",
     ] {
         assert!(used.contains(metric), "no alert on {metric}; alerts: {alerts:?}");
