@@ -56,6 +56,9 @@ pub struct Court {
     agents: BTreeMap<String, NodeAgent>,
     /// The verdicts written (without deadline) whose write the watch has not shown yet.
     sent: HashMap<ObjectId, Verdict>,
+    /// When each object's verdict changes by itself (a waiting node's deadline), for the objects where it will:
+    /// kept per object, so that judging others does not lose it.
+    deadlines: HashMap<ObjectId, Instant>,
 }
 
 impl Court {
@@ -94,12 +97,19 @@ impl Court {
     pub fn forget(&mut self, id: &ObjectId) {
         self.generations.remove(id);
         self.sent.remove(id);
+        self.deadlines.remove(id);
+    }
+
+    /// The earliest instant at which some object's verdict changes by itself.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.values().min().copied()
     }
 
     /// Forgets every object not in `live`.
     pub fn retain(&mut self, live: &std::collections::HashSet<ObjectId>) {
         self.generations.retain(|id, _| live.contains(id));
         self.sent.retain(|id, _| live.contains(id));
+        self.deadlines.retain(|id, _| live.contains(id));
     }
 
     /// The verdict on `object` and the write it needs, if any; and when its verdict changes by itself.
@@ -132,6 +142,10 @@ impl Court {
         let subject = Subject { generation, selector, entries: &status.nodes, since };
         let mut verdict = judge(&subject, fleet, rules, now);
         let next_deadline = verdict.next_deadline.take();
+        match next_deadline {
+            Some(at) => self.deadlines.insert(id.clone(), at),
+            None => self.deadlines.remove(&id),
+        };
         let conditions = with_transition_times(&verdict, &status.conditions, wall);
         let shown = status.observed_generation == verdict.observed_generation
             && status.summary.as_deref() == Some(verdict.summary.as_str())

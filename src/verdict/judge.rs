@@ -38,6 +38,11 @@ pub const NO_REFUSALS: &str = "NoRefusals";
 /// the object's owner must fix comes before what the cluster's operators must.
 const REFUSAL_ORDER: [&str; 6] = [INVALID, NOT_ADMITTED, CONFLICT, KERNEL_REFUSED, AGENT_NOT_READY, NOT_REPORTING];
 
+/// With `--status-report failures`, how long after a new generation (or an agent becoming Ready) a node's silence
+/// still may hide a refusal it has yet to write: an agent's pass runs within its quiet period (at most ten of them,
+/// 3 s by default) of a change, and writes a refusal at once.
+pub const FAILURES_SETTLE: Duration = Duration::from_secs(10);
+
 /// A condition's message names at most this many nodes for each reason, then a count.
 pub const NODES_NAMED: usize = 3;
 /// A condition's message is cut to this many characters (it is shown by `kubectl describe`, and every write of it
@@ -159,8 +164,20 @@ pub fn node_outcome(
                 _ => format!("reports {}", entry.reason),
             }
         }
-        // With `--status-report failures|none` a node that programmed the object writes nothing.
-        (None, None) if rules.report != StatusReport::All => return (NodeOutcome::Programmed, None),
+        // With `--status-report none` a node writes nothing at all: only its agent's readiness is known.
+        (None, None) if rules.report == StatusReport::None => return (NodeOutcome::Programmed, None),
+        // With `failures` a node that programmed the object writes nothing; one that refuses it writes within a
+        // pass. Silence counts as programmed once a pass has had time to run.
+        (None, None) if rules.report == StatusReport::Failures => {
+            let settled = subject.since.max(agent.since) + FAILURES_SETTLE.min(rules.progress_deadline);
+            if now >= settled {
+                return (NodeOutcome::Programmed, None);
+            }
+            return (
+                NodeOutcome::Waiting { overdue: false, detail: "may still report a refusal".to_owned() },
+                Some(settled),
+            );
+        }
         (None, None) => "has not reported it".to_owned(),
         (None, Some(old)) => match old.observed_generation {
             Some(generation) => format!("still reports generation {generation}"),
@@ -232,9 +249,13 @@ pub fn judge(subject: &Subject<'_>, fleet: &Fleet, rules: &Rules, now: Instant) 
     let ready = if programmed == total {
         let how = match rules.report {
             StatusReport::All => format!("programmed{generation_text} on all {total} nodes that should"),
-            _ => format!(
+            StatusReport::Failures => format!(
                 "no node reports a refusal of{generation_text} and all {total} agents are Ready (nodes report only \
                  failures, so this does not prove each programmed it)"
+            ),
+            StatusReport::None => format!(
+                "all {total} agents are Ready (nodes report nothing, --status-report none: this proves neither that \
+                 they programmed{generation_text} nor that none refuses it)"
             ),
         };
         condition(READY, true, PROGRAMMED, how)
@@ -245,7 +266,16 @@ pub fn judge(subject: &Subject<'_>, fleet: &Fleet, rules: &Rules, now: Instant) 
     };
     let reconciling = match reconciling {
         Some(message) => condition(RECONCILING, true, PROGRESSING, message),
-        None => condition(RECONCILING, false, REPORTED, format!("every node reported{generation_text}")),
+        None => {
+            let message = match rules.report {
+                StatusReport::All => format!("every node reported{generation_text}"),
+                StatusReport::Failures => {
+                    format!("no node reported a refusal of{generation_text} within {} s", FAILURES_SETTLE.as_secs())
+                }
+                StatusReport::None => "nodes report nothing (--status-report none)".to_owned(),
+            };
+            condition(RECONCILING, false, REPORTED, message)
+        }
     };
     let stalled = match (first_refusal, stalled) {
         (Some(reason), Some(message)) => condition(STALLED, true, reason, message),

@@ -202,8 +202,8 @@ async fn lead(client: &Client, settings: &VerdictSettings, leadership: &mut Lead
     }
 }
 
-/// Judges the objects `targets` names (all of them when `None`), and returns the writes due and when a verdict
-/// next changes by itself.
+/// Judges the objects `targets` names (all of them when `None`), and returns the writes due and when some
+/// object's verdict next changes by itself.
 fn judge_all(
     court: &mut Court,
     objects: &Store<VirtualService>,
@@ -248,16 +248,12 @@ fn judge_all(
             .collect(),
     };
     let mut writes = Vec::new();
-    let mut next: Option<Instant> = None;
     for object in &judged {
-        let (write, deadline) = court.judge(object, &fleet, &settings.rules, now, &wall);
+        let (write, _) = court.judge(object, &fleet, &settings.rules, now, &wall);
         writes.extend(write);
-        next = match (next, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
     }
-    (writes, next)
+    // Over every object, not only those just judged: another's deadline must not be lost.
+    (writes, court.next_deadline())
 }
 
 /// Applies `writes` (a few at a time) while this agent leads; how many failed, or `None` once it does not lead.

@@ -212,3 +212,27 @@ fn forgotten_objects_start_afresh() {
     assert!(write.is_some());
     assert_eq!(deadline, Some(later + Duration::from_secs(60)));
 }
+
+#[test]
+fn a_waiting_objects_deadline_is_kept_while_others_are_judged() {
+    let mut court = Court::new();
+    let now = Instant::now();
+    let pods = [pod("a", Some("node-a"), true, "Running"), pod("b", Some("node-b"), true, "Running")];
+    let fleet = court.fleet(nodes(&["node-a", "node-b"]), pods.iter(), now);
+    // web waits for node-b; its deadline is the court's next.
+    let web = object(1, vec![programmed("node-a", 1)], vec![], None);
+    court.judge(&web, &fleet, &rules(), now, &wall(0));
+    assert_eq!(court.next_deadline(), Some(now + Duration::from_secs(60)));
+    // Another object, fully programmed, judged later: web's deadline stays.
+    let mut api = object(1, vec![programmed("node-a", 1), programmed("node-b", 1)], vec![], None);
+    api.metadata.name = Some("api".to_owned());
+    court.judge(&api, &fleet, &rules(), now + Duration::from_secs(5), &wall(5));
+    assert_eq!(court.next_deadline(), Some(now + Duration::from_secs(60)));
+    // web programmed everywhere: no deadline left; deleted objects take theirs with them.
+    let done = object(1, vec![programmed("node-a", 1), programmed("node-b", 1)], vec![], None);
+    court.judge(&done, &fleet, &rules(), now, &wall(6));
+    assert_eq!(court.next_deadline(), None);
+    court.judge(&web, &fleet, &rules(), now, &wall(7));
+    court.forget(&ObjectId::kubernetes("prod", "web"));
+    assert_eq!(court.next_deadline(), None);
+}

@@ -193,23 +193,40 @@ fn the_node_selector_decides_which_nodes_count() {
 }
 
 #[test]
-fn reporting_only_failures_counts_silence_as_programmed() {
+fn reporting_only_failures_counts_silence_as_programmed_once_a_pass_had_time() {
     let (fleet, start) = fleet(&[("node-a", "lb", true), ("node-b", "lb", true), ("node-c", "lb", false)]);
     let failures = Rules { report: StatusReport::Failures, ..rules() };
-    let verdict = judge(&subject(&[], None, start), &fleet, &failures, start);
+    let settled = start + FAILURES_SETTLE;
+    let verdict = judge(&subject(&[], None, start), &fleet, &failures, settled);
     // node-c's agent is not Ready: that is still seen.
     assert_eq!(get(&verdict, STALLED).reason, AGENT_NOT_READY);
     assert_eq!(verdict.summary, "2/3 programmed");
     let mut all_ready = fleet.clone();
     all_ready.agents.get_mut("node-c").unwrap().ready = true;
-    let verdict = judge(&subject(&[], None, start), &all_ready, &failures, start);
+    // Right after a new generation, silence may hide a refusal not yet written: Reconciling until it settles.
+    let early = judge(&subject(&[], None, start), &all_ready, &failures, start);
+    assert_eq!(shape(&early), [(false, PROGRESSING), (true, PROGRESSING), (false, NO_REFUSALS)]);
+    assert!(get(&early, RECONCILING).message.contains("may still report a refusal"), "{early:?}");
+    assert_eq!(early.next_deadline, Some(settled));
+    let verdict = judge(&subject(&[], None, start), &all_ready, &failures, settled);
     assert_eq!(shape(&verdict), [(true, PROGRAMMED), (false, REPORTED), (false, NO_REFUSALS)]);
     assert!(get(&verdict, READY).message.contains("does not prove"), "{verdict:?}");
+    assert!(get(&verdict, RECONCILING).message.contains("no node reported a refusal"), "{verdict:?}");
     // A failure entry of the current generation stalls; one of an older generation is waited for.
     let entries = [entry("node-a", 2, false, CONFLICT, Some("x")), entry("node-b", 1, false, CONFLICT, Some("y"))];
-    let verdict = judge(&subject(&entries, None, start), &all_ready, &failures, start);
+    let verdict = judge(&subject(&entries, None, start), &all_ready, &failures, settled);
     assert_eq!(shape(&verdict), [(false, CONFLICT), (true, PROGRESSING), (true, CONFLICT)]);
     assert_eq!(get(&verdict, STALLED).message, "Conflict on node-a: x");
+}
+
+#[test]
+fn reporting_nothing_judges_only_the_agents_and_says_so() {
+    let (fleet, start) = fleet(&[("node-a", "lb", true), ("node-b", "lb", true)]);
+    let none = Rules { report: StatusReport::None, ..rules() };
+    let verdict = judge(&subject(&[], None, start), &fleet, &none, start);
+    assert_eq!(shape(&verdict), [(true, PROGRAMMED), (false, REPORTED), (false, NO_REFUSALS)]);
+    assert!(get(&verdict, READY).message.contains("proves neither"), "{verdict:?}");
+    assert!(get(&verdict, RECONCILING).message.contains("--status-report none"), "{verdict:?}");
 }
 
 #[test]
