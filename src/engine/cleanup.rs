@@ -209,8 +209,9 @@ impl<K: Kernel> Engine<K> {
         let left: Vec<IpAddr> = listing
             .addresses
             .keys()
+            .filter(|addr| !is_ipv6_link_local(addr))
             // A dry run removed nothing: what it would remove is not left.
-            .filter(|addr| !is_ipv6_link_local(addr) && !(report.dry_run && removed.contains(addr)))
+            .filter(|addr| !(report.dry_run && removed.contains(addr)))
             .copied()
             .collect();
         if !left.is_empty() {

@@ -88,13 +88,25 @@ impl Node {
         run(engine.cleanup(dry_run, 0)).unwrap()
     }
 
-    fn picture(&self) -> (Table, Vec<(IpAddr, u8)>, Option<u32>, Vec<SyncDaemon>, String) {
-        let table = self.kernel.snapshot();
-        let listing = self.addresses.listing.lock().unwrap().clone().into_iter().collect();
-        let daemons = self.director.daemons.lock().unwrap().clone();
-        let state = std::fs::read_to_string(self.state()).unwrap_or_default();
-        (table, listing, self.addresses.index(), daemons, state)
+    fn picture(&self) -> Picture {
+        Picture {
+            table: self.kernel.snapshot(),
+            listing: self.addresses.listing.lock().unwrap().clone().into_iter().collect(),
+            index: self.addresses.index(),
+            daemons: self.director.daemons.lock().unwrap().clone(),
+            state: std::fs::read_to_string(self.state()).unwrap_or_default(),
+        }
     }
+}
+
+/// Everything cleanup could change.
+#[derive(Debug, PartialEq)]
+struct Picture {
+    table: Table,
+    listing: Vec<(IpAddr, u8)>,
+    index: Option<u32>,
+    daemons: Vec<SyncDaemon>,
+    state: String,
 }
 
 #[test]
