@@ -8,6 +8,7 @@ mod agent;
 mod cleanup;
 mod client;
 mod client_matrix;
+mod coexistence;
 mod director;
 mod engine;
 mod health;
