@@ -29,6 +29,9 @@ pub struct Write {
     /// The server-side apply body: apiVersion, kind, `status.observedGeneration`, `status.conditions`,
     /// `status.summary` — never the nodes' entries, which their agents own.
     pub body: Value,
+    /// The object's resourceVersion when it was judged: until the watch shows a newer one, the write cannot
+    /// have been seen.
+    pub judged_version: Option<String>,
 }
 
 /// What an agent pod tells: the node it runs on and whether it is Ready.
@@ -54,8 +57,9 @@ pub struct Court {
     generations: HashMap<ObjectId, (Option<i64>, Instant)>,
     /// Each node's agent readiness and since when this leader has seen it so.
     agents: BTreeMap<String, NodeAgent>,
-    /// The verdicts written (without deadline) whose write the watch has not shown yet.
-    sent: HashMap<ObjectId, Verdict>,
+    /// The verdicts written (without deadline) whose write the watch has not shown yet, with the object's
+    /// resourceVersion they were judged on.
+    sent: HashMap<ObjectId, (Verdict, Option<String>)>,
     /// When each object's verdict changes by itself (a waiting node's deadline), for the objects where it will:
     /// kept per object, so that judging others does not lose it.
     deadlines: HashMap<ObjectId, Instant>,
@@ -154,8 +158,10 @@ impl Court {
             self.sent.remove(&id);
             return (None, next_deadline);
         }
-        if self.sent.get(&id) == Some(&verdict) {
-            // Written; the watch has not shown it yet.
+        let version = object.metadata.resource_version.clone();
+        if self.sent.get(&id).is_some_and(|(sent, judged)| *sent == verdict && *judged == version) {
+            // Written, and the watch has shown nothing newer of the object yet. Once it shows a newer version
+            // without this verdict, someone else changed the conditions after the write: they are written again.
             return (None, next_deadline);
         }
         let mut status = json!({ "conditions": conditions, "summary": verdict.summary });
@@ -163,12 +169,12 @@ impl Court {
             status["observedGeneration"] = json!(generation);
         }
         let body = json!({ "apiVersion": API_VERSION, "kind": KIND, "status": status });
-        (Some(Write { id, namespace, name, verdict, body }), next_deadline)
+        (Some(Write { id, namespace, name, verdict, body, judged_version: version }), next_deadline)
     }
 
     /// Records that `write` was applied.
     pub fn written(&mut self, write: Write) {
-        self.sent.insert(write.id, write.verdict);
+        self.sent.insert(write.id, (write.verdict, write.judged_version));
     }
 }
 

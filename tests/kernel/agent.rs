@@ -946,10 +946,8 @@ fn two_agents_elect_one_writer_of_each_objects_verdict_over_both_nodes() {
     //    forced: without force the fake answers 409 (the intruder owns Ready now) and web would stay wrong.
     {
         let _logs = LogsOnFailure(&agents, &work);
-        // Let the leader judge the echo of its own last write first (0.5 s after its watch shows it). Tampering
-        // before that is never repaired: the leader takes the changed object for its write not shown yet
-        // (Court::judge's `sent` check) and writes nothing until the verdict itself changes (reported).
-        std::thread::sleep(Duration::from_secs(2));
+        // At once, while the leader's last write may not have been seen by its watch yet: a newer version without
+        // its verdict is someone else's change, not its own write in flight (Court::judge keeps the version).
         let generation = api.shown("web").generation;
         let tampered = json!({"conditions": [{"type": "Ready", "status": "False", "reason": "Manual",
             "message": "set by hand", "observedGeneration": generation, "lastTransitionTime": created}]});

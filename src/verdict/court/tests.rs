@@ -136,8 +136,33 @@ fn a_verdict_is_written_once_with_the_leaders_fields_only() {
     assert_eq!(court.judge(&shown, &fleet, &rules(), now, &wall(2)).0, None);
     // Someone else changes the conditions afterwards: the leader puts them right.
     let mut tampered = shown.clone();
+    tampered.metadata.resource_version = Some("12".to_owned());
     tampered.status.as_mut().unwrap().conditions[0].status = "True".to_owned();
     assert!(court.judge(&tampered, &fleet, &rules(), now, &wall(3)).0.is_some());
+}
+
+#[test]
+fn conditions_changed_by_someone_else_before_the_write_is_seen_are_written_again() {
+    let mut court = Court::new();
+    let now = Instant::now();
+    let pods = [pod("a", Some("node-a"), true, "Running")];
+    let fleet = court.fleet(nodes(&["node-a"]), pods.iter(), now);
+    let mut web = object(1, vec![programmed("node-a", 1)], vec![], None);
+    web.metadata.resource_version = Some("10".to_owned());
+    let (write, _) = court.judge(&web, &fleet, &rules(), now, &wall(0));
+    let write = write.unwrap();
+    court.written(write.clone());
+    // The same version again (an echo of nothing new): not written twice.
+    assert_eq!(court.judge(&web, &fleet, &rules(), now, &wall(1)).0, None);
+    // The next version the watch shows has other conditions (someone wrote over the leader's before its write
+    // was seen): written again, not mistaken for the leader's write in flight.
+    let mut overwritten = shown_after(&web, &write);
+    overwritten.metadata.resource_version = Some("12".to_owned());
+    let status = overwritten.status.as_mut().unwrap();
+    status.conditions[0].status = "False".to_owned();
+    status.conditions[0].reason = "Manual".to_owned();
+    let (again, _) = court.judge(&overwritten, &fleet, &rules(), now, &wall(2));
+    assert_eq!(again.unwrap().body["status"]["conditions"][0]["status"], "True");
 }
 
 #[test]
