@@ -14,8 +14,8 @@ mod ipvs_kernel;
 pub mod kernel;
 pub mod ownership;
 pub mod reconcile;
-mod vanished;
 pub mod state_lock;
+mod vanished;
 mod vip_pass;
 
 pub use addresses::{InterfaceListing, NodeAddresses, NodeVips};
