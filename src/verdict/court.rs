@@ -53,8 +53,9 @@ pub fn agent_pod(pod: &Pod) -> Option<(&str, bool)> {
 /// The leader's memory for one term.
 #[derive(Debug, Default)]
 pub struct Court {
-    /// Each object's generation and since when this leader has known it.
-    generations: HashMap<ObjectId, (Option<i64>, Instant)>,
+    /// Each object's generation, since when this leader has known it, and whether its verdict was already
+    /// written when this term first saw it.
+    generations: HashMap<ObjectId, (Option<i64>, Instant, bool)>,
     /// Each node's agent readiness and since when this leader has seen it so.
     agents: BTreeMap<String, NodeAgent>,
     /// The verdicts written (without deadline) whose write the watch has not shown yet, with the object's
@@ -129,11 +130,16 @@ impl Court {
         let name = object.metadata.name.clone().unwrap_or_default();
         let id = ObjectId::kubernetes(&namespace, &name);
         let generation = object.metadata.generation;
-        let since = match self.generations.get(&id) {
-            Some((seen, since)) if *seen == generation => *since,
+        let status = object.status.clone().unwrap_or_default();
+        let (since, judged_before) = match self.generations.get(&id) {
+            Some((seen, since, before)) if *seen == generation => (*since, *before),
             _ => {
-                self.generations.insert(id.clone(), (generation, now));
-                now
+                // First sight in this term of a generation whose verdict is already written (a predecessor's):
+                // not a change this leader saw happen.
+                let first_in_term = !self.generations.contains_key(&id);
+                let before = first_in_term && generation.is_some() && status.observed_generation == generation;
+                self.generations.insert(id.clone(), (generation, now, before));
+                (now, before)
             }
         };
         let parsed = object.spec.node_selector.as_ref().map(|s: &LabelSelector| Selector::try_from(s.clone()));
@@ -142,8 +148,7 @@ impl Court {
             Some(Ok(selector)) => Ok(Some(selector)),
             Some(Err(_)) => Err(()),
         };
-        let status = object.status.clone().unwrap_or_default();
-        let subject = Subject { generation, selector, entries: &status.nodes, since };
+        let subject = Subject { generation, selector, entries: &status.nodes, since, judged_before };
         let mut verdict = judge(&subject, fleet, rules, now);
         let next_deadline = verdict.next_deadline.take();
         match next_deadline {

@@ -38,7 +38,7 @@ pub const NO_REFUSALS: &str = "NoRefusals";
 /// the object's owner must fix comes before what the cluster's operators must.
 const REFUSAL_ORDER: [&str; 6] = [INVALID, NOT_ADMITTED, CONFLICT, KERNEL_REFUSED, AGENT_NOT_READY, NOT_REPORTING];
 
-/// With `--status-report failures`, how long after a new generation (or an agent becoming Ready) a node's silence
+/// With `--status-report failures`, how long after a new generation a node's silence
 /// still may hide a refusal it has yet to write: an agent's pass runs within its quiet period (at most ten of them,
 /// 3 s by default) of a change, and writes a refusal at once.
 pub const FAILURES_SETTLE: Duration = Duration::from_secs(10);
@@ -89,6 +89,9 @@ pub struct Subject<'a> {
     pub entries: &'a [NodeStatus],
     /// Since when the leader has seen this generation (the deadline for reporting counts from here).
     pub since: Instant,
+    /// The generation was judged before this leader saw it (its `status.observedGeneration` already names it:
+    /// a predecessor's verdict), so it is not new: with `--status-report failures` its silence has settled.
+    pub judged_before: bool,
 }
 
 /// What became of the object on one node that should program it.
@@ -169,8 +172,10 @@ pub fn node_outcome(
         // With `failures` a node that programmed the object writes nothing; one that refuses it writes within a
         // pass. Silence counts as programmed once a pass has had time to run.
         (None, None) if rules.report == StatusReport::Failures => {
-            let settled = subject.since.max(agent.since) + FAILURES_SETTLE.min(rules.progress_deadline);
-            if now >= settled {
+            // An agent turning Ready has passed once already (readiness waits for a pass), so only a new
+            // generation has to settle.
+            let settled = subject.since + FAILURES_SETTLE.min(rules.progress_deadline);
+            if subject.judged_before || now >= settled {
                 return (NodeOutcome::Programmed, None);
             }
             return (

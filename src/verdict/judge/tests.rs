@@ -39,7 +39,7 @@ fn entry(node: &str, generation: i64, programmed: bool, reason: &str, message: O
 }
 
 fn subject<'a>(entries: &'a [NodeStatus], selector: Option<&'a Selector>, since: Instant) -> Subject<'a> {
-    Subject { generation: Some(2), selector: Ok(selector), entries, since }
+    Subject { generation: Some(2), selector: Ok(selector), entries, since, judged_before: false }
 }
 
 fn get<'a>(verdict: &'a Verdict, type_: &str) -> &'a Judged {
@@ -187,7 +187,8 @@ fn the_node_selector_decides_which_nodes_count() {
     // A selector the agents refuse selects every node, so that their Invalid entries are seen.
     let invalid =
         [entry("node-a", 2, false, INVALID, Some("spec.nodeSelector: bad")), entry("node-b", 2, false, INVALID, None)];
-    let subject = Subject { generation: Some(2), selector: Err(()), entries: &invalid, since: start };
+    let subject =
+        Subject { generation: Some(2), selector: Err(()), entries: &invalid, since: start, judged_before: false };
     let verdict = judge(&subject, &fleet, &rules(), start);
     assert_eq!(get(&verdict, STALLED).message, "Invalid on node-a, node-b: spec.nodeSelector: bad");
 }
@@ -210,6 +211,9 @@ fn reporting_only_failures_counts_silence_as_programmed_once_a_pass_had_time() {
     assert_eq!(early.next_deadline, Some(settled));
     let verdict = judge(&subject(&[], None, start), &all_ready, &failures, settled);
     assert_eq!(shape(&verdict), [(true, PROGRAMMED), (false, REPORTED), (false, NO_REFUSALS)]);
+    // A generation a predecessor already judged is not new: a new leader does not wait again.
+    let known = Subject { judged_before: true, ..subject(&[], None, start) };
+    assert_eq!(judge(&known, &all_ready, &failures, start).summary, "3/3 programmed");
     assert!(get(&verdict, READY).message.contains("does not prove"), "{verdict:?}");
     assert!(get(&verdict, RECONCILING).message.contains("no node reported a refusal"), "{verdict:?}");
     // A failure entry of the current generation stalls; one of an older generation is waited for.
