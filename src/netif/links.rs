@@ -33,14 +33,7 @@ pub struct NodeLink {
 /// Every interface of `netns` with its IPv4 addresses (`arp_ignore` is left unread: it is a file under
 /// `/proc/sys`, read by the caller from inside the namespace).
 pub async fn node_links(netns: &NetnsSpec) -> Result<Vec<NodeLink>, NetifError> {
-    let connect = || rtnetlink::new_connection().map_err(|source| NetifError::Socket { source });
-    let (connection, handle, _) = match netns.path() {
-        None => connect()?,
-        Some(path) => {
-            crate::ipvs::netns::run_in_netns_with(path, connect, |path, source| NetifError::Netns { path, source })
-                .await?
-        }
-    };
+    let (connection, handle) = super::connect(netns).await?;
     let connection = tokio::spawn(connection);
     let listed = list(&handle).await;
     connection.abort();

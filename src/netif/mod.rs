@@ -47,17 +47,27 @@ pub struct ListedAddress {
     message: AddressMessage,
 }
 
+/// An rtnetlink connection: a future to spawn, which carries the handle's requests.
+type RtnetlinkConnection = rtnetlink::proto::Connection<rtnetlink::packet_route::RouteNetlinkMessage>;
+
+/// The connection of an rtnetlink socket made in `netns` (to be spawned), and its handle: the VIP interface and the
+/// node's interface listing both make theirs here.
+async fn connect(netns: &NetnsSpec) -> Result<(RtnetlinkConnection, Handle), NetifError> {
+    let connect = || rtnetlink::new_connection().map_err(|source| NetifError::Socket { source });
+    let (connection, handle, _) = match netns.path() {
+        None => connect()?,
+        Some(path) => {
+            crate::ipvs::netns::run_in_netns_with(path, connect, |path, source| NetifError::Netns { path, source })
+                .await?
+        }
+    };
+    Ok((connection, handle))
+}
+
 impl VipInterface {
     /// Connects to `netns` (its rtnetlink socket is made there) for the interface `name`.
     pub async fn open(netns: &NetnsSpec, name: &str) -> Result<Self, NetifError> {
-        let connect = || rtnetlink::new_connection().map_err(|source| NetifError::Socket { source });
-        let (connection, handle, _) = match netns.path() {
-            None => connect()?,
-            Some(path) => {
-                crate::ipvs::netns::run_in_netns_with(path, connect, |path, source| NetifError::Netns { path, source })
-                    .await?
-            }
-        };
+        let (connection, handle) = connect(netns).await?;
         Ok(VipInterface { handle, name: name.to_owned(), connection: tokio::spawn(connection) })
     }
 
