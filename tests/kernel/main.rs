@@ -5,13 +5,16 @@
 #![cfg(feature = "vm-tests")]
 
 mod agent;
+mod bad_input;
 mod cleanup;
 mod client;
 mod client_matrix;
 mod coexistence;
 mod director;
 mod engine;
+mod faults;
 mod health;
+mod kill_points;
 mod support;
 mod vip_traffic;
 mod vips;
