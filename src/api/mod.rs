@@ -20,4 +20,4 @@ pub use error::{Conflict, ValidationError};
 pub use export::{TableExport, Unexpressible, from_table};
 pub use object::{Age, ObjectId, SourceObject};
 pub use v1alpha1::{VirtualService, VirtualServiceSpec};
-pub use validate::{Declared, EndpointsRef, Rejected, validate};
+pub use validate::{Declared, EndpointsRef, Rejected, validate, validate_read};

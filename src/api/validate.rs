@@ -106,6 +106,53 @@ pub fn validate(id: &ObjectId, spec: &VirtualServiceSpec) -> Result<Declared, Re
     validate_as(id, spec, matches!(id, ObjectId::Kubernetes { .. }))
 }
 
+/// [`validate`] for an object some of whose fields could not be read (`unread`: one problem each, found while
+/// reading it; the fields were left out or stood in for): it is invalid, with every problem — the unread fields'
+/// first, then validation's of the other fields — and names its service only when the fields making the key were
+/// read.
+pub fn validate_read(
+    id: &ObjectId,
+    spec: &VirtualServiceSpec,
+    unread: Vec<ValidationError>,
+) -> Result<Declared, Rejected> {
+    validate_read_as(id, spec, unread, matches!(id, ObjectId::Kubernetes { .. }))
+}
+
+/// [`validate_read`] as [`validate_as`].
+pub fn validate_read_as(
+    id: &ObjectId,
+    spec: &VirtualServiceSpec,
+    unread: Vec<ValidationError>,
+    kubernetes: bool,
+) -> Result<Declared, Rejected> {
+    let validated = validate_as(id, spec, kubernetes);
+    if unread.is_empty() {
+        return validated;
+    }
+    // A problem of an unread field is the reader's; what validation says of its stand-in is noise.
+    let covered = |field: &str| {
+        unread.iter().any(|p| {
+            field.strip_prefix(p.field.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        })
+    };
+    const KEY_FIELDS: &[&str] =
+        &["", "spec", "spec.address", "spec.port", "spec.protocol", "spec.fwmark", "spec.family"];
+    let key_unread = unread.iter().any(|p| KEY_FIELDS.contains(&p.field.as_str()));
+    let (key, errors) = match validated {
+        Ok(declared) => (Some(declared.service.service.key), Vec::new()),
+        Err(rejected) => (rejected.key, rejected.errors),
+    };
+    // With a key field unread, what validation says of the other key fields (`spec.address: required unless
+    // spec.fwmark is set`) follows from the stand-in, not from the object.
+    let own: Vec<ValidationError> = errors
+        .into_iter()
+        .filter(|e| !(covered(&e.field) || key_unread && KEY_FIELDS.contains(&e.field.as_str())))
+        .collect();
+    let mut all = unread;
+    all.extend(own);
+    Err(Rejected { errors: all, key: key.filter(|_| !key_unread) })
+}
+
 /// [`validate`], for an object that the agent will read (`kubernetes`) or `run` and `apply` (not), whatever its
 /// identity: `validate --kubernetes` checks files that a cluster will receive.
 pub fn validate_as(id: &ObjectId, spec: &VirtualServiceSpec, kubernetes: bool) -> Result<Declared, Rejected> {

@@ -13,10 +13,9 @@ mod cluster;
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
 use serde_yaml::Value;
 use tracing::warn;
 
@@ -26,7 +25,7 @@ use crate::api::pool::POOL_KIND;
 use crate::api::v1alpha1::{API_VERSION, KIND};
 use crate::api::{Age, ObjectId, SourceObject, ValidationError};
 use crate::source::ObjectIndex;
-use crate::source::file::{Document, expand, parse_document};
+use crate::source::file::{Document, FileText, document_id, each_value, expand, read_value};
 
 /// The path that stands for standard input.
 const STDIN: &str = "-";
@@ -65,10 +64,10 @@ struct Outcome {
     skipped: usize,
 }
 
-/// One input: its path (`<stdin>` for standard input) and its text, or why it has none.
+/// One input: its path (`<stdin>` for standard input) and its content.
 struct Input {
     path: PathBuf,
-    text: Result<String, ValidationError>,
+    bytes: Vec<u8>,
 }
 
 /// The `-f` paths' files, read (directories as `run` lists them), and standard input where `-` is given. A path
@@ -102,22 +101,7 @@ fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
 }
 
 fn input(path: PathBuf, bytes: Vec<u8>) -> Input {
-    let text = String::from_utf8(bytes)
-        .map_err(|_| ValidationError::new(ObjectId::File { path: path.clone() }, "", "not UTF-8 text"));
-    Input { path, text }
-}
-
-/// The documents of one input; a YAML syntax error makes the whole input one error (its document boundaries
-/// cannot be trusted), as in `run`.
-fn documents(path: &Path, text: &str) -> Result<Vec<Value>, ValidationError> {
-    let mut documents = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
-        let value = Value::deserialize(document).map_err(|e| {
-            ValidationError::new(ObjectId::File { path: path.to_owned() }, "", format!("invalid YAML: {e}"))
-        })?;
-        documents.push(value);
-    }
-    Ok(documents)
+    Input { path, bytes }
 }
 
 /// What a document is, from its `apiVersion` and `kind`.
@@ -153,45 +137,34 @@ fn kind_of(value: &Value) -> Kind {
     }
 }
 
-/// `metadata.<field>` of a document, when it is a string.
-fn metadata_text<'a>(document: &'a Value, field: &str) -> Option<&'a str> {
-    document.get("metadata")?.get(field)?.as_str()
-}
-
 /// The documents of every input, each with its identity (`path#index (namespace/name)`, as `run` names them) and
-/// its age (its position), lists unfolded. An unreadable input is an error of its own.
+/// its age (its position), lists unfolded. A document that cannot be read (its YAML, bytes that are not UTF-8) is
+/// an error of its own: the input's other documents are still read, as `run` reads them.
 fn each_document(
     inputs: Vec<Input>,
     mut visit: impl FnMut(ObjectId, Age, Kind, Value),
     errors: &mut Vec<ValidationError>,
 ) {
     for (position, input) in inputs.into_iter().enumerate() {
-        let parsed = input.text.and_then(|text| documents(&input.path, &text));
-        let documents = match parsed {
-            Ok(documents) => documents,
-            Err(error) => {
-                errors.push(error);
-                continue;
-            }
+        let text = match std::str::from_utf8(&input.bytes) {
+            Ok(text) => FileText::Text(text),
+            Err(_) => FileText::Bytes(&input.bytes),
         };
-        for (index, value) in documents.into_iter().enumerate() {
+        each_value(&input.path, text, |index, value| {
+            let value = match value {
+                Ok(value) => value,
+                Err(error) => return errors.push(error),
+            };
             let age = Age::loaded(position, index);
             let items = match kind_of(&value) {
                 Kind::List(items) => items,
-                kind => {
-                    visit(document_id(&input.path, index, &value), age, kind, value);
-                    continue;
-                }
+                kind => return visit(document_id(&input.path, index, &value), age, kind, value),
             };
             for item in items {
                 visit(document_id(&input.path, index, &item), age, kind_of(&item), item);
             }
-        }
+        });
     }
-}
-
-fn document_id(path: &Path, index: usize, value: &Value) -> ObjectId {
-    ObjectId::document(path, index).named(metadata_text(value, "namespace"), metadata_text(value, "name"))
 }
 
 /// The default check: the documents as `run` and `apply` would take them.
@@ -215,13 +188,15 @@ fn check_files(inputs: Vec<Input>) -> Outcome {
                      it (`validate --kubernetes` checks manifests for a cluster)"
                 );
             }
-            Kind::VirtualService | Kind::Refused | Kind::List(_) => match parse_document(&id, value) {
+            Kind::VirtualService | Kind::Refused | Kind::List(_) => match read_value(&id, value) {
                 Document::Empty => warn!("{id}: empty document, skipped"),
-                Document::Invalid(error) => match unreadable.iter_mut().find(|(known, _)| *known == id) {
-                    Some((_, errors)) => errors.push(error),
-                    None => unreadable.push((id, vec![error])),
+                Document::Unreadable(found) => match unreadable.iter_mut().find(|(known, _)| *known == id) {
+                    Some((_, errors)) => errors.extend(found),
+                    None => unreadable.push((id, found)),
                 },
-                Document::Object(object) => objects.push(SourceObject { id, age, spec: object.spec, generation: None }),
+                Document::Object { object, problems } => {
+                    objects.push((SourceObject { id, age, spec: object.spec, generation: None }, problems))
+                }
             },
         },
         &mut errors,
@@ -233,8 +208,8 @@ fn check_files(inputs: Vec<Input>) -> Outcome {
     for (id, errors) in unreadable {
         index.apply_unreadable(id, errors);
     }
-    for object in objects {
-        index.apply(object);
+    for (object, problems) in objects {
+        index.apply_read(object, problems);
     }
     let table = index.table();
     let backends: usize = table.services.values().map(|s| s.dests.len()).sum();

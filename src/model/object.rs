@@ -48,11 +48,23 @@ impl ObjectId {
         match (self, name) {
             (ObjectId::Document { path, index, .. }, Some(name)) => {
                 let namespace = namespace.unwrap_or("default");
-                ObjectId::Document { path, index, name: Some(format!("{namespace}/{name}")) }
+                ObjectId::Document { path, index, name: Some(format!("{}/{}", readable(namespace), readable(name))) }
             }
             (id, _) => id,
         }
     }
+}
+
+/// Longest name kept whole in an identity: Kubernetes names have at most 253 characters, so a longer one is invalid
+/// anyway (and reported so); it is cut, to keep every message that names the object readable.
+const MAX_NAME: usize = 253;
+
+fn readable(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.chars().count() <= MAX_NAME {
+        return name.into();
+    }
+    let kept: String = name.chars().take(64).collect();
+    format!("{kept}…").into()
 }
 
 impl fmt::Display for ObjectId {

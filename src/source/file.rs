@@ -6,28 +6,34 @@
 //! - Each document is identified as `path#index` (from 0). Its age for conflicts is its position: files in load
 //!   order, then documents in file order.
 //! - An empty document (an empty file, a trailing `---`) is skipped with a warning.
-//! - A document that is not a `VirtualService` of `ipvs.dev/v1alpha1`, or does not match its schema (unknown
-//!   field, wrong type), is an error for that document only; the file's other documents still load.
-//! - A YAML syntax error makes the whole file an error (its document boundaries cannot be trusted), not the other
-//!   files.
+//! - The stream is cut into documents before any is parsed ([`split`]), so every problem costs one document only:
+//!   a YAML syntax error, a duplicate key or bytes that are not UTF-8 inside a document make that document
+//!   unreadable (with its line in the file); a document that is not a `VirtualService` of `ipvs.dev/v1alpha1` is
+//!   an error of its own; a field that does not match the schema (unknown, of the wrong type, a number beyond 64
+//!   bits) is one problem of the object, which still names its service and reports its other problems
+//!   ([`document`]). A UTF-8 byte-order mark before a document is accepted.
 //! - A path or directory that cannot be read is a hard error for the whole load: the caller must never take it for
 //!   "no objects", which would delete every service.
-//! - `metadata` is optional in files (identity comes from the path); namespaces and names are not used.
+//! - Identity: files are meant to mean the same under `kubectl apply`, so each object needs a valid
+//!   `metadata.name` (namespace `default` when not given), and two documents with one namespace/name are an error
+//!   of the younger one ([`ObjectIndex`] decides, across files).
+//! - Memory: a file is held as text while its documents are parsed one at a time and handed to the index, which
+//!   keeps only what each validates to.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-use serde_yaml::Value;
 use thiserror::Error;
 
 pub use follow::{FollowError, follow};
 
 use super::index::{Changed, ObjectIndex};
-use crate::api::v1alpha1::{API_VERSION, KIND};
-use crate::api::{Age, ObjectId, SourceObject, ValidationError, VirtualService};
+use serde_yaml::Value;
+
+use crate::api::{Age, ObjectId, SourceObject, ValidationError};
+pub(crate) use document::{Document, read_value, schema_error};
 
 /// File name extensions read from directories.
 pub const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
@@ -62,8 +68,10 @@ pub struct FileLoad {
     pub files: Vec<PathBuf>,
     /// Every readable `VirtualService` document.
     pub objects: Vec<SourceObject>,
-    /// Documents (or whole files) that could not be read as a `VirtualService`.
+    /// Documents that could not be read as a `VirtualService`.
     pub errors: Vec<ValidationError>,
+    /// Fields of the `objects` that could not be read (the objects are invalid while they have any).
+    pub problems: Vec<ValidationError>,
     /// Documents skipped without harm (empty ones).
     pub warnings: Vec<ValidationError>,
 }
@@ -72,9 +80,11 @@ pub struct FileLoad {
 pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<FileLoad, LoadError> {
     let mut load = FileLoad::default();
     for (index, path) in expand(paths)?.into_iter().enumerate() {
-        let parsed = load_file(&path, index)?;
+        let content = read_file(&path)?;
+        let parsed = collect(&path, index, content.text());
         load.objects.extend(parsed.objects);
         load.errors.extend(parsed.errors);
+        load.problems.extend(parsed.problems);
         load.warnings.extend(parsed.warnings);
         load.files.push(path);
     }
@@ -126,114 +136,113 @@ fn expand_with_metadata<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<(PathBuf, fs:
     Ok(files.into_iter().map(|(_, file, meta)| (file, meta)).collect())
 }
 
+/// One document of a file, as the index takes it.
+#[derive(Debug)]
+pub(crate) enum Item {
+    /// A `VirtualService`, with the problems of the fields that could not be read (none, usually).
+    Object(Box<SourceObject>, Vec<ValidationError>),
+    /// A document that could not be read as one (or a whole file that could not be split into documents).
+    Unreadable(ObjectId, Vec<ValidationError>),
+    /// An empty document, skipped.
+    Empty(ValidationError),
+}
+
 /// Parses the text of one file (the `file`-th of the load) into objects and per-document problems.
 pub fn parse_documents(path: &Path, file: usize, text: &str) -> FileLoad {
+    collect(path, file, FileText::Text(text))
+}
+
+/// [`parse_documents`] of text or bytes.
+fn collect(path: &Path, file: usize, text: FileText<'_>) -> FileLoad {
     let mut load = FileLoad { files: vec![path.to_owned()], ..FileLoad::default() };
-    let mut documents = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
-        match Value::deserialize(document) {
-            Ok(value) => documents.push(value),
-            Err(e) => {
-                // The stream cannot go on after a syntax error (the next call repeats it forever), and the
-                // documents before it may be cut short, so none of this file's documents is trusted.
-                let id = ObjectId::File { path: path.to_owned() };
-                load.errors.push(ValidationError::new(id, "", format!("invalid YAML: {e}")));
-                return load;
-            }
+    each_document(path, file, text, |item| match item {
+        Item::Object(object, problems) => {
+            load.problems.extend(problems);
+            load.objects.push(*object);
         }
-    }
-    for (index, value) in documents.into_iter().enumerate() {
-        let id =
-            ObjectId::document(path, index).named(metadata_text(&value, "namespace"), metadata_text(&value, "name"));
-        match parse_document(&id, value) {
-            Document::Empty => load.warnings.push(ValidationError::new(id, "", "empty document, skipped")),
-            Document::Invalid(error) => load.errors.push(error),
-            Document::Object(object) => load.objects.push(SourceObject {
-                id,
-                age: Age::loaded(file, index),
-                spec: object.spec,
-                generation: None,
-            }),
-        }
-    }
+        Item::Unreadable(_, errors) => load.errors.extend(errors),
+        Item::Empty(warning) => load.warnings.push(warning),
+    });
     load
 }
 
-/// `metadata.<field>` of a document, when it is a string (read before the schema check, so that even a document
-/// that fails it is named by what it is).
-fn metadata_text<'a>(document: &'a Value, field: &str) -> Option<&'a str> {
-    document.get("metadata")?.get(field)?.as_str()
+/// A file's content: text, or bytes that are not all UTF-8.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FileText<'a> {
+    /// All of it is UTF-8.
+    Text(&'a str),
+    /// Some of it is not.
+    Bytes(&'a [u8]),
 }
 
-/// What one document turned out to be.
-pub(crate) enum Document {
-    /// Nothing (`---` alone, an empty file).
-    Empty,
-    /// Not a `VirtualService` of this API, or not of its schema.
-    Invalid(ValidationError),
-    /// A `VirtualService`, read.
-    Object(Box<VirtualService>),
-}
-
-/// Top-level fields of a manifest; anything else is most likely a misplaced spec field.
-const TOP_LEVEL_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
-
-/// Reads one document (`id` names it in errors) as a `VirtualService`.
-pub(crate) fn parse_document(id: &ObjectId, mut value: Value) -> Document {
-    let invalid = |field: &str, message: String| Document::Invalid(ValidationError::new(id.clone(), field, message));
-    if let Err(e) = value.apply_merge() {
-        return invalid("", format!("invalid YAML merge key: {e}"));
-    }
-    let mapping = match &mut value {
-        Value::Null => return Document::Empty,
-        Value::Mapping(mapping) => mapping,
-        other => return invalid("", format!("expected a mapping (a {KIND} object), found {}", type_name(other))),
+/// Each document of one file as a YAML value, or the problem that makes it unreadable (its YAML, bytes that are
+/// not UTF-8), by its index in the file; the stream is cut into documents first ([`split`]).
+pub(crate) fn each_value(path: &Path, text: FileText<'_>, mut each: impl FnMut(usize, Result<Value, ValidationError>)) {
+    let lossy;
+    let (text, bytes) = match text {
+        FileText::Text(text) => (text, None),
+        FileText::Bytes(bytes) => {
+            lossy = String::from_utf8_lossy(bytes);
+            (lossy.as_ref(), Some(bytes))
+        }
     };
-    let text = |key: &str| mapping.get(key).and_then(Value::as_str).map(str::to_owned);
-    let (api_version, kind) = (text("apiVersion"), text("kind"));
-    if kind.as_deref() != Some(KIND) || api_version.as_deref() != Some(API_VERSION) {
-        let field = if kind.as_deref() != Some(KIND) { "kind" } else { "apiVersion" };
-        let found = |v: Option<String>| v.map_or_else(|| "none".to_owned(), |v| format!("`{v}`"));
-        return invalid(
-            field,
-            format!(
-                "expected kind {KIND} of apiVersion {API_VERSION}, found kind {} of apiVersion {}",
-                found(kind),
-                found(api_version)
-            ),
-        );
-    }
-    for key in mapping.keys() {
-        let name = key.as_str().unwrap_or_default();
-        if !TOP_LEVEL_FIELDS.contains(&name) {
-            let expected = TOP_LEVEL_FIELDS.join("`, `");
-            return invalid(name, format!("unknown field `{name}`, expected one of `{expected}`"));
+    let byte_lines: Vec<&[u8]> = bytes.map(|b| b.split_inclusive(|c| *c == b'\n').collect()).unwrap_or_default();
+    for (index, piece) in split::documents(text).iter().enumerate() {
+        if bytes.is_some() {
+            // The lossy text has the same lines as the bytes: a document whose own lines are not UTF-8 is
+            // refused alone, naming its first bad line.
+            let lines = piece.text.lines().count().max(1);
+            let mut own = byte_lines.iter().enumerate().skip(piece.line_offset).take(lines);
+            if let Some((line, _)) = own.find(|(_, l)| std::str::from_utf8(l).is_err()) {
+                let id = ObjectId::document(path, index);
+                each(index, Err(ValidationError::new(id, "", format!("not UTF-8 text (line {})", line + 1))));
+                continue;
+            }
         }
-    }
-    // Identity comes from the path, so files may leave metadata out.
-    if !mapping.contains_key("metadata") {
-        mapping.insert(Value::from("metadata"), Value::Mapping(Default::default()));
-    }
-    match serde_path_to_error::deserialize::<_, VirtualService>(value) {
-        Ok(object) => Document::Object(Box::new(object)),
-        Err(e) => {
-            let path = e.path().to_string();
-            let field = if path == "." { String::new() } else { path };
-            invalid(&field, e.into_inner().to_string())
-        }
+        each(index, document::parse(path, index, piece));
     }
 }
 
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
-    }
+/// Reads the documents of one file (the `file`-th of the load) one by one, handing each to `each` as soon as it
+/// is read: a large file is never held as parsed values all at once, only as text.
+pub(crate) fn each_document(path: &Path, file: usize, text: FileText<'_>, mut each: impl FnMut(Item)) {
+    each_value(path, text, |index, value| {
+        let value = match value {
+            Ok(value) => value,
+            Err(error) => return each(Item::Unreadable(error.object.clone(), vec![error])),
+        };
+        // A `List` (what `kubectl get -o yaml` writes) holds its objects as items: kubectl apply takes each.
+        let items = match value {
+            Value::Mapping(mut list) if is_list(&list) => match list.remove("items") {
+                Some(Value::Sequence(items)) => items,
+                _ => Vec::new(),
+            },
+            value => vec![value],
+        };
+        for item in items {
+            let id = document_id(path, index, &item);
+            each(match read_value(&id, item) {
+                Document::Empty => Item::Empty(ValidationError::new(id, "", "empty document, skipped")),
+                Document::Unreadable(errors) => Item::Unreadable(id, errors),
+                Document::Object { object, problems } => {
+                    let age = Age::loaded(file, index);
+                    Item::Object(Box::new(SourceObject { id, age, spec: object.spec, generation: None }), problems)
+                }
+            });
+        }
+    });
+}
+
+/// Whether a document is a `List` of `v1` (its items are the objects).
+fn is_list(document: &serde_yaml::Mapping) -> bool {
+    let text = |key: &str| document.get(key).and_then(Value::as_str);
+    text("kind") == Some("List") && text("apiVersion") == Some("v1")
+}
+
+/// A document's identity: `path#index`, and `(namespace/name)` when its metadata says.
+pub(crate) fn document_id(path: &Path, index: usize, value: &Value) -> ObjectId {
+    let text = |field: &str| value.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str);
+    ObjectId::document(path, index).named(text("namespace"), text("name"))
 }
 
 /// A set of `-f` paths, feeding an [`ObjectIndex`] document by document.
@@ -313,7 +322,7 @@ impl FileSource {
         for (position, (path, meta)) in listed.into_iter().enumerate() {
             let stamp = Stamp::of(&meta);
             let unchanged = self.files.get(&path).is_some_and(|record| record.stamp == stamp);
-            let load = if unchanged { None } else { Some(load_file(&path, position)?) };
+            let load = if unchanged { None } else { Some(read_file(&path)?) };
             read.push((path, stamp, position, load));
         }
 
@@ -323,10 +332,10 @@ impl FileSource {
             for (path, stamp, position, load) in read {
                 let old = previous.remove(&path);
                 let ids = match load {
-                    Some(load) => {
+                    Some(content) => {
                         report.files_read += 1;
-                        report.warnings.extend(load.warnings.iter().cloned());
-                        feed(index, load, old.map(|o| o.ids).unwrap_or_default())
+                        let old = old.map(|o| o.ids).unwrap_or_default();
+                        feed(index, (&path, position, &content), old, &mut report.warnings)
                     }
                     None => {
                         let old = old.unwrap_or_else(|| FileRecord { stamp, position, ids: Vec::new() });
@@ -382,16 +391,15 @@ impl FileSource {
             };
             let stamp = Stamp::of(&meta);
             if stamp != record.stamp {
-                read.push((path.clone(), stamp, record.position, load_file(path, record.position)?));
+                read.push((path.clone(), stamp, record.position, read_file(path)?));
             }
         }
         let mut report = Reload { files: self.files.len(), ..Reload::default() };
         report.changed = index.batch(|index| {
-            for (path, stamp, position, load) in read {
+            for (path, stamp, position, content) in read {
                 report.files_read += 1;
-                report.warnings.extend(load.warnings.iter().cloned());
                 let old = self.files.remove(&path).map(|r| r.ids).unwrap_or_default();
-                let ids = feed(index, load, old);
+                let ids = feed(index, (&path, position, &content), old, &mut report.warnings);
                 self.files.insert(path, FileRecord { stamp, position, ids });
             }
         });
@@ -409,43 +417,62 @@ impl FileSource {
     }
 }
 
-/// Reads and parses one file, the `position`-th of the load.
-fn load_file(path: &Path, position: usize) -> Result<FileLoad, LoadError> {
+/// A file's content as read: text, or bytes that are not all UTF-8 (their UTF-8 documents are still read).
+#[derive(Debug)]
+enum Content {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Content {
+    fn text(&self) -> FileText<'_> {
+        match self {
+            Content::Text(text) => FileText::Text(text),
+            Content::Bytes(bytes) => FileText::Bytes(bytes),
+        }
+    }
+}
+
+/// Reads one file (parsing comes later, document by document, as the index takes them).
+fn read_file(path: &Path) -> Result<Content, LoadError> {
     let bytes = fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
     Ok(match String::from_utf8(bytes) {
-        Ok(text) => parse_documents(path, position, &text),
-        Err(_) => FileLoad {
-            files: vec![path.to_owned()],
-            errors: vec![ValidationError::new(ObjectId::File { path: path.to_owned() }, "", "not UTF-8 text")],
-            ..FileLoad::default()
-        },
+        Ok(text) => Content::Text(text),
+        Err(e) => Content::Bytes(e.into_bytes()),
     })
 }
 
-/// Gives the index what one file holds now, replacing what it held (`old`); returns the objects it holds now.
-fn feed(index: &mut ObjectIndex, load: FileLoad, old: Vec<ObjectId>) -> Vec<ObjectId> {
-    let mut ids: Vec<ObjectId> = load.objects.iter().map(|o| o.id.clone()).collect();
-    let mut unreadable: Vec<(ObjectId, Vec<ValidationError>)> = Vec::new();
-    for error in load.errors {
-        match unreadable.iter_mut().find(|(id, _)| *id == error.object) {
-            Some((_, errors)) => errors.push(error),
-            None => unreadable.push((error.object.clone(), vec![error])),
+/// Gives the index what one file (the `position`-th of the load) holds now, document by document, replacing what
+/// it held (`old`); returns the objects it holds now. Empty documents' warnings go to `warnings`.
+fn feed(
+    index: &mut ObjectIndex,
+    (path, position, content): (&Path, usize, &Content),
+    old: Vec<ObjectId>,
+    warnings: &mut Vec<ValidationError>,
+) -> Vec<ObjectId> {
+    let mut ids: Vec<ObjectId> = Vec::new();
+    each_document(path, position, content.text(), |item| match item {
+        Item::Object(object, problems) => {
+            ids.push(object.id.clone());
+            index.apply_read(*object, problems);
         }
-    }
-    ids.extend(unreadable.iter().map(|(id, _)| id.clone()));
-    for id in old.iter().filter(|id| !ids.contains(id)) {
+        Item::Unreadable(id, errors) => {
+            ids.push(id.clone());
+            index.apply_unreadable(id, errors);
+        }
+        Item::Empty(warning) => warnings.push(warning),
+    });
+    let kept: BTreeSet<&ObjectId> = ids.iter().collect();
+    for id in old.iter().filter(|id| !kept.contains(id)) {
         index.delete(id);
-    }
-    for (id, errors) in unreadable {
-        index.apply_unreadable(id, errors);
-    }
-    for object in load.objects {
-        index.apply(object);
     }
     ids
 }
 
+mod document;
 mod follow;
+mod split;
+mod words;
 
 #[cfg(test)]
 mod tests;

@@ -22,7 +22,7 @@ use kube::core::SelectorExt;
 
 use super::admission::{Admission, AdmissionMode, Claim, Labels, NotAdmitted, Pool};
 use super::endpoints::{ServiceRef, ServiceSlices, Slice, resolve};
-use crate::api::{Age, Conflict, Declared, ObjectId, Rejected, SourceObject, ValidationError, validate};
+use crate::api::{Age, Conflict, Declared, ObjectId, Rejected, SourceObject, ValidationError, validate_read};
 use crate::model::ServiceKey;
 use crate::table::{DesiredService, DesiredTable};
 
@@ -60,12 +60,16 @@ enum Resolution {
         /// Whether it holds its key.
         holds: bool,
     },
+    /// A file's document with the namespace/name of an older one (`kubectl apply` would merge the two): ignored,
+    /// every problem it has with the duplicate first; it holds the key it names, as an invalid object does.
+    Duplicate(Vec<ValidationError>),
 }
 
 impl Entry {
     /// The service key it claims here, if it names one.
     fn key(&self) -> Option<ServiceKey> {
         match self {
+            Entry::Validated { resolution: Resolution::Duplicate(_), .. } => named_key(self),
             Entry::Validated { declared: Err(rejected), resolution: Resolution::Rejected { holds: true }, .. } => {
                 rejected.key
             }
@@ -85,6 +89,7 @@ impl Entry {
 
     fn errors(&self) -> &[ValidationError] {
         match self {
+            Entry::Validated { resolution: Resolution::Duplicate(errors), .. } => errors,
             Entry::Validated { declared: Err(rejected), .. } => &rejected.errors,
             Entry::Validated { resolution: Resolution::Invalid(errors), .. } => errors,
             Entry::Validated { .. } => &[],
@@ -223,6 +228,8 @@ pub struct ObjectIndex {
     /// pool change re-decides the objects in the ranges it grants without looking at the others.
     by_vip: BTreeMap<IpAddr, SmallSet<ObjectId>>,
     by_mark: BTreeMap<u32, SmallSet<ObjectId>>,
+    /// File documents by their `namespace/name`, oldest first: only the oldest of each name counts.
+    namesakes: BTreeMap<String, SmallSet<(Age, ObjectId)>>,
     /// Counts changes that had an effect (an object, slice or label set that differs from what was there); a
     /// re-sent object (a status write, a Node heartbeat) does not move it.
     revision: u64,
@@ -253,8 +260,14 @@ impl ObjectIndex {
 
     /// Adds or replaces an object, validating it.
     pub fn apply(&mut self, object: SourceObject) -> Changed {
-        let declared = validate(&object.id, &object.spec).map(Box::new);
-        let resolution = self.resolve(&object.id, &declared);
+        self.apply_read(object, Vec::new())
+    }
+
+    /// [`ObjectIndex::apply`] for an object of which some fields could not be read (`unread`: their problems; the
+    /// object is invalid while there are any, and names its service only if its key fields were read).
+    pub fn apply_read(&mut self, object: SourceObject, unread: Vec<ValidationError>) -> Changed {
+        let declared = validate_read(&object.id, &object.spec, unread).map(Box::new);
+        let resolution = self.resolve(&object.id, object.age, &declared);
         let entry = Entry::Validated { age: object.age, generation: object.generation, declared, resolution };
         self.insert(object.id, entry)
     }
@@ -301,7 +314,19 @@ impl ObjectIndex {
     }
 
     /// Resolves a declaration against the node's labels, the pools and the slices.
-    fn resolve(&self, id: &ObjectId, declared: &Result<Box<Declared>, Rejected>) -> Resolution {
+    fn resolve(&self, id: &ObjectId, age: Age, declared: &Result<Box<Declared>, Rejected>) -> Resolution {
+        if let Some(first) = self.older_namesake(id, age) {
+            let message = format!(
+                "{} is also declared by {first}, which comes first: kubectl apply would keep only the last one \
+                 applied; this document is ignored",
+                name_of(id).unwrap_or_default()
+            );
+            let mut errors = vec![ValidationError::new(id.clone(), "metadata.name", message)];
+            if let Err(rejected) = declared {
+                errors.extend(rejected.errors.iter().cloned());
+            }
+            return Resolution::Duplicate(errors);
+        }
         let declared = match declared {
             Ok(declared) => declared,
             Err(rejected) => {
@@ -438,7 +463,7 @@ impl ObjectIndex {
     /// Resolves object `id` again (its slices, the node's labels or its admission changed).
     fn refresh(&mut self, id: &ObjectId) {
         let Some(Entry::Validated { age, generation, declared, resolution }) = self.objects.get(id) else { return };
-        let fresh = self.resolve(id, declared);
+        let fresh = self.resolve(id, *age, declared);
         if fresh != *resolution {
             let entry =
                 Entry::Validated { age: *age, generation: *generation, declared: declared.clone(), resolution: fresh };
@@ -465,20 +490,18 @@ impl ObjectIndex {
             self.unclaim(key, &old, id);
             self.claimants_changed(key);
         }
+        self.refresh_namesakes(id);
         changes.finish(self)
     }
 
     /// Changes the age of an object (a file that moved in the load order); nothing when it is unknown.
     pub fn reage(&mut self, id: &ObjectId, age: Age) -> Changed {
         match self.objects.get(id) {
-            Some(Entry::Validated { age: old, generation, declared, resolution }) if *old != age => {
-                let entry = Entry::Validated {
-                    age,
-                    generation: *generation,
-                    declared: declared.clone(),
-                    resolution: resolution.clone(),
-                };
-                self.insert(id.clone(), entry)
+            Some(Entry::Validated { age: old, generation, declared, .. }) if *old != age => {
+                let (generation, declared) = (*generation, declared.clone());
+                // Which of two namesakes comes first may change with the age.
+                let resolution = self.resolve(id, age, &declared);
+                self.insert(id.clone(), Entry::Validated { age, generation, declared, resolution })
             }
             _ => Changed::new(),
         }
@@ -653,6 +676,9 @@ impl ObjectIndex {
                 let key = entry.key();
                 let winner = key.and_then(|k| self.claims.get(&k)).and_then(|c| c.first()).map(|((_, w), ())| w);
                 let state = match (resolution, key) {
+                    (Resolution::Duplicate(errors), _) => {
+                        ObjectState::Invalid { key: named_key(entry), errors: errors.clone() }
+                    }
                     (Resolution::NotSelected, _) => ObjectState::NotSelected,
                     (Resolution::NotAdmitted(refused), _) => match named_key(entry) {
                         Some(key) => ObjectState::NotAdmitted { key, reason: refused.to_string() },
@@ -725,18 +751,38 @@ impl ObjectIndex {
             self.note(&mut changes, key);
             self.claims.entry(key).or_default().insert((age, id.clone()), ());
         }
-        self.objects.insert(id, entry);
+        self.objects.insert(id.clone(), entry);
         if let Some(key) = new_key {
             self.settle(key);
             self.claimants_changed(key);
         }
+        self.refresh_namesakes(&id);
         changes.finish(self)
+    }
+
+    /// The oldest other file document with `id`'s namespace/name, if it is older than `age`.
+    fn older_namesake(&self, id: &ObjectId, age: Age) -> Option<&ObjectId> {
+        let holders = self.namesakes.get(name_of(id)?)?;
+        let (first, other) = holders.keys().find(|(_, other)| other != id)?;
+        ((*first, other) < (age, id)).then_some(other)
+    }
+
+    /// Resolves again the other documents with `id`'s namespace/name (which of them comes first may have changed).
+    fn refresh_namesakes(&mut self, id: &ObjectId) {
+        let Some(holders) = name_of(id).and_then(|name| self.namesakes.get(name)) else { return };
+        let others: Vec<ObjectId> = holders.keys().map(|(_, other)| other.clone()).filter(|o| o != id).collect();
+        for other in others {
+            self.refresh(&other);
+        }
     }
 
     /// Lists `entry` under its VIP or mark, and among those not admitted.
     fn list(&mut self, id: &ObjectId, entry: &Entry) {
         if entry.is_not_admitted() {
             self.not_admitted.insert(id.clone());
+        }
+        if let (Some(name), Some(age)) = (name_of(id), entry.age()) {
+            self.namesakes.entry(name.to_owned()).or_default().insert((age, id.clone()), ());
         }
         match named_key(entry) {
             Some(ServiceKey::Addr { addr, .. }) => {
@@ -752,6 +798,14 @@ impl ObjectIndex {
     /// Undoes [`ObjectIndex::list`] for the entry `id` had.
     fn unlist(&mut self, id: &ObjectId, old: &Entry) {
         self.not_admitted.remove(id);
+        if let (Some(name), Some(age)) = (name_of(id), old.age())
+            && let Some(holders) = self.namesakes.get_mut(name)
+        {
+            holders.remove(&(age, id.clone()));
+            if holders.is_empty() {
+                self.namesakes.remove(name);
+            }
+        }
         fn drop_from<K: Ord>(map: &mut BTreeMap<K, SmallSet<ObjectId>>, key: K, id: &ObjectId) {
             if let Some(ids) = map.get_mut(&key) {
                 ids.remove(id);
@@ -834,6 +888,14 @@ impl ObjectIndex {
             return Some(Resolved::Desired(Arc::clone(desired)));
         }
         self.held.get(key).map(|id| Resolved::Held(id.clone()))
+    }
+}
+
+/// The `namespace/name` of a file's document, when it has one (Kubernetes objects are unique by construction).
+fn name_of(id: &ObjectId) -> Option<&str> {
+    match id {
+        ObjectId::Document { name: Some(name), .. } => Some(name),
+        _ => None,
     }
 }
 

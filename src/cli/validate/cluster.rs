@@ -15,11 +15,11 @@ use tracing::warn;
 use super::{Input, Kind, Outcome, each_document};
 use crate::api::pool::{POOL_KIND, VirtualServicePool, VirtualServicePoolSpec};
 use crate::api::v1alpha1::KIND;
-use crate::api::validate::{dns_label_problem, dns_subdomain_problem, selector_problems, validate_as};
+use crate::api::validate::{dns_label_problem, dns_subdomain_problem, selector_problems, validate_read_as};
 use crate::api::{ObjectId, ValidationError};
 use crate::model::ServiceKey;
 use crate::source::admission::Pool;
-use crate::source::file::{Document, parse_document};
+use crate::source::file::{Document, read_value, schema_error};
 
 /// What the documents hold so far.
 #[derive(Default)]
@@ -72,15 +72,17 @@ impl Cluster {
     }
 
     fn virtual_service(&mut self, id: ObjectId, value: Value) {
-        let object = match parse_document(&id, value) {
-            Document::Object(object) => object,
-            Document::Invalid(error) => return self.errors.push(error),
+        let (object, problems) = match read_value(&id, value) {
+            Document::Object { object, problems } => (object, problems),
+            Document::Unreadable(errors) => return self.errors.extend(errors),
             Document::Empty => return,
         };
         let before = self.errors.len();
+        // The name's problems are checked below, against every kind's names.
+        let problems: Vec<_> = problems.into_iter().filter(|p| !p.field.starts_with("metadata.")).collect();
         let meta = &object.metadata;
         self.metadata(&id, KIND, meta.namespace.as_deref(), meta.name.as_deref());
-        match validate_as(&id, &object.spec, true) {
+        match validate_read_as(&id, &object.spec, problems, true) {
             Ok(declared) if self.errors.len() == before => {
                 self.backends += declared.service.dests.len();
                 self.backends_from += declared.backends_from.len();
@@ -107,12 +109,11 @@ impl Cluster {
         {
             mapping.insert(Value::from("metadata"), Value::Mapping(Default::default()));
         }
-        let pool: VirtualServicePool = match serde_path_to_error::deserialize(value) {
+        let pool: VirtualServicePool = match serde_path_to_error::deserialize(&value) {
             Ok(pool) => pool,
             Err(e) => {
-                let field = e.path().to_string();
-                let field = if field == "." { String::new() } else { field };
-                return self.error(&id, field, e.into_inner().to_string());
+                let (field, message) = schema_error(&e, &value);
+                return self.error(&id, field, message);
             }
         };
         let before = self.errors.len();

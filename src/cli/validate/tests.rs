@@ -35,7 +35,7 @@ fn inputs(files: &[&str]) -> Vec<Input> {
     files
         .iter()
         .enumerate()
-        .map(|(i, text)| Input { path: PathBuf::from(format!("{i}.yaml")), text: Ok((*text).to_owned()) })
+        .map(|(i, text)| Input { path: PathBuf::from(format!("{i}.yaml")), bytes: text.as_bytes().to_vec() })
         .collect()
 }
 
@@ -113,8 +113,16 @@ fn a_cluster_object_needs_a_good_name_once() {
              (default/web): applying both keeps only the last one applied"
         ]
     );
-    // Files take their identity from the path: the same name twice is no problem there.
-    assert!(check_files(inputs(&[WEB, &other])).errors.is_empty());
+    // Files mean what they mean under kubectl apply: the same name twice is the younger one's error there too.
+    let files = check_files(inputs(&[WEB, &other]));
+    assert_eq!(
+        messages(&files),
+        vec![
+            "1.yaml#0 (default/web): metadata.name: default/web is also declared by 0.yaml#0 (default/web), which \
+             comes first: kubectl apply would keep only the last one applied; this document is ignored"
+        ]
+    );
+    assert_eq!(files.valid, "1 valid service(s) with 1 backend(s)");
 }
 
 #[test]
@@ -163,9 +171,10 @@ items:
 }
 
 #[test]
-fn a_yaml_syntax_error_is_the_whole_files() {
-    let outcome = cluster::check(inputs(&[WEB, "a: [b\n"]));
+fn a_yaml_syntax_error_is_its_documents_only() {
+    let outcome = cluster::check(inputs(&[WEB, &format!("a: [b\n---\n{}", WEB.replace("name: web,", "name: web-2,"))]));
     let shown = messages(&outcome);
     assert_eq!(shown.len(), 1);
-    assert!(shown[0].starts_with("1.yaml: invalid YAML"), "{shown:?}");
+    assert!(shown[0].starts_with("1.yaml#0: invalid YAML: did not find expected ',' or ']' at line 2"), "{shown:?}");
+    assert!(outcome.valid.starts_with("2 valid VirtualService(s)"), "{}", outcome.valid);
 }

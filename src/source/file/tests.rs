@@ -16,6 +16,8 @@ spec:
 
 const DNS: &str = "apiVersion: ipvs.dev/v1alpha1
 kind: VirtualService
+metadata:
+  name: dns
 spec:
   address: 192.0.2.53
   port: 53
@@ -44,7 +46,7 @@ fn messages(errors: &[ValidationError]) -> Vec<String> {
 fn multi_document_file_with_ids_and_ages() {
     let text = format!("{WEB}---\n{DNS}");
     let load = parse_documents(Path::new("svc.yaml"), 3, &text);
-    assert_eq!(ids(&load), vec!["svc.yaml#0 (default/web)", "svc.yaml#1"]);
+    assert_eq!(ids(&load), vec!["svc.yaml#0 (default/web)", "svc.yaml#1 (default/dns)"]);
     assert_eq!(load.objects[1].age, Age::loaded(3, 1));
     assert_eq!(load.objects[0].spec.backends[0].address, "10.0.0.11");
     assert!(load.errors.is_empty() && load.warnings.is_empty());
@@ -82,8 +84,9 @@ fn other_kinds_are_errors_but_other_documents_load() {
 fn unknown_fields_are_named_with_their_path() {
     let typo = WEB.replace("backends: [{address: 10.0.0.11}]", "backends: [{address: 10.0.0.11, wieght: 2}]");
     let load = parse_documents(Path::new("t.yaml"), 0, &typo);
-    assert!(load.objects.is_empty());
-    let e = &load.errors[0];
+    // The object is still read (it names its service, held while it is invalid); the field is its problem.
+    assert_eq!(ids(&load), ["t.yaml#0 (default/web)"]);
+    let e = &load.problems[0];
     assert_eq!(e.field, "spec.backends[0].wieght");
     assert!(e.message.starts_with("unknown field `wieght`"), "{e}");
     assert!(
@@ -93,36 +96,93 @@ fn unknown_fields_are_named_with_their_path() {
 
     let top = format!("{WEB}scheduler: rr\n");
     let load = parse_documents(Path::new("t.yaml"), 0, &top);
-    assert_eq!(load.errors[0].field, "scheduler");
-    assert!(load.errors[0].message.contains("unknown field `scheduler`"), "{}", load.errors[0]);
+    assert_eq!(load.problems[0].field, "scheduler");
+    assert!(load.problems[0].message.contains("unknown field `scheduler`"), "{}", load.problems[0]);
 }
 
 #[test]
 fn wrong_types_are_named_with_their_path() {
     let load = parse_documents(Path::new("t.yaml"), 0, &WEB.replace("port: 80", "port: http"));
     assert_eq!(
-        messages(&load.errors),
-        vec!["t.yaml#0 (default/web): spec.port: invalid type: string \"http\", expected i64"]
+        messages(&load.problems),
+        vec!["t.yaml#0 (default/web): spec.port: expected an integer, found the string \"http\""]
     );
     let load = parse_documents(Path::new("t.yaml"), 0, &WEB.replace("port: 80", "port: 80\n  protocol: ICMP"));
-    assert_eq!(load.errors[0].field, "spec.protocol");
+    assert_eq!(load.problems[0].field, "spec.protocol");
+    assert!(
+        load.problems[0].message.starts_with("unknown value `ICMP`, expected one of `TCP`"),
+        "{}",
+        load.problems[0]
+    );
     let load = parse_documents(Path::new("t.yaml"), 0, "apiVersion: ipvs.dev/v1alpha1\nkind: VirtualService\n");
-    assert_eq!(messages(&load.errors), vec!["t.yaml#0: missing field `spec`"]);
+    assert_eq!(
+        messages(&load.problems),
+        vec![
+            "t.yaml#0: metadata.name: required: every object needs a name (kubectl apply refuses one without it)",
+            "t.yaml#0: spec: required"
+        ]
+    );
 }
 
 #[test]
-fn a_syntax_error_spoils_its_file_only() {
-    let dir = dir_with(&[("a.yaml", &format!("{WEB}---\nspec: [\n")), ("b.yaml", DNS)]);
+fn a_syntax_error_costs_its_document_only() {
+    let dir = dir_with(&[("a.yaml", &format!("{WEB}---\nspec: [\n---\n{DNS}")), ("b.yaml", DNS)]);
     let load = load(&[dir.path()]).unwrap();
-    let a = dir.path().join("a.yaml");
-    assert_eq!(ids(&load), vec![format!("{}#0", dir.path().join("b.yaml").display())]);
-    assert_eq!(load.errors.len(), 1);
-    assert_eq!(load.errors[0].object, ObjectId::File { path: a.clone() });
-    assert!(load.errors[0].to_string().starts_with(&format!("{}: invalid YAML: ", a.display())), "{}", load.errors[0]);
-    // Duplicate keys are a syntax error too.
-    let load = parse_documents(Path::new("d.yaml"), 0, &format!("{WEB}metadata: {{name: again}}\n"));
-    assert!(load.objects.is_empty());
-    assert_eq!(load.errors.len(), 1);
+    let (a, b) = (dir.path().join("a.yaml").display().to_string(), dir.path().join("b.yaml").display().to_string());
+    assert_eq!(
+        ids(&load),
+        vec![format!("{a}#0 (default/web)"), format!("{a}#2 (default/dns)"), format!("{b}#0 (default/dns)")]
+    );
+    assert_eq!(
+        messages(&load.errors),
+        [format!(
+            "{a}#1: invalid YAML: did not find expected node content at line 10 column 1, while parsing a flow node"
+        )]
+    );
+    // Duplicate keys make their document unreadable, with the line of each.
+    let load = parse_documents(Path::new("d.yaml"), 0, &format!("{DNS}---\n{WEB}metadata: {{name: again}}\n"));
+    assert_eq!(ids(&load), ["d.yaml#0 (default/dns)"]);
+    assert_eq!(
+        messages(&load.errors),
+        ["d.yaml#1: invalid YAML: duplicate key `metadata` at line 17 (first at line 12)"]
+    );
+    let nested = WEB.replace("port: 80", "port: 80\n  scheduler: rr\n  scheduler: wrr");
+    let load = parse_documents(Path::new("d.yaml"), 0, &format!("{DNS}---\n{nested}"));
+    assert_eq!(
+        messages(&load.errors),
+        ["d.yaml#1: invalid YAML: spec: duplicate key `scheduler` at line 17 (first at line 16)"]
+    );
+}
+
+#[test]
+fn byte_order_marks_are_accepted() {
+    let load = parse_documents(Path::new("b.yaml"), 0, &format!("\u{feff}{WEB}\u{feff}---\n{DNS}"));
+    assert_eq!(ids(&load), ["b.yaml#0 (default/web)", "b.yaml#1 (default/dns)"]);
+    assert!(load.errors.is_empty() && load.problems.is_empty(), "{load:?}");
+}
+
+#[test]
+fn numbers_beyond_64_bits_are_out_of_range_and_hide_nothing() {
+    let big = WEB.replace("port: 80", "port: 18446744073709551616\n  scheduler: \"3\"\n  drainTimeoutSeconds: x");
+    let load = parse_documents(Path::new("n.yaml"), 0, &format!("{big}---\n{DNS}"));
+    assert_eq!(ids(&load), ["n.yaml#0 (default/web)", "n.yaml#1 (default/dns)"]);
+    let problems = messages(&load.problems);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0]
+            .starts_with("n.yaml#0 (default/web): spec.port: 18446744073709551616 is out of range for the field"),
+        "{problems:?}"
+    );
+    assert_eq!(
+        problems[1],
+        "n.yaml#0 (default/web): spec.drainTimeoutSeconds: expected an integer, found the string \"x\""
+    );
+    // Validation still reports the object's other problems, and none of the fields it could not read.
+    let outcome = desired_of(load);
+    let errors = messages(&outcome.errors);
+    assert!(errors.iter().any(|e| e.contains("spec.scheduler: ")), "{errors:?}");
+    assert!(!errors.iter().any(|e| e.contains("spec.port: port")), "{errors:?}");
+    assert_eq!(outcome.table.services.len(), 1, "dns is programmed");
 }
 
 #[test]
@@ -204,19 +264,25 @@ fn incremental_reload_fails_whole_on_a_file_that_stats_but_cannot_be_read() {
 #[test]
 fn errors_name_the_document_by_where_and_what_it_is() {
     let bad = WEB.replace("port: 80", "port: 80\n  bogus: 1");
-    let named_in_prod =
-        DNS.replace("kind: VirtualService\n", "kind: VirtualService\nmetadata: {name: dns, namespace: prod}\n");
+    let named_in_prod = DNS.replace("name: dns", "name: dns\n  namespace: prod");
+    let unnamed = DNS.replace("metadata:\n  name: dns\n", "");
     let dir =
-        dir_with(&[("web.yaml", &format!("{DNS}---\n{bad}---\n{}", named_in_prod.replace("port: 53", "port: x")))]);
+        dir_with(&[("web.yaml", &format!("{unnamed}---\n{bad}---\n{}", named_in_prod.replace("port: 53", "port: x")))]);
     let load = load(&[dir.path()]).unwrap();
     let file = dir.path().join("web.yaml");
-    let errors = messages(&load.errors);
-    assert_eq!(errors.len(), 2, "{errors:?}");
+    let errors = messages(&load.problems);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    // A document without a name is named by where it is only.
+    assert_eq!(
+        errors[0],
+        format!(
+            "{}#0: metadata.name: required: every object needs a name (kubectl apply refuses one without it)",
+            file.display()
+        )
+    );
     let web = format!("{}#1 (default/web): spec.bogus: unknown field `bogus`", file.display());
-    assert!(errors[0].starts_with(&web), "{errors:?}");
-    assert!(errors[1].starts_with(&format!("{}#2 (prod/dns): spec.port: ", file.display())), "{errors:?}");
-    // A document without metadata is named by where it is only.
-    assert_eq!(ids(&load), vec![format!("{}#0", file.display())]);
+    assert!(errors[1].starts_with(&web), "{errors:?}");
+    assert!(errors[2].starts_with(&format!("{}#2 (prod/dns): spec.port: ", file.display())), "{errors:?}");
 }
 
 #[test]
@@ -226,7 +292,15 @@ fn non_utf8_file_is_an_error_for_that_file() {
     let load = load(&[dir.path()]).unwrap();
     assert_eq!(load.objects.len(), 1);
     assert_eq!(load.errors.len(), 1);
-    assert!(load.errors[0].to_string().ends_with("b.yaml: not UTF-8 text"));
+    assert!(load.errors[0].to_string().ends_with("b.yaml#0: not UTF-8 text (line 1)"), "{}", load.errors[0]);
+    // Only the document holding the bytes.
+    let mut bytes = format!("{WEB}---\n").into_bytes();
+    bytes.extend(b"kind: \xff\n---\n");
+    bytes.extend(DNS.as_bytes());
+    fs::write(dir.path().join("b.yaml"), bytes).unwrap();
+    let load = super::load(&[dir.path()]).unwrap();
+    assert_eq!(load.objects.len(), 3);
+    assert!(load.errors[0].to_string().ends_with("b.yaml#1: not UTF-8 text (line 9)"), "{}", load.errors[0]);
 }
 
 #[test]
