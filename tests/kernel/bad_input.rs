@@ -166,7 +166,14 @@ fn the_metadata_address_is_never_a_virtual_address() {
 fn a_byte_order_mark_is_accepted_and_every_document_programmed() {
     let mut programmed = NEIGHBOURS.to_vec();
     programmed.push("-A -t 192.0.2.9:80 -s wlc");
-    apply_case("bom/file-start.yaml", 0, &[], &programmed, &["192.0.2.1", "192.0.2.2", "192.0.2.9"], "192.0.2.99");
+    apply_case(
+        "bom/file-start-before-a-document.yaml",
+        0,
+        &[],
+        &programmed,
+        &["192.0.2.1", "192.0.2.2", "192.0.2.9"],
+        "192.0.2.99",
+    );
 }
 
 #[test]
