@@ -84,7 +84,7 @@ fn standard_input_is_read_and_other_kinds_beside_are_skipped() {
     assert!(stderr.contains("error: <stdin>#1 (default/web): spec.port: 80000 is out of range 0-65535"), "{stderr}");
 
     // Without --kubernetes, standard input is read as `run` reads a file.
-    let file = "apiVersion: ipvs.dev/v1alpha1\nkind: VirtualService\nspec: {address: 192.0.2.1, port: 80}\n";
+    let file = "apiVersion: ipvs.dev/v1alpha1\nkind: VirtualService\nmetadata: {name: web}\nspec: {address: 192.0.2.1, port: 80}\n";
     let out = validate(&["-f", "-"], Some(file));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "1 valid service(s) with 0 backend(s); 0 error(s), 0 conflict(s)");

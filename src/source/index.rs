@@ -490,8 +490,9 @@ impl ObjectIndex {
             self.unclaim(key, &old, id);
             self.claimants_changed(key);
         }
-        self.refresh_namesakes(id);
-        changes.finish(self)
+        let mut changed = changes.finish(self);
+        changed.extend(self.batch(|index| index.refresh_namesakes(id)));
+        changed
     }
 
     /// Changes the age of an object (a file that moved in the load order); nothing when it is unknown.
@@ -756,8 +757,9 @@ impl ObjectIndex {
             self.settle(key);
             self.claimants_changed(key);
         }
-        self.refresh_namesakes(&id);
-        changes.finish(self)
+        let mut changed = changes.finish(self);
+        changed.extend(self.batch(|index| index.refresh_namesakes(&id)));
+        changed
     }
 
     /// The oldest other file document with `id`'s namespace/name, if it is older than `age`.

@@ -523,3 +523,82 @@ fn each_object_reports_what_became_of_it() {
 }
 
 mod admission;
+
+fn doc(path: &str, file: usize, index: usize, name: &str, yaml: &str) -> SourceObject {
+    let id = ObjectId::document(path, index).named(None, Some(name));
+    object(id, Age::loaded(file, index), yaml)
+}
+
+#[test]
+fn a_second_document_with_one_name_is_the_younger_ones_error_whatever_the_order() {
+    let first = doc("a.yaml", 0, 0, "web", A);
+    let second = doc("b.yaml", 1, 0, "web", B);
+    for order in [[first.clone(), second.clone()], [second.clone(), first.clone()]] {
+        let index = ObjectIndex::from_objects(order);
+        let out = index.outcome();
+        assert_eq!(out.table.services.keys().copied().collect::<Vec<_>>(), [tcp("192.0.2.1", 80)]);
+        let rendered: Vec<_> = out.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            rendered,
+            ["b.yaml#0 (default/web): metadata.name: default/web is also declared by a.yaml#0 (default/web), which \
+              comes first: kubectl apply would keep only the last one applied; this document is ignored"]
+        );
+        // It names its service, which it holds (left as it is) rather than letting it be deleted.
+        assert_eq!(out.held.get(&tcp("192.0.2.2", 80)), Some(&second.id));
+        assert!(!out.keyless_problems);
+    }
+}
+
+#[test]
+fn when_the_first_of_two_namesakes_goes_the_second_counts() {
+    let mut index = ObjectIndex::from_objects([doc("a.yaml", 0, 0, "web", A), doc("b.yaml", 1, 0, "web", B)]);
+    let changed = index.delete(&ObjectId::document("a.yaml", 0).named(None, Some("web")));
+    assert_eq!(changed, keys(&[tcp("192.0.2.1", 80), tcp("192.0.2.2", 80)]));
+    let out = index.outcome();
+    assert!(out.is_clean(), "{:?}", out.errors);
+    assert_eq!(out.table.services.keys().copied().collect::<Vec<_>>(), [tcp("192.0.2.2", 80)]);
+    // Other namespaces, and Kubernetes objects, are other names.
+    let mut index = ObjectIndex::from_objects([doc("a.yaml", 0, 0, "web", A)]);
+    let prod = object(ObjectId::document("b.yaml", 0).named(Some("prod"), Some("web")), Age::loaded(1, 0), B);
+    index.apply(prod);
+    index.apply(kube("default", "web", 1, "address: 192.0.2.9\nport: 80\n"));
+    assert!(index.outcome().is_clean(), "{:?}", index.outcome().errors);
+}
+
+#[test]
+fn a_file_moving_ahead_in_the_load_takes_the_name() {
+    let mut index = ObjectIndex::from_objects([doc("a.yaml", 0, 0, "web", A), doc("b.yaml", 1, 0, "web", B)]);
+    index.batch(|index| {
+        index.reage(&ObjectId::document("a.yaml", 0).named(None, Some("web")), Age::loaded(1, 0));
+        index.reage(&ObjectId::document("b.yaml", 0).named(None, Some("web")), Age::loaded(0, 0));
+    });
+    let out = index.outcome();
+    assert_eq!(out.table.services.keys().copied().collect::<Vec<_>>(), [tcp("192.0.2.2", 80)]);
+    assert_eq!(out.errors.len(), 1);
+    assert!(out.errors[0].to_string().starts_with("a.yaml#0 (default/web): metadata.name:"), "{}", out.errors[0]);
+}
+
+#[test]
+fn unread_fields_make_the_object_invalid_and_hide_nothing_else() {
+    let mut index = ObjectIndex::new();
+    let id = ObjectId::document("a.yaml", 0).named(None, Some("web"));
+    let unread = vec![ValidationError::new(id.clone(), "spec.backends[0].weight", "expected an integer")];
+    index.apply_read(
+        object(
+            id.clone(),
+            Age::loaded(0, 0),
+            "address: 192.0.2.1\nport: 80\nscheduler: nope\nbackends: [{address: 10.0.0.1}]\n",
+        ),
+        unread,
+    );
+    let out = index.outcome();
+    let fields: Vec<_> = out.errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["spec.backends[0].weight", "spec.scheduler"]);
+    assert_eq!(out.held.get(&tcp("192.0.2.1", 80)), Some(&id), "its key was read: held");
+    // An unread key field names no service: every deletion waits.
+    let unread = vec![ValidationError::new(id.clone(), "spec.port", "out of range")];
+    index.apply_read(object(id.clone(), Age::loaded(0, 0), "address: 192.0.2.1\n"), unread);
+    let out = index.outcome();
+    assert_eq!(out.errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["spec.port"]);
+    assert!(out.held.is_empty() && out.keyless_problems);
+}
