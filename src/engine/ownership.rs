@@ -205,10 +205,15 @@ impl Ownership {
         // The file says which services and addresses this node's agent may delete: only root reads it. A directory
         // made here is private too; one that exists (a hostPath an admin prepared) is left as it is.
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_err)?;
-        let mut tmp = tempfile_in(&dir, path).map_err(io_err)?;
-        tmp.1.write_all(&bytes).map_err(io_err)?;
-        tmp.1.sync_all().map_err(io_err)?;
-        fs::rename(&tmp.0, path).map_err(io_err)?;
+        let (tmp, mut file) = tempfile_in(&dir, path).map_err(io_err)?;
+        let written = file.write_all(&bytes).and_then(|()| file.sync_all()).and_then(|()| fs::rename(&tmp, path));
+        if let Err(e) = written {
+            // The previous file is intact. A temporary left behind would hold space on a full disk (each process
+            // names its own), and the next save must find what room there is.
+            drop(file);
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err(e));
+        }
         // The rename is durable only once the directory entry is.
         File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err)?;
         Ok(())

@@ -187,6 +187,10 @@ pub struct Engine<K> {
     pub(super) director: Option<super::director_pass::Director>,
     /// The services already logged as removed by another program (each is logged once).
     pub(super) vanished_logged: BTreeSet<ServiceKey>,
+    /// A save of the ownership failed since the last one that succeeded: the file may lack what memory holds (a
+    /// service remembered for a pass that then failed to save). The next pass saves before it changes the kernel,
+    /// whatever it finds new, or it would create what only memory knows it owns.
+    unsaved: bool,
 }
 
 /// The engine's error for kernel `K`.
@@ -207,6 +211,7 @@ impl<K: Kernel> Engine<K> {
             listed: None,
             director: None,
             vanished_logged: BTreeSet::new(),
+            unsaved: false,
         })
     }
 
@@ -239,7 +244,14 @@ impl<K: Kernel> Engine<K> {
             return Ok(());
         }
         self.ownership.health = health;
-        self.ownership.save(&self.state_path)
+        self.save_ownership()
+    }
+
+    /// Saves the ownership, noting a failure for the next pass (see `unsaved`).
+    fn save_ownership(&mut self) -> Result<(), StateError> {
+        let saved = self.ownership.save(&self.state_path);
+        self.unsaved = saved.is_err();
+        saved
     }
 
     /// The table as last observed, if any.
@@ -409,10 +421,11 @@ impl<K: Kernel> Engine<K> {
             .filter(|key| desired.services.contains_key(key) && !self.ownership.owned.contains(key))
             .collect();
         let drains_changed = self.ownership.drains != plan.drains;
+        let forgotten = self.forget_absent(desired, opts, scope);
         self.ownership.owned.extend(new_owned.iter().copied());
         self.ownership.drains = plan.drains.clone();
-        if !new_owned.is_empty() || (drains_changed && !plan.ops.is_empty()) {
-            self.ownership.save(&self.state_path)?;
+        if self.unsaved || !new_owned.is_empty() || forgotten || (drains_changed && !plan.ops.is_empty()) {
+            self.save_ownership()?;
         }
         // Addresses before the services that need them: a service is reachable from its first packet on.
         self.add_addresses(desired, among.as_ref(), &mut report.addresses).await?;
@@ -476,7 +489,7 @@ impl<K: Kernel> Engine<K> {
                 }
             }
             if let Err(e) = Self::guard(&replanned.ops, deleted, owned_at_start, opts) {
-                self.ownership.save(&self.state_path)?;
+                self.save_ownership()?;
                 return Err(e);
             }
             ops = replanned.ops;
@@ -486,12 +499,43 @@ impl<K: Kernel> Engine<K> {
         }
 
         // Deletions and ended drains change the memory during the pass.
-        if (self.ownership.owned.len(), &self.ownership.drains) != (saved.0, &saved.1) {
-            self.ownership.save(&self.state_path)?;
+        if self.unsaved || (self.ownership.owned.len(), &self.ownership.drains) != (saved.0, &saved.1) {
+            self.save_ownership()?;
         }
         // Addresses after the services that needed them are gone.
         self.remove_addresses(desired, among.as_ref(), &mut report.addresses).await?;
         Ok(report)
+    }
+
+    /// Forgets the owned services (in `scope`, if given) that the kernel, as just read, does not have and no source
+    /// declares: a delete whose answer was lost (a connection closed mid-batch, a kill before the save) leaves one.
+    /// Remembered, it would claim whatever another program later makes under that key, and a pass would delete it.
+    /// Frozen services stay as they are. Returns whether anything was forgotten.
+    fn forget_absent(
+        &mut self,
+        desired: &DesiredTable,
+        opts: &PassOptions,
+        scope: Option<&BTreeSet<ServiceKey>>,
+    ) -> bool {
+        let Some(observed) = &self.observed else { return false };
+        let absent: Vec<ServiceKey> = self
+            .ownership
+            .owned
+            .iter()
+            .filter(|key| scope.is_none_or(|scope| scope.contains(key)))
+            .filter(|key| {
+                !observed.services.contains_key(key)
+                    && !desired.services.contains_key(key)
+                    && !opts.frozen.contains(key)
+            })
+            .copied()
+            .collect();
+        for key in &absent {
+            info!(service = %key, "forgetting an owned service that is no longer in the kernel nor declared");
+            self.ownership.owned.remove(key);
+            self.ownership.drains.retain(|(service, _), _| service != key);
+        }
+        !absent.is_empty()
     }
 
     /// Copies into `before` the observed state of the services `ops` touch, unless already there.

@@ -154,6 +154,24 @@ impl Ipvs {
         Ok(Ipvs { inner: Arc::new(Inner { family_id, conns, options }) })
     }
 
+    /// Connects with explicit options, then injects the faults of `faults` into every later message (tests only;
+    /// see `ipvs::faults`). The faults' message count starts after the family lookup.
+    #[cfg(any(test, feature = "testing"))]
+    pub async fn connect_with_faults(
+        options: ConnectOptions,
+        faults: Arc<super::faults::Faults>,
+    ) -> Result<Ipvs, IpvsError> {
+        let mut ipvs = Self::connect_with(options).await?;
+        let inner = Arc::get_mut(&mut ipvs.inner).ok_or_else(|| IpvsError::Protocol {
+            request: Request::global("connect"),
+            detail: "a new connection is already shared".into(),
+        })?;
+        for conn in &mut inner.conns {
+            conn.faults = Some(Arc::clone(&faults));
+        }
+        Ok(ipvs)
+    }
+
     /// The generic-netlink family id the kernel gave IPVS (resolved once, at connect).
     pub fn family_id(&self) -> u16 {
         self.inner.family_id

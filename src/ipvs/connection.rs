@@ -91,6 +91,9 @@ pub(crate) struct Conn {
     max_datagram: usize,
     /// The kernel runs one dump at a time per socket: holders of this lock may start one.
     pub(crate) dump_lock: tokio::sync::Mutex<()>,
+    /// Injected faults (tests only, `ipvs::faults`).
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) faults: Option<std::sync::Arc<super::faults::Faults>>,
 }
 
 impl Drop for Conn {
@@ -137,6 +140,8 @@ impl Conn {
             dump_capacity: (rcvbuf / 2 / DUMP_TRUESIZE).max(1),
             max_datagram: sndbuf.saturating_sub(SNDBUF_OVERHEAD).max(1),
             dump_lock: tokio::sync::Mutex::new(()),
+            #[cfg(any(test, feature = "testing"))]
+            faults: None,
         }
     }
 
@@ -157,12 +162,21 @@ impl Conn {
 
     /// Whether the connection task has ended (the socket failed): every request now fails.
     pub(crate) fn is_closed(&self) -> bool {
+        #[cfg(any(test, feature = "testing"))]
+        if self.faults.as_ref().is_some_and(|f| f.is_closed()) {
+            return true;
+        }
         self.task.is_finished()
     }
 
     /// Sends `messages` as one datagram (the kernel processes them in order). Returns `None` when the
     /// connection is gone.
     pub(crate) fn send(&self, messages: Vec<NetlinkMessage<Wire>>) -> Option<Pending> {
+        #[cfg(any(test, feature = "testing"))]
+        let (messages, faulted) = match &self.faults {
+            Some(faults) => faults.before_send(messages).map(|(messages, batch)| (messages, Some(batch)))?,
+            None => (messages, None),
+        };
         let len = u32::try_from(messages.len()).ok()?;
         let mut overruns = self.overruns.clone();
         overruns.borrow_and_update();
@@ -171,7 +185,13 @@ impl Conn {
         let first = last.wrapping_add(1);
         *last = last.wrapping_add(len);
         drop(last);
-        Some(Pending { first, len, stream: Box::pin(stream), overruns })
+        let stream: Pin<Box<dyn Stream<Item = NetlinkMessage<Wire>> + Send>> = Box::pin(stream);
+        #[cfg(any(test, feature = "testing"))]
+        let stream = match faulted {
+            Some(batch) => batch.wrap(first, stream),
+            None => stream,
+        };
+        Some(Pending { first, len, stream, overruns })
     }
 }
 
@@ -265,6 +285,12 @@ impl Pending {
                 () = tokio::time::sleep(timeout) => Err(Failure::Timeout(timeout)),
             };
             let msg = match event {
+                // netlink-proto reports a receive-buffer overrun on the unsolicited channel (watched above); one in
+                // the answers themselves (the fault layer's, `ipvs::faults`) means the same loss.
+                Ok(msg) if matches!(msg.payload, NetlinkPayload::Overrun(_)) => {
+                    fail_open(&mut answers, &Failure::Lost);
+                    break;
+                }
                 Ok(msg) => msg,
                 Err(failure) => {
                     fail_open(&mut answers, &failure);
@@ -443,6 +469,16 @@ mod tests {
         assert!(matches!(answers[0].result, Some(Err(Failure::Lost))));
         assert!(matches!(answers[1].result, Some(Ok(()))));
         drop(tx);
+    }
+
+    #[tokio::test]
+    async fn an_overrun_among_the_answers_fails_what_is_still_open_as_lost() {
+        let (p, tx, _o) = pending(1, 2);
+        tx.unbounded_send(ack(1, 0)).unwrap();
+        tx.unbounded_send(msg(2, 0, NetlinkPayload::Overrun(Vec::new()))).unwrap();
+        let answers = p.collect(TIMEOUT).await;
+        assert!(matches!(answers[0].result, Some(Ok(()))));
+        assert!(matches!(answers[1].result, Some(Err(Failure::Lost))));
     }
 
     #[tokio::test]

@@ -21,6 +21,9 @@ mod apply;
 mod client;
 mod connection;
 mod error;
+// Injected netlink faults for tests (left out of the shipped program, as `engine::fake`).
+#[cfg(any(test, feature = "testing"))]
+pub mod faults;
 pub(crate) mod netns;
 mod read;
 mod wire;
