@@ -341,6 +341,18 @@ impl Pending {
     }
 }
 
+/// A batch answered by `messages` (in order) from a connection that then closes: the read's decode path fed with
+/// bytes instead of a socket, for the fuzz target `netlink_decoder` (`ipvs::read::replay_read`).
+#[cfg(feature = "testing")]
+impl Pending {
+    pub(crate) fn replayed(first: u32, len: u32, messages: Vec<NetlinkMessage<Wire>>) -> Pending {
+        // The overrun sender is dropped at once: the watch then reads as closed, like the socket after its last
+        // message (the stream is polled first, so every message is delivered before that).
+        let (_, overruns) = watch::channel(0);
+        Pending { first, len, stream: Box::pin(futures::stream::iter(messages)), overruns }
+    }
+}
+
 /// Ends every open answer with `failure`.
 fn fail_open(answers: &mut [Answer], failure: &Failure) {
     for answer in answers.iter_mut().filter(|a| a.result.is_none()) {

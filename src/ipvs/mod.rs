@@ -32,3 +32,8 @@ pub use client::{ConnectOptions, Ipvs};
 pub use error::{IpvsError, KernelError, Request};
 pub use netns::{NETNS_RUN_DIR, NetnsSpec, NetnsSpecError};
 pub use wire::CAPTURE_DIR_ENV;
+
+/// The read's decode path fed with raw replies (the fuzz target `netlink_decoder`); not part of the API.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub use read::{Replayed, replay_read};

@@ -306,6 +306,80 @@ impl Ipvs {
     }
 }
 
+/// What [`replay_read`] saw: every IPVS message that decoded, and the read's outcome.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Replayed {
+    /// The IPVS messages of every dump, in order, as the codec decoded them.
+    pub messages: Vec<IpvsMessage>,
+    /// The table, or why the read failed (a decode or protocol error, or a table that changed under the read).
+    pub outcome: Result<Table, String>,
+}
+
+/// One table read as [`Ipvs::read_table`] makes it, with raw kernel replies instead of sockets: `service_dump`
+/// holds the datagrams answering the service dump, `dest_dump(i)` those answering the destination dump of the
+/// `i`-th service read (each a request of sequence number 1). The framing (`CaptureCodec`, `Wire`), the answer
+/// collection, the decoding and the consistency checks are the read's own; only the existence check of services
+/// whose destination dump was empty is left out (it asks the kernel). For the fuzz target `netlink_decoder`.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub async fn replay_read(service_dump: &[u8], mut dest_dump: impl FnMut(usize) -> Vec<u8>) -> Replayed {
+    let mut messages = Vec::new();
+    let outcome = replay_attempt(service_dump, &mut dest_dump, &mut messages).await.and_then(|attempt| match attempt {
+        Attempt::Done(table) => Ok(table),
+        Attempt::Changed(why) => Err(why),
+    });
+    Replayed { messages, outcome }
+}
+
+#[cfg(feature = "testing")]
+async fn replay_attempt(
+    service_dump: &[u8],
+    dest_dump: &mut impl FnMut(usize) -> Vec<u8>,
+    seen: &mut Vec<IpvsMessage>,
+) -> Result<Attempt, String> {
+    let request = Request::global("read-services");
+    let replies = replay_dump(service_dump, IpvsCmd::GetService, &request).await.map_err(|e| e.to_string())?;
+    seen.extend(replies.iter().cloned());
+    let services = decode_all(replies, &request, IpvsMessage::to_service).map_err(|e| e.to_string())?;
+    let mut table = match table_of_services(services, Repeats::Refuse) {
+        Ok(table) => table,
+        Err(changed) => return Ok(changed),
+    };
+    let keys: Vec<ServiceKey> = table.services.keys().copied().collect();
+    for (index, key) in keys.into_iter().enumerate() {
+        let request = Request::service("read-destinations", &key);
+        let replies = replay_dump(&dest_dump(index), IpvsCmd::GetDest, &request).await.map_err(|e| e.to_string())?;
+        seen.extend(replies.iter().cloned());
+        let family = key.family();
+        let dests = decode_all(replies, &request, |m| m.to_destination(family)).map_err(|e| e.to_string())?;
+        if let Err(changed) = add_destinations(&mut table, key, dests) {
+            return Ok(changed);
+        }
+    }
+    Ok(Attempt::Done(table))
+}
+
+/// The IPVS replies of one dump answered by `datagrams`.
+#[cfg(feature = "testing")]
+async fn replay_dump(datagrams: &[u8], cmd: IpvsCmd, request: &Request) -> Result<Vec<IpvsMessage>, IpvsError> {
+    use netlink_proto::NetlinkMessageCodec;
+
+    let mut src = bytes::BytesMut::from(datagrams);
+    let mut received = Vec::new();
+    while let Ok(Some(message)) = super::wire::CaptureCodec::decode::<super::wire::Wire>(&mut src) {
+        received.push(message);
+    }
+    let answer = super::connection::Pending::replayed(1, 1, received)
+        .collect(std::time::Duration::from_secs(1))
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    answer_result(answer, cmd, request.clone()).and_then(|replies| ipvs_replies(replies, request))
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;

@@ -35,8 +35,13 @@ pub(super) async fn probe(
     socket.send(&bytes).await.map_err(|err| ProbeError::socket("send", err))?;
     let mut reply = vec![0u8; MAX_REPLY_BYTES];
     let received = socket.recv(&mut reply).await.map_err(|err| ProbeError::socket("recv", err))?;
-    let reply = Message::from_vec(&reply[..received])
-        .map_err(|err| ProbeError::UnexpectedReply(format!("undecodable DNS reply: {err}")))?;
+    verdict(&reply[..received], id)
+}
+
+/// The verdict on the bytes of a reply to the query with message id `id`.
+pub(super) fn verdict(reply: &[u8], id: u16) -> Result<(), ProbeError> {
+    let reply =
+        Message::from_vec(reply).map_err(|err| ProbeError::UnexpectedReply(format!("undecodable DNS reply: {err}")))?;
     check_reply(&reply, id)
 }
 

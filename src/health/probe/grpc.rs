@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper::{Request, Response, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::body::Body;
 use tonic::codegen::Service;
 use tonic_health::pb::HealthCheckRequest;
@@ -28,9 +29,17 @@ pub(super) async fn probe(service: Option<&str>, target: SocketAddr, source: Opt
     let origin: Uri = format!("http://{target}")
         .parse()
         .map_err(|err| ProbeError::InvalidCheck(format!("gRPC origin for {target}: {err}")))?;
-    let request = HealthCheckRequest { service: service.unwrap_or_default().to_owned() };
     let stream = connect_tcp(target, source).await?;
-    let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+    exchange(stream, service, origin).await
+}
+
+/// The health check call over `io`, a connected stream to the server at `origin`.
+pub(super) async fn exchange<S>(io: S, service: Option<&str>, origin: Uri) -> Result<(), ProbeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let request = HealthCheckRequest { service: service.unwrap_or_default().to_owned() };
+    let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
         .await
         .map_err(ProbeError::Http)?;
     let mut client = HealthClient::with_origin(OneConnection(sender), origin);

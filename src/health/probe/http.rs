@@ -47,7 +47,11 @@ pub(super) async fn probe_tls(
 
 /// The request: built before connecting, so that a definition that cannot be sent never opens a connection.
 /// `Connection: close` tells the server this connection carries one request; the probe closes it anyway.
-fn request(probe: &HttpProbe, target: SocketAddr, default_port: u16) -> Result<Request<Empty<Bytes>>, ProbeError> {
+pub(super) fn request(
+    probe: &HttpProbe,
+    target: SocketAddr,
+    default_port: u16,
+) -> Result<Request<Empty<Bytes>>, ProbeError> {
     if !probe.path.starts_with('/') {
         return Err(ProbeError::InvalidCheck(format!("HTTP path {:?} does not start with '/'", probe.path)));
     }
@@ -83,7 +87,7 @@ fn default_host(target: SocketAddr, default_port: u16) -> String {
 }
 
 /// Sends `request` over `io` and checks the response.
-async fn exchange<S>(io: S, request: Request<Empty<Bytes>>, probe: &HttpProbe) -> Result<(), ProbeError>
+pub(super) async fn exchange<S>(io: S, request: Request<Empty<Bytes>>, probe: &HttpProbe) -> Result<(), ProbeError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

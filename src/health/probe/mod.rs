@@ -9,6 +9,9 @@
 mod dns;
 mod grpc;
 mod http;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod replay;
 mod tcp;
 mod tls;
 mod udp;

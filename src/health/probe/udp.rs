@@ -20,9 +20,18 @@ pub(super) async fn probe(
 ) -> Result<(), ProbeError> {
     let socket = connect_udp(target, source).await?;
     socket.send(send).await.map_err(|err| ProbeError::socket("send", err))?;
-    let mut reply = vec![0u8; expect_prefix.len().max(SHOWN_BYTES)];
+    let mut reply = vec![0u8; receive_len(expect_prefix)];
     let received = socket.recv(&mut reply).await.map_err(|err| ProbeError::socket("recv", err))?;
-    let reply = &reply[..received];
+    verdict(&reply[..received], expect_prefix)
+}
+
+/// How much of a reply is received: enough for the prefix, and for what an error shows.
+pub(super) fn receive_len(expect_prefix: &[u8]) -> usize {
+    expect_prefix.len().max(SHOWN_BYTES)
+}
+
+/// The verdict on the received part of a reply (at most [`receive_len`] bytes).
+pub(super) fn verdict(reply: &[u8], expect_prefix: &[u8]) -> Result<(), ProbeError> {
     if reply.starts_with(expect_prefix) {
         Ok(())
     } else {

@@ -1,12 +1,12 @@
 //! The top-level attributes of an IPVS message: `IPVS_CMD_ATTR_*` for every command but `SET_INFO`, whose
 //! reply carries `IPVS_INFO_ATTR_*` under the same numbers.
 
-use netlink_packet_core::{DecodeError, DefaultNla, Emitable, ErrorContext, Nla, NlaBuffer, Parseable};
+use netlink_packet_core::{DecodeError, DefaultNla, Emitable, Nla, NlaBuffer, Parseable};
 
 use super::daemon::DaemonAttr;
 use super::dest::DestAttr;
 use super::service::ServiceAttr;
-use super::value::{nested, u32_of};
+use super::value::{nested, u32_of, unknown};
 
 const SERVICE: u16 = 1;
 const DEST: u16 = 2;
@@ -86,7 +86,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for CmdAttr {
             TIMEOUT_TCP => Self::TimeoutTcp(u32_of(v, "IPVS_CMD_ATTR_TIMEOUT_TCP")?),
             TIMEOUT_TCP_FIN => Self::TimeoutTcpFin(u32_of(v, "IPVS_CMD_ATTR_TIMEOUT_TCP_FIN")?),
             TIMEOUT_UDP => Self::TimeoutUdp(u32_of(v, "IPVS_CMD_ATTR_TIMEOUT_UDP")?),
-            kind => Self::Other(DefaultNla::parse(buf).with_context(|| format!("command attribute {kind}"))?),
+            _ => Self::Other(unknown(buf)),
         })
     }
 }
@@ -133,7 +133,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for InfoAttr {
         Ok(match buf.kind() {
             INFO_VERSION => Self::Version(u32_of(v, "IPVS_INFO_ATTR_VERSION")?),
             INFO_CONN_TAB_SIZE => Self::ConnTableSize(u32_of(v, "IPVS_INFO_ATTR_CONN_TAB_SIZE")?),
-            kind => Self::Other(DefaultNla::parse(buf).with_context(|| format!("info attribute {kind}"))?),
+            _ => Self::Other(unknown(buf)),
         })
     }
 }

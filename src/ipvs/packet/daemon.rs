@@ -2,9 +2,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netlink_packet_core::{DecodeError, DefaultNla, ErrorContext, Nla, NlaBuffer, Parseable};
+use netlink_packet_core::{DecodeError, DefaultNla, Nla, NlaBuffer, Parseable};
 
-use super::value::{emit_string, ipv4_of, ipv6_of, required, string_len, string_of, u8_of, u16_of, u32_of};
+use super::value::{emit_string, ipv4_of, ipv6_of, required, string_len, string_of, u8_of, u16_of, u32_of, unknown};
 use crate::model::{DaemonState, SyncDaemon};
 
 const STATE: u16 = 1;
@@ -93,7 +93,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for DaemonAttr {
             MCAST_GROUP6 => Self::Group6(ipv6_of(v, "IPVS_DAEMON_ATTR_MCAST_GROUP6")?),
             MCAST_PORT => Self::Port(u16_of(v, "IPVS_DAEMON_ATTR_MCAST_PORT")?),
             MCAST_TTL => Self::Ttl(u8_of(v, "IPVS_DAEMON_ATTR_MCAST_TTL")?),
-            kind => Self::Other(DefaultNla::parse(buf).with_context(|| format!("daemon attribute {kind}"))?),
+            _ => Self::Other(unknown(buf)),
         })
     }
 }

@@ -1,9 +1,9 @@
 //! `IPVS_DEST_ATTR_*`: the destination nest, and its conversion from and to [`Destination`].
 
-use netlink_packet_core::{DecodeError, DefaultNla, Emitable, ErrorContext, Nla, NlaBuffer, Parseable};
+use netlink_packet_core::{DecodeError, DefaultNla, Emitable, Nla, NlaBuffer, Parseable};
 
 use super::stats::{Stats64Attr, StatsAttr, decode_stats, decode_stats64, encode_stats, encode_stats64};
-use super::value::{InetAddr, be16_of, nested, required, u8_of, u16_of, u32_of};
+use super::value::{InetAddr, be16_of, nested, required, u8_of, u16_of, u32_of, unknown};
 use crate::model::{
     ConnCounts, DestConfig, DestKey, Destination, Family, ForwardMethod, TunnelChecksum, TunnelConfig, TunnelType,
 };
@@ -143,7 +143,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for DestAttr {
             TUN_TYPE => Self::TunnelType(u8_of(v, "IPVS_DEST_ATTR_TUN_TYPE")?),
             TUN_PORT => Self::TunnelPort(be16_of(v, "IPVS_DEST_ATTR_TUN_PORT")?),
             TUN_FLAGS => Self::TunnelFlags(u16_of(v, "IPVS_DEST_ATTR_TUN_FLAGS")?),
-            kind => Self::Other(DefaultNla::parse(buf).with_context(|| format!("destination attribute {kind}"))?),
+            _ => Self::Other(unknown(buf)),
         })
     }
 }

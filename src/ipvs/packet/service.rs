@@ -2,11 +2,11 @@
 
 use std::net::Ipv4Addr;
 
-use netlink_packet_core::{DecodeError, DefaultNla, Emitable, ErrorContext, Nla, NlaBuffer, Parseable};
+use netlink_packet_core::{DecodeError, DefaultNla, Emitable, Nla, NlaBuffer, Parseable};
 
 use super::stats::{Stats64Attr, StatsAttr, decode_stats, decode_stats64, encode_stats, encode_stats64};
 use super::value::{
-    FlagsMask, InetAddr, be16_of, emit_string, nested, required, string_len, string_of, u16_of, u32_of,
+    FlagsMask, InetAddr, be16_of, emit_string, nested, required, string_len, string_of, u16_of, u32_of, unknown,
 };
 use crate::model::{Family, Netmask, Protocol, Service, ServiceConfig, ServiceFlags, ServiceKey};
 
@@ -121,7 +121,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for ServiceAttr {
             STATS => Self::Stats(nested(v, "IPVS_SVC_ATTR_STATS")?),
             PE_NAME => Self::PersistenceEngine(string_of(v, "IPVS_SVC_ATTR_PE_NAME")?),
             STATS64 => Self::Stats64(nested(v, "IPVS_SVC_ATTR_STATS64")?),
-            kind => Self::Other(DefaultNla::parse(buf).with_context(|| format!("service attribute {kind}"))?),
+            _ => Self::Other(unknown(buf)),
         })
     }
 }

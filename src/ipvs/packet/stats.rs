@@ -3,9 +3,9 @@
 //! `IPVS_*_ATTR_STATS` is the old nest, whose packet and rate counters are 32-bit (byte counters are 64-bit);
 //! `IPVS_*_ATTR_STATS64` (Linux 4.1+) holds every counter as 64-bit. Replies carry both; readers prefer the latter.
 
-use netlink_packet_core::{DecodeError, DefaultNla, ErrorContext, Nla, NlaBuffer, Parseable};
+use netlink_packet_core::{DecodeError, DefaultNla, Nla, NlaBuffer, Parseable};
 
-use super::value::{u32_of, u64_of};
+use super::value::{u32_of, u64_of, unknown};
 use crate::model::Stats;
 
 const CONNS: u16 = 1;
@@ -102,7 +102,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for StatsAttr {
             OUTPPS => Self::OutPps(u32_of(v, "IPVS_STATS_ATTR_OUTPPS")?),
             INBPS => Self::InBps(u32_of(v, "IPVS_STATS_ATTR_INBPS")?),
             OUTBPS => Self::OutBps(u32_of(v, "IPVS_STATS_ATTR_OUTBPS")?),
-            kind => Self::Other(DefaultNla::parse(buf).with_context(|| format!("stats attribute {kind}"))?),
+            _ => Self::Other(unknown(buf)),
         })
     }
 }
@@ -190,7 +190,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for Stats64Attr {
             OUTPPS => Self::OutPps(u64_of(v, "IPVS_STATS_ATTR_OUTPPS (64-bit)")?),
             INBPS => Self::InBps(u64_of(v, "IPVS_STATS_ATTR_INBPS (64-bit)")?),
             OUTBPS => Self::OutBps(u64_of(v, "IPVS_STATS_ATTR_OUTBPS (64-bit)")?),
-            kind => Self::Other(DefaultNla::parse(buf).with_context(|| format!("stats64 attribute {kind}"))?),
+            _ => Self::Other(unknown(buf)),
         })
     }
 }

@@ -5,7 +5,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netlink_packet_core::{DecodeError, NlaBuffer, NlasIterator, Parseable};
+use netlink_packet_core::{
+    DecodeError, DefaultNla, NLA_F_NESTED, NLA_F_NET_BYTEORDER, NlaBuffer, NlasIterator, Parseable,
+};
 
 use crate::model::Family;
 
@@ -77,6 +79,22 @@ where
         .map(|nla| nla.and_then(|nla| T::parse(&nla)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| DecodeError::from(format!("{what}: {e}")))
+}
+
+/// An attribute this codec does not know, kept to be emitted unchanged: its type, its value, and its nested flag
+/// or else its byte-order flag. Not both: netlink-packet-core 0.9 emits an attribute with both as nested only (its
+/// `emit` sets the nested flag on the type read back without flags, dropping the byte-order flag it has just set),
+/// so one kept with both would not re-emit as it was read (found by the fuzz target `netlink_decoder`). Nothing
+/// reads an unknown attribute's flags, and the byte-order flag means nothing on a nest.
+pub(crate) fn unknown<T: AsRef<[u8]> + ?Sized>(buf: &NlaBuffer<&T>) -> DefaultNla {
+    let flag = if buf.nested_flag() {
+        NLA_F_NESTED
+    } else if buf.network_byte_order_flag() {
+        NLA_F_NET_BYTEORDER
+    } else {
+        0
+    };
+    DefaultNla::new(buf.kind() | flag, buf.value().to_vec())
 }
 
 /// `union nf_inet_addr` as IPVS carries it: 16 bytes, an IPv4 address in the first 4.
@@ -187,6 +205,26 @@ mod tests {
         assert!(InetAddr::parse(&[0; 17], "addr").is_err());
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         assert_eq!(InetAddr::from_ip(v6).to_ip(Family::V6), v6);
+    }
+
+    #[test]
+    fn unknown_attributes_with_both_flags_re_emit_as_read() {
+        use netlink_packet_core::Emitable;
+        // Found by the fuzz target netlink_decoder: type 0x3804 with NLA_F_NESTED and NLA_F_NET_BYTEORDER.
+        let bytes = [12u8, 0, 0x04, 0xf8, 59, 0, 0, 0, 0, 0, 0, 0];
+        let nla = unknown(&NlaBuffer::new_checked(&bytes[..]).unwrap());
+        let mut out = vec![0; nla.buffer_len()];
+        nla.emit(&mut out);
+        assert_eq!(unknown(&NlaBuffer::new_checked(&out[..]).unwrap()), nla);
+        // One flag alone is kept as it was.
+        for kind in [0xb804u16, 0x7804, 0x3804] {
+            let [lo, hi] = kind.to_le_bytes();
+            let bytes = [8u8, 0, lo, hi, 1, 2, 3, 4];
+            let nla = unknown(&NlaBuffer::new_checked(&bytes[..]).unwrap());
+            let mut out = vec![0; nla.buffer_len()];
+            nla.emit(&mut out);
+            assert_eq!(out, bytes, "{kind:#x}");
+        }
     }
 
     #[test]
