@@ -79,7 +79,7 @@ pub struct Rejected {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Declared {
     /// The service, its static backends (`spec.backends`), drain timeout and health policy.
-    pub service: DesiredService,
+    pub service: Arc<DesiredService>,
     /// Backends to take from EndpointSlices (`spec.backendsFrom`), in order.
     pub backends_from: Vec<EndpointsRef>,
     /// Which nodes program it (`spec.nodeSelector`); `None`: every node.
@@ -192,7 +192,7 @@ pub fn validate_as(id: &ObjectId, spec: &VirtualServiceSpec, kubernetes: bool) -
                 bind_address,
                 withdraw_address_when_down,
             };
-            Ok(Declared { service, backends_from, node_selector })
+            Ok(Declared { service: Arc::new(service), backends_from, node_selector })
         }
         _ => {
             if problems.errors.is_empty() {

@@ -170,7 +170,8 @@ fn each_document(
 /// The default check: the documents as `run` and `apply` would take them.
 fn check_files(inputs: Vec<Input>) -> Outcome {
     let mut errors = Vec::new();
-    let mut objects = Vec::new();
+    // Objects go to the index as they are read: only what they validate to is kept, never every document's spec.
+    let mut index = ObjectIndex::new();
     let mut unreadable: Vec<(ObjectId, Vec<ValidationError>)> = Vec::new();
     let mut skipped = 0;
     each_document(
@@ -183,6 +184,9 @@ fn check_files(inputs: Vec<Input>) -> Outcome {
                     Kind::Other { kind, api_version } => (kind.as_str(), api_version.as_str()),
                     _ => (POOL_KIND, API_VERSION),
                 };
+                // Echoed input, cut to a readable length.
+                let (kind, api_version): (String, String) =
+                    (kind.chars().take(64).collect(), api_version.chars().take(64).collect());
                 warn!(
                     "{id}: kind {kind} of {api_version} skipped: `run` and `apply` read VirtualServices only and refuse \
                      it (`validate --kubernetes` checks manifests for a cluster)"
@@ -195,21 +199,17 @@ fn check_files(inputs: Vec<Input>) -> Outcome {
                     None => unreadable.push((id, found)),
                 },
                 Document::Object { object, problems } => {
-                    objects.push((SourceObject { id, age, spec: object.spec, generation: None }, problems))
+                    index.apply_read(SourceObject { id, age, spec: object.spec, generation: None }, problems);
                 }
             },
         },
         &mut errors,
     );
-    let mut index = ObjectIndex::new();
     for error in errors {
         unreadable.push((error.object.clone(), vec![error]));
     }
     for (id, errors) in unreadable {
         index.apply_unreadable(id, errors);
-    }
-    for (object, problems) in objects {
-        index.apply_read(object, problems);
     }
     let table = index.table();
     let backends: usize = table.services.values().map(|s| s.dests.len()).sum();

@@ -1,7 +1,8 @@
 //! Who asked for a service: the identity of a declaration, as messages, conflicts and status name it.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The identity of a `VirtualService`: a Kubernetes object, or a document of a manifest file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -17,8 +18,9 @@ pub enum ObjectId {
     /// is the document's `metadata`, when it has one, so that a message about a file of fifty documents can be
     /// found by what the object is as well as by where).
     Document {
-        /// The file.
-        path: PathBuf,
+        /// The file (shared: every object of a file, and every copy of its identity the index keeps, point at one
+        /// path).
+        path: Arc<Path>,
         /// Position of the document in the file.
         index: usize,
         /// `namespace/name` from the document's metadata (namespace `default` when only a name is given).
@@ -37,9 +39,14 @@ impl ObjectId {
         ObjectId::Kubernetes { namespace: namespace.into(), name: name.into() }
     }
 
+    /// A document of the file `path` (shared with its other documents' identities), without a name.
+    pub fn document_of(path: &Arc<Path>, index: usize) -> Self {
+        ObjectId::Document { path: Arc::clone(path), index, name: None }
+    }
+
     /// A file document's identity, without a name.
     pub fn document(path: impl Into<PathBuf>, index: usize) -> Self {
-        ObjectId::Document { path: path.into(), index, name: None }
+        ObjectId::Document { path: Arc::from(path.into()), index, name: None }
     }
 
     /// This identity with the document's `metadata` name (`namespace` defaults to `default`, as kubectl's); no

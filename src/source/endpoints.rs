@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::api::{Declared, EndpointsRef, ObjectId, ValidationError};
 use crate::model::{DestKey, Destination, Family, ForwardMethod};
@@ -41,15 +42,17 @@ pub fn resolve(
     id: &ObjectId,
     declared: &Declared,
     slices: &BTreeMap<ServiceRef, ServiceSlices>,
-) -> Result<DesiredService, Vec<ValidationError>> {
-    let mut service = declared.service.clone();
+) -> Result<Arc<DesiredService>, Vec<ValidationError>> {
+    // Without backendsFrom the service is the declared one, shared rather than copied: at 180,000 objects the copy
+    // was a third of the index's memory.
     if declared.backends_from.is_empty() {
-        return Ok(service);
+        return Ok(Arc::clone(&declared.service));
     }
     let ObjectId::Kubernetes { namespace, .. } = id else {
         // Validation refuses backendsFrom outside Kubernetes; nothing to resolve against.
-        return Ok(service);
+        return Ok(Arc::clone(&declared.service));
     };
+    let mut service = (*declared.service).clone();
     let family = service.service.key.family();
     let service_port = match service.service.key {
         crate::model::ServiceKey::Addr { port, .. } => port,
@@ -106,7 +109,7 @@ pub fn resolve(
             }
         }
     }
-    if errors.is_empty() { Ok(service) } else { Err(errors) }
+    if errors.is_empty() { Ok(Arc::new(service)) } else { Err(errors) }
 }
 
 fn port_field(from: &EndpointsRef) -> String {

@@ -24,6 +24,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -187,6 +188,8 @@ pub(crate) fn each_value(path: &Path, text: FileText<'_>, mut each: impl FnMut(u
         }
     };
     let byte_lines: Vec<&[u8]> = bytes.map(|b| b.split_inclusive(|c| *c == b'\n').collect()).unwrap_or_default();
+    // One path for every identity of this file's objects.
+    let shared: Arc<Path> = Arc::from(path);
     for (index, piece) in split::documents(text).iter().enumerate() {
         if bytes.is_some() {
             // The lossy text has the same lines as the bytes: a document whose own lines are not UTF-8 is
@@ -194,18 +197,19 @@ pub(crate) fn each_value(path: &Path, text: FileText<'_>, mut each: impl FnMut(u
             let lines = piece.text.lines().count().max(1);
             let mut own = byte_lines.iter().enumerate().skip(piece.line_offset).take(lines);
             if let Some((line, _)) = own.find(|(_, l)| std::str::from_utf8(l).is_err()) {
-                let id = ObjectId::document(path, index);
+                let id = ObjectId::document_of(&shared, index);
                 each(index, Err(ValidationError::new(id, "", format!("not UTF-8 text (line {})", line + 1))));
                 continue;
             }
         }
-        each(index, document::parse(path, index, piece));
+        each(index, document::parse(ObjectId::document_of(&shared, index), piece));
     }
 }
 
 /// Reads the documents of one file (the `file`-th of the load) one by one, handing each to `each` as soon as it
 /// is read: a large file is never held as parsed values all at once, only as text.
 pub(crate) fn each_document(path: &Path, file: usize, text: FileText<'_>, mut each: impl FnMut(Item)) {
+    let shared: Arc<Path> = Arc::from(path);
     each_value(path, text, |index, value| {
         let value = match value {
             Ok(value) => value,
@@ -220,7 +224,8 @@ pub(crate) fn each_document(path: &Path, file: usize, text: FileText<'_>, mut ea
             value => vec![value],
         };
         for item in items {
-            let id = document_id(path, index, &item);
+            let text = |field: &str| item.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str);
+            let id = ObjectId::document_of(&shared, index).named(text("namespace"), text("name"));
             each(match read_value(&id, item) {
                 Document::Empty => Item::Empty(ValidationError::new(id, "", "empty document, skipped")),
                 Document::Unreadable(errors) => Item::Unreadable(id, errors),

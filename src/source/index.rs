@@ -34,6 +34,12 @@ pub type Changed = BTreeSet<ServiceKey>;
 /// was most of the index's memory.
 type SmallSet<T> = litemap::LiteMap<T, ()>;
 
+/// A new [`SmallSet`] with room for one: a vector's first growth makes room for four, which for the claimants'
+/// `(Age, ObjectId)` was 320 bytes per object, most of it never used.
+fn one<T: Ord>() -> SmallSet<T> {
+    SmallSet::with_capacity(1)
+}
+
 /// What an object turned out to be.
 #[derive(Debug, Clone, PartialEq)]
 enum Entry {
@@ -346,7 +352,7 @@ impl ObjectIndex {
             return Resolution::NotAdmitted(refused);
         }
         match resolve(id, declared, &self.slices) {
-            Ok(service) => Resolution::Desired(Arc::new(service)),
+            Ok(service) => Resolution::Desired(service),
             Err(errors) => Resolution::Invalid(errors),
         }
     }
@@ -746,11 +752,11 @@ impl ObjectIndex {
         }
         self.list(&id, &entry);
         for service in entry.uses(&id) {
-            self.users.entry(service).or_default().insert(id.clone(), ());
+            self.users.entry(service).or_insert_with(one).insert(id.clone(), ());
         }
         if let (Some(key), Some(age)) = (new_key, entry.age()) {
             self.note(&mut changes, key);
-            self.claims.entry(key).or_default().insert((age, id.clone()), ());
+            self.claims.entry(key).or_insert_with(one).insert((age, id.clone()), ());
         }
         self.objects.insert(id.clone(), entry);
         if let Some(key) = new_key {
@@ -784,14 +790,14 @@ impl ObjectIndex {
             self.not_admitted.insert(id.clone());
         }
         if let (Some(name), Some(age)) = (name_of(id), entry.age()) {
-            self.namesakes.entry(name.to_owned()).or_default().insert((age, id.clone()), ());
+            self.namesakes.entry(name.to_owned()).or_insert_with(one).insert((age, id.clone()), ());
         }
         match named_key(entry) {
             Some(ServiceKey::Addr { addr, .. }) => {
-                self.by_vip.entry(addr).or_default().insert(id.clone(), ());
+                self.by_vip.entry(addr).or_insert_with(one).insert(id.clone(), ());
             }
             Some(ServiceKey::Fwmark { mark, .. }) => {
-                self.by_mark.entry(mark).or_default().insert(id.clone(), ());
+                self.by_mark.entry(mark).or_insert_with(one).insert(id.clone(), ());
             }
             None => {}
         }

@@ -14,7 +14,7 @@ fn spec(yaml: &str) -> VirtualServiceSpec {
 
 fn ok(yaml: &str) -> DesiredService {
     match validate(&id(), &spec(yaml)) {
-        Ok(d) => d.service,
+        Ok(d) => (*d.service).clone(),
         Err(r) => panic!("unexpected errors: {:#?}", r.errors),
     }
 }

@@ -48,7 +48,7 @@ const OUT_OF_RANGE_TAG: &str = "!ipvs-reconciler/out-of-range";
 
 /// `piece`, the `index`-th document of `path`, as a YAML value, or what is wrong with its YAML (lines counted in
 /// the file; the error names the object when its metadata can be made out from its lines).
-pub(crate) fn parse(path: &std::path::Path, index: usize, piece: &Piece<'_>) -> Result<Value, ValidationError> {
+pub(crate) fn parse(unnamed: ObjectId, piece: &Piece<'_>) -> Result<Value, ValidationError> {
     // A byte-order mark after the `---` line (the document's own start) is dropped too; it cannot be anywhere else
     // at a line's start but inside a scalar, where YAML forbids it anyway.
     let unmarked;
@@ -68,7 +68,7 @@ pub(crate) fn parse(path: &std::path::Path, index: usize, piece: &Piece<'_>) -> 
                 _ => shift_lines(&positions_as_lines(&message, piece.text), piece.line_offset),
             };
             let (namespace, name) = guess_metadata(piece.text);
-            let id = ObjectId::document(path, index).named(namespace.as_deref(), name.as_deref());
+            let id = unnamed.named(namespace.as_deref(), name.as_deref());
             Err(ValidationError::new(id, "", format!("invalid YAML: {message}")))
         }
     }
