@@ -150,7 +150,7 @@ fn each_document(
             Ok(text) => FileText::Text(text),
             Err(_) => FileText::Bytes(&input.bytes),
         };
-        each_value(&input.path, text, |index, value| {
+        each_value(&input.path, text, |index, unnamed, value| {
             let value = match value {
                 Ok(value) => value,
                 Err(error) => return errors.push(error),
@@ -158,10 +158,10 @@ fn each_document(
             let age = Age::loaded(position, index);
             let items = match kind_of(&value) {
                 Kind::List(items) => items,
-                kind => return visit(document_id(&input.path, index, &value), age, kind, value),
+                kind => return visit(document_id(unnamed, &value), age, kind, value),
             };
             for item in items {
-                visit(document_id(&input.path, index, &item), age, kind_of(&item), item);
+                visit(document_id(unnamed, &item), age, kind_of(&item), item);
             }
         });
     }

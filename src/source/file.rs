@@ -177,8 +177,13 @@ pub(crate) enum FileText<'a> {
 }
 
 /// Each document of one file as a YAML value, or the problem that makes it unreadable (its YAML, bytes that are
-/// not UTF-8), by its index in the file; the stream is cut into documents first ([`split`]).
-pub(crate) fn each_value(path: &Path, text: FileText<'_>, mut each: impl FnMut(usize, Result<Value, ValidationError>)) {
+/// not UTF-8), by its index in the file and its identity before its metadata is read (`path#index`); the stream
+/// is cut into documents first ([`split`]).
+pub(crate) fn each_value(
+    path: &Path,
+    text: FileText<'_>,
+    mut each: impl FnMut(usize, &ObjectId, Result<Value, ValidationError>),
+) {
     let lossy;
     let (text, bytes) = match text {
         FileText::Text(text) => (text, None),
@@ -191,26 +196,27 @@ pub(crate) fn each_value(path: &Path, text: FileText<'_>, mut each: impl FnMut(u
     // One path for every identity of this file's objects.
     let shared: Arc<Path> = Arc::from(path);
     for (index, piece) in split::documents(text).iter().enumerate() {
+        let unnamed = ObjectId::document_of(&shared, index);
         if bytes.is_some() {
             // The lossy text has the same lines as the bytes: a document whose own lines are not UTF-8 is
             // refused alone, naming its first bad line.
             let lines = piece.text.lines().count().max(1);
             let mut own = byte_lines.iter().enumerate().skip(piece.line_offset).take(lines);
             if let Some((line, _)) = own.find(|(_, l)| std::str::from_utf8(l).is_err()) {
-                let id = ObjectId::document_of(&shared, index);
-                each(index, Err(ValidationError::new(id, "", format!("not UTF-8 text (line {})", line + 1))));
+                let error = ValidationError::new(unnamed.clone(), "", format!("not UTF-8 text (line {})", line + 1));
+                each(index, &unnamed, Err(error));
                 continue;
             }
         }
-        each(index, document::parse(ObjectId::document_of(&shared, index), piece));
+        let value = document::parse(unnamed.clone(), piece);
+        each(index, &unnamed, value);
     }
 }
 
 /// Reads the documents of one file (the `file`-th of the load) one by one, handing each to `each` as soon as it
 /// is read: a large file is never held as parsed values all at once, only as text.
 pub(crate) fn each_document(path: &Path, file: usize, text: FileText<'_>, mut each: impl FnMut(Item)) {
-    let shared: Arc<Path> = Arc::from(path);
-    each_value(path, text, |index, value| {
+    each_value(path, text, |index, unnamed, value| {
         let value = match value {
             Ok(value) => value,
             Err(error) => return each(Item::Unreadable(error.object.clone(), vec![error])),
@@ -224,8 +230,7 @@ pub(crate) fn each_document(path: &Path, file: usize, text: FileText<'_>, mut ea
             value => vec![value],
         };
         for item in items {
-            let text = |field: &str| item.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str);
-            let id = ObjectId::document_of(&shared, index).named(text("namespace"), text("name"));
+            let id = document_id(unnamed, &item);
             each(match read_value(&id, item) {
                 Document::Empty => Item::Empty(ValidationError::new(id, "", "empty document, skipped")),
                 Document::Unreadable(errors) => Item::Unreadable(id, errors),
@@ -244,10 +249,10 @@ fn is_list(document: &serde_yaml::Mapping) -> bool {
     text("kind") == Some("List") && text("apiVersion") == Some("v1")
 }
 
-/// A document's identity: `path#index`, and `(namespace/name)` when its metadata says.
-pub(crate) fn document_id(path: &Path, index: usize, value: &Value) -> ObjectId {
+/// A document's identity: `unnamed` (`path#index`), with `(namespace/name)` when its metadata says.
+pub(crate) fn document_id(unnamed: &ObjectId, value: &Value) -> ObjectId {
     let text = |field: &str| value.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str);
-    ObjectId::document(path, index).named(text("namespace"), text("name"))
+    unnamed.clone().named(text("namespace"), text("name"))
 }
 
 /// A set of `-f` paths, feeding an [`ObjectIndex`] document by document.
