@@ -49,6 +49,7 @@ pub mod daemon;
 pub mod director;
 pub mod engine;
 pub mod health;
+pub mod import;
 pub mod ipvs;
 pub mod model;
 pub mod netif;
