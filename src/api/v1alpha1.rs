@@ -312,8 +312,10 @@ pub struct VirtualServiceSpec {
     .message("path, host, method, expectStatus and expectBody are only for types HTTP and HTTPS"),
     validation = Rule::new("self.type == 'HTTPS' || !(has(self.serverName) || has(self.insecureSkipVerify))")
         .message("serverName and insecureSkipVerify are only for type HTTPS"),
-    validation = Rule::new("self.type == 'UDP' || !(has(self.send) || has(self.expectPrefix))")
-        .message("send and expectPrefix are only for type UDP"),
+    validation = Rule::new("self.type == 'UDP' || !(has(self.send) || has(self.expectPrefix) || has(self.requireReply))")
+        .message("send, expectPrefix and requireReply are only for type UDP"),
+    validation = Rule::new("!has(self.requireReply) || self.requireReply || !has(self.expectPrefix)")
+        .message("expectPrefix needs a reply: it is not allowed with requireReply false"),
     validation = Rule::new("self.type == 'DNS' || !(has(self.query) || has(self.queryType))")
         .message("query and queryType are only for type DNS"),
     validation = Rule::new("self.type != 'DNS' || has(self.query)").message("query is required with type DNS"),
@@ -393,6 +395,11 @@ pub struct HealthCheck {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_HEX_LENGTH))]
     pub expect_prefix: Option<String>,
+    /// UDP: whether a reply is required. false: no reply within `timeoutSeconds` passes too, and only an ICMP
+    /// error (port or host unreachable) fails the probe, as keepalived's `UDP_CHECK` without `require_reply`; for
+    /// services that answer no probe (syslog, statsd). Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_reply: Option<bool>,
     /// DNS: the name asked for (required with type DNS).
     // One more than a name's length: the root's trailing dot may be written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -535,8 +542,8 @@ pub struct SorryServer {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[x_kube(
     cel,
-    validation = Rule::new("has(self.port) != has(self.disabled)")
-        .message("exactly one of port and disabled must be set"),
+    validation = Rule::new("has(self.disabled) ? !(has(self.port) || has(self.address)) : (has(self.port) || has(self.address))")
+        .message("give port and/or address, or disabled alone"),
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackendHealthCheck {
@@ -544,6 +551,12 @@ pub struct BackendHealthCheck {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i64>,
+    /// Probe this address instead of the backend's (keepalived's `connect_ip`): a management address, or the
+    /// real server's own address where the backend is reached through another one. Of the backend's family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_ADDRESS_LENGTH))]
+    #[x_kube(validation = Rule::new("isIP(self)").message("healthCheck.address must be an IPv4 or IPv6 address"))]
+    pub address: Option<String>,
     /// true: do not check this backend; it is always healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled: Option<bool>,

@@ -16,8 +16,8 @@ use super::v1alpha1::{
     MAX_PORT_NAME_LENGTH, Protocol, TunnelChecksum, TunnelType, VirtualServiceSpec,
 };
 use crate::model::{
-    self, DestConfig, DestKey, Destination, Family, ForwardMethod, Netmask, Service, ServiceConfig, ServiceFlags,
-    ServiceKey, TunnelConfig,
+    self, DestConfig, DestKey, DestMap, Destination, Family, ForwardMethod, Netmask, Service, ServiceConfig,
+    ServiceFlags, ServiceKey, TunnelConfig,
 };
 use crate::table::{BackendCheck, DEFAULT_DRAIN_TIMEOUT_SECS, DesiredService};
 use kube::core::Selector;
@@ -240,7 +240,7 @@ struct DestSpec<'a> {
 /// `spec.backends`, validated.
 struct Backends {
     /// The destinations; `None` when any backend has a problem (each reported).
-    dests: Option<BTreeMap<DestKey, Destination>>,
+    dests: Option<DestMap>,
     /// The valid backends' health check overrides.
     checks: BTreeMap<DestKey, BackendCheck>,
     /// Which entry each valid key came from (the first, for duplicates).
@@ -491,7 +491,7 @@ impl Problems<'_> {
 
     /// The static backends (`spec.backends`) with their health check overrides.
     fn backends(&mut self, spec: &VirtualServiceSpec, ctx: &DestContext) -> Backends {
-        let mut dests = BTreeMap::new();
+        let mut dests: Vec<Destination> = Vec::new();
         let mut checks = BTreeMap::new();
         let mut seen: BTreeMap<DestKey, usize> = BTreeMap::new();
         let mut all_ok = true;
@@ -530,7 +530,14 @@ impl Problems<'_> {
                 None => Some(None),
                 Some(given) => self.backend_check(&field, spec, given),
             };
-            if let (Some(hc), Some(key), Some(None)) = (&spec.health_check, key, check)
+            let own_port = match check {
+                Some(None) => None,
+                Some(Some(BackendCheck::Probe { port, .. })) => port,
+                _ => Some(1),
+            };
+            if let (Some(hc), Some(key)) = (&spec.health_check, key)
+                && check.is_some()
+                && own_port.is_none()
                 && hc.port.is_none()
                 && key.port == 0
             {
@@ -546,12 +553,14 @@ impl Problems<'_> {
                     if let Some(check) = check {
                         checks.insert(dest.key, check);
                     }
-                    dests.insert(dest.key, dest);
+                    dests.push(dest);
                 }
                 _ => all_ok = false,
             }
         }
-        Backends { dests: all_ok.then_some(dests), checks, index: seen }
+        // Collected: in key order, a later duplicate replacing an earlier one (they are refused above), no spare room.
+        let dests = all_ok.then(|| dests.into_iter().map(|d| (d.key, d)).collect());
+        Backends { dests, checks, index: seen }
     }
 
     /// One destination (a backend or the sorry server) at `field`: its key when address and port are valid, and the

@@ -39,12 +39,18 @@ pub enum Probe {
     Http(HttpProbe),
     /// An HTTP/1.1 request over TLS on a fresh TCP connection.
     Https(HttpsProbe),
-    /// One datagram sent; one reply expected, starting with `expect_prefix` (empty: any reply).
+    /// One datagram sent; one reply expected, starting with `expect_prefix` (empty: any reply). With
+    /// `silence_passes`, no reply within the timeout passes too, and only an ICMP error (port or host unreachable)
+    /// fails: keepalived's `UDP_CHECK` without `require_reply`, for services that answer no probe (syslog, statsd).
     Udp {
         /// The datagram sent (may be empty).
         send: Vec<u8>,
         /// The bytes the reply must start with.
         expect_prefix: Vec<u8>,
+        /// No reply within the timeout is a success. Left out of the state file when false, so the checks saved
+        /// before the field existed keep their keys.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        silence_passes: bool,
     },
     /// One DNS query over UDP; the answer must be NOERROR with at least one answer record.
     Dns {

@@ -50,8 +50,20 @@ pub enum OnFailure {
 pub enum BackendCheck {
     /// Not checked: always healthy.
     Disabled,
-    /// Checked on this port instead.
-    Port(u16),
+    /// Checked at another address (keepalived's `connect_ip`) and/or port; `None` keeps the service's choice.
+    Probe {
+        /// The address probed instead of the backend's.
+        address: Option<IpAddr>,
+        /// The port probed instead of `spec.healthCheck.port` or the backend's own.
+        port: Option<u16>,
+    },
+}
+
+impl BackendCheck {
+    /// Probed on `port` instead.
+    pub fn port(port: u16) -> Self {
+        BackendCheck::Probe { address: None, port: Some(port) }
+    }
 }
 
 impl HealthPolicy {
@@ -59,15 +71,17 @@ impl HealthPolicy {
     /// probe: validation refuses that for static backends).
     pub fn target(&self, dest: &DestKey) -> Option<TargetKey> {
         let check = self.check.as_ref()?;
-        let port = match self.backends.get(dest) {
+        let (address, port) = match self.backends.get(dest) {
             Some(BackendCheck::Disabled) => return None,
-            Some(BackendCheck::Port(port)) => *port,
-            None => self.port.unwrap_or(dest.port),
+            Some(BackendCheck::Probe { address, port }) => {
+                (address.unwrap_or(dest.addr), port.or(self.port).unwrap_or(dest.port))
+            }
+            None => (dest.addr, self.port.unwrap_or(dest.port)),
         };
         if port == 0 {
             return None;
         }
-        let key = TargetKey::new(SocketAddr::new(dest.addr, port), check.clone());
+        let key = TargetKey::new(SocketAddr::new(address, port), check.clone());
         Some(match self.source {
             Some(source) => key.with_source(source),
             None => key,
@@ -88,8 +102,12 @@ mod tests {
         assert_eq!(p.target(&dest).map(|t| t.target), Some("10.0.0.1:8080".parse().unwrap()));
         p.port = Some(9000);
         assert_eq!(p.target(&dest).map(|t| t.target), Some("10.0.0.1:9000".parse().unwrap()));
-        p.backends.insert(dest, BackendCheck::Port(9100));
+        p.backends.insert(dest, BackendCheck::port(9100));
         assert_eq!(p.target(&dest).map(|t| t.target), Some("10.0.0.1:9100".parse().unwrap()));
+        p.backends.insert(dest, BackendCheck::Probe { address: Some([192, 0, 2, 7].into()), port: None });
+        assert_eq!(p.target(&dest).map(|t| t.target), Some("192.0.2.7:9000".parse().unwrap()), "connect_ip");
+        p.backends.insert(dest, BackendCheck::Probe { address: Some([192, 0, 2, 7].into()), port: Some(81) });
+        assert_eq!(p.target(&dest).map(|t| t.target), Some("192.0.2.7:81".parse().unwrap()));
         p.backends.insert(dest, BackendCheck::Disabled);
         assert_eq!(p.target(&dest), None);
         p.port = None;

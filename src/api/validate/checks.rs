@@ -115,21 +115,48 @@ impl Problems<'_> {
             self.error(field, "needs spec.healthCheck: there is no check to change");
             return None;
         }
-        match (given.port, given.disabled) {
-            (Some(_), Some(_)) => {
-                self.error(field, "port and disabled exclude each other: give one");
+        let changes = given.port.is_some() || given.address.is_some();
+        match given.disabled {
+            Some(_) if changes => {
+                self.error(field, "disabled excludes port and address: give disabled alone, or port and/or address");
                 None
             }
-            (None, None) => {
-                self.error(field, "empty: give port or disabled");
+            Some(true) => Some(Some(BackendCheck::Disabled)),
+            Some(false) => Some(None),
+            None if !changes => {
+                self.error(field, "empty: give port and/or address, or disabled");
                 None
             }
-            (Some(port), None) => {
-                self.range::<u16>(&format!("{field}.port"), port, 1, 65535).map(|p| Some(BackendCheck::Port(p)))
+            None => {
+                let port = match given.port {
+                    Some(port) => Some(self.range::<u16>(&format!("{field}.port"), port, 1, 65535)?),
+                    None => None,
+                };
+                let address = match &given.address {
+                    Some(text) => {
+                        let field = format!("{field}.address");
+                        let address = self.address(&field, text)?;
+                        self.probe_address(&field, &address)?;
+                        Some(address)
+                    }
+                    None => None,
+                };
+                Some(Some(BackendCheck::Probe { address, port }))
             }
-            (None, Some(true)) => Some(Some(BackendCheck::Disabled)),
-            (None, Some(false)) => Some(None),
         }
+    }
+
+    /// An address a probe is sent to must be one a node can reach: a unicast address, in its IPv4 form.
+    fn probe_address(&mut self, field: &str, address: &IpAddr) -> Option<()> {
+        let refused = match address {
+            IpAddr::V4(v4) => v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast(),
+            IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast() || v6.to_ipv4_mapped().is_some(),
+        };
+        if refused {
+            self.error(field, format!("{address} cannot be probed: give a unicast address (IPv4 in its IPv4 form)"));
+            return None;
+        }
+        Some(())
     }
 
     fn health_check(
@@ -262,11 +289,12 @@ impl Problems<'_> {
             return None;
         }
         for (i, backend) in spec.backends.iter().enumerate() {
-            let Ok(addr) = backend.address.parse::<IpAddr>() else { continue };
-            let disabled = backends
-                .index
-                .iter()
-                .any(|(key, at)| *at == i && backends.checks.get(key) == Some(&BackendCheck::Disabled));
+            let Ok(mut addr) = backend.address.parse::<IpAddr>() else { continue };
+            let own = backends.index.iter().find(|(_, at)| **at == i).and_then(|(key, _)| backends.checks.get(key));
+            let disabled = own == Some(&BackendCheck::Disabled);
+            if let Some(BackendCheck::Probe { address: Some(probed), .. }) = own {
+                addr = *probed;
+            }
             if Family::of(&addr) != family && !disabled {
                 self.error(
                     field,
@@ -283,7 +311,7 @@ impl Problems<'_> {
 
     /// A field of another probe type than `type` is an error naming both.
     fn foreign_fields(&mut self, hc: &HealthCheck) {
-        let fields: [(&str, bool, &[HealthCheckType]); 12] = [
+        let fields: [(&str, bool, &[HealthCheckType]); 13] = [
             ("path", hc.path.is_some(), HTTP_TYPES),
             ("host", hc.host.is_some(), HTTP_TYPES),
             ("method", hc.method.is_some(), HTTP_TYPES),
@@ -293,6 +321,7 @@ impl Problems<'_> {
             ("insecureSkipVerify", hc.insecure_skip_verify.is_some(), &[HealthCheckType::Https]),
             ("send", hc.send.is_some(), &[HealthCheckType::Udp]),
             ("expectPrefix", hc.expect_prefix.is_some(), &[HealthCheckType::Udp]),
+            ("requireReply", hc.require_reply.is_some(), &[HealthCheckType::Udp]),
             ("query", hc.query.is_some(), &[HealthCheckType::Dns]),
             ("queryType", hc.query_type.is_some(), &[HealthCheckType::Dns]),
             ("service", hc.service.is_some(), &[HealthCheckType::Grpc]),
@@ -367,7 +396,15 @@ impl Problems<'_> {
             HealthCheckType::Udp => {
                 let send = self.hex("send", hc.send.as_deref());
                 let expect_prefix = self.hex("expectPrefix", hc.expect_prefix.as_deref());
-                Some(Probe::Udp { send: send?, expect_prefix: expect_prefix? })
+                let silence_passes = hc.require_reply == Some(false);
+                if silence_passes && hc.expect_prefix.is_some() {
+                    self.error(
+                        format!("{FIELD}.expectPrefix"),
+                        "needs a reply: it is not allowed with requireReply false",
+                    );
+                    return None;
+                }
+                Some(Probe::Udp { send: send?, expect_prefix: expect_prefix?, silence_passes })
             }
             HealthCheckType::Dns => {
                 let field = format!("{FIELD}.query");

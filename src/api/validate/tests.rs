@@ -1010,7 +1010,7 @@ hysteresis: 2
             quorum: 4,
             hysteresis: 2,
             backends: BTreeMap::from([
-                (DestKey::new(v4("10.0.0.11"), 8080), BackendCheck::Port(9100)),
+                (DestKey::new(v4("10.0.0.11"), 8080), BackendCheck::port(9100)),
                 (DestKey::new(v4("10.0.0.12"), 80), BackendCheck::Disabled),
             ]),
         };
@@ -1054,9 +1054,12 @@ hysteresis: 2
         );
         assert_eq!(
             probe("  type: UDP\n  send: 'DEADbeef'\n  expectPrefix: ''\n"),
-            Some(Probe::Udp { send: vec![0xde, 0xad, 0xbe, 0xef], expect_prefix: Vec::new() })
+            Some(Probe::Udp { send: vec![0xde, 0xad, 0xbe, 0xef], expect_prefix: Vec::new(), silence_passes: false })
         );
-        assert_eq!(probe("  type: UDP\n"), Some(Probe::Udp { send: Vec::new(), expect_prefix: Vec::new() }));
+        assert_eq!(
+            probe("  type: UDP\n"),
+            Some(Probe::Udp { send: Vec::new(), expect_prefix: Vec::new(), silence_passes: false })
+        );
         assert_eq!(
             probe("  type: DNS\n  query: example.org\n"),
             Some(Probe::Dns { query: "example.org".to_owned(), query_type: DnsQueryType::A })
@@ -1286,7 +1289,10 @@ hysteresis: 2
             )
         };
         assert_error(&with("{port: 0}"), "spec.backends[1].healthCheck.port", "0 is out of range 1-65535");
-        assert_error(&with("{port: 9000, disabled: true}"), "spec.backends[1].healthCheck", "exclude each other");
+        assert_error(&with("{port: 9000, disabled: true}"), "spec.backends[1].healthCheck", "disabled excludes port");
+        assert_error(&with("{address: 10.1.0.1, disabled: true}"), "spec.backends[1].healthCheck", "disabled excludes");
+        assert_error(&with("{address: web}"), "spec.backends[1].healthCheck.address", "not an IPv4 or IPv6 address");
+        assert_error(&with("{address: 224.0.0.1}"), "spec.backends[1].healthCheck.address", "cannot be probed");
         assert_error(&with("{}"), "spec.backends[1].healthCheck", "empty");
         assert_error(
             "address: 192.0.2.10\nport: 80\nbackends: [{address: 10.0.0.11, healthCheck: {disabled: true}}]\n",
@@ -1294,9 +1300,41 @@ hysteresis: 2
             "needs spec.healthCheck",
         );
         let p = policy(&with("{port: 9000}"));
-        assert_eq!(p.backends, BTreeMap::from([(DestKey::new(v4("10.0.0.12"), 80), BackendCheck::Port(9000))]));
+        assert_eq!(p.backends, BTreeMap::from([(DestKey::new(v4("10.0.0.12"), 80), BackendCheck::port(9000))]));
         assert_eq!(p.target(&DestKey::new(v4("10.0.0.12"), 80)).map(|t| t.target.port()), Some(9000));
         assert_eq!(p.target(&DestKey::new(v4("10.0.0.11"), 80)).map(|t| t.target.port()), Some(80));
+
+        // keepalived's connect_ip: another address, the service's port unless a port is given too
+        let p = policy(&with("{address: 10.1.0.12}"));
+        assert_eq!(
+            p.target(&DestKey::new(v4("10.0.0.12"), 80)).map(|t| t.target),
+            Some("10.1.0.12:80".parse().unwrap())
+        );
+        let p = policy(&with("{address: 10.1.0.12, port: 9000}"));
+        assert_eq!(
+            p.target(&DestKey::new(v4("10.0.0.12"), 80)).map(|t| t.target),
+            Some("10.1.0.12:9000".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_udp_check_may_pass_on_silence() {
+        let udp = |hc: &str| {
+            format!(
+                "address: 192.0.2.10\nport: 514\nprotocol: UDP\nhealthCheck: {hc}\nbackends: [{{address: 10.0.0.11}}]\n"
+            )
+        };
+        let p = policy(&udp("{type: UDP, requireReply: false, send: '00'}"));
+        assert_eq!(
+            p.check.map(|c| c.probe),
+            Some(Probe::Udp { send: vec![0], expect_prefix: Vec::new(), silence_passes: true })
+        );
+        assert_error(
+            &udp("{type: UDP, requireReply: false, expectPrefix: '00'}"),
+            "spec.healthCheck.expectPrefix",
+            "not allowed with requireReply false",
+        );
+        assert_error(&udp("{type: TCP, requireReply: false}"), "spec.healthCheck.requireReply", "only for type UDP");
     }
 
     #[test]

@@ -133,7 +133,14 @@ fn v1_meaning() -> Ownership {
                 ),
                 up.clone(),
             ),
-            (target("10.0.0.13:53", Probe::Udp { send: vec![1, 2], expect_prefix: vec![0xff] }, second), down),
+            (
+                target(
+                    "10.0.0.13:53",
+                    Probe::Udp { send: vec![1, 2], expect_prefix: vec![0xff], silence_passes: false },
+                    second,
+                ),
+                down,
+            ),
             (target("10.0.0.14:50051", Probe::Grpc { service: Some("web".into()) }, second), up.clone()),
             (target("10.0.0.15:22", Probe::Tcp, second), up),
         ]

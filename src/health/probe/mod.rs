@@ -71,6 +71,9 @@ impl Prober {
         let start = Instant::now();
         match tokio::time::timeout(timeout, self.exchange(probe, target, source)).await {
             Ok(result) => result.map(|()| start.elapsed()),
+            // A UDP service that answers nothing passes when silence is what it is expected to say; an ICMP error
+            // within the timeout has already failed the exchange above.
+            Err(_elapsed) if matches!(probe, Probe::Udp { silence_passes: true, .. }) => Ok(start.elapsed()),
             Err(_elapsed) => Err(ProbeError::Timeout(timeout)),
         }
     }
@@ -85,7 +88,7 @@ impl Prober {
             Probe::Tcp => tcp::probe(target, source).await,
             Probe::Http(http) => Box::pin(http::probe_plain(http, target, source)).await,
             Probe::Https(https) => Box::pin(http::probe_tls(https, &self.tls, target, source)).await,
-            Probe::Udp { send, expect_prefix } => Box::pin(udp::probe(send, expect_prefix, target, source)).await,
+            Probe::Udp { send, expect_prefix, .. } => Box::pin(udp::probe(send, expect_prefix, target, source)).await,
             Probe::Dns { query, query_type } => Box::pin(dns::probe(query, *query_type, target, source)).await,
             Probe::Grpc { service } => Box::pin(grpc::probe(service.as_deref(), target, source)).await,
         }

@@ -35,7 +35,7 @@ async fn silent_server() -> (SocketAddr, UdpSocket) {
 }
 
 fn udp(send: &[u8], expect_prefix: &[u8]) -> Probe {
-    Probe::Udp { send: send.to_vec(), expect_prefix: expect_prefix.to_vec() }
+    Probe::Udp { send: send.to_vec(), expect_prefix: expect_prefix.to_vec(), silence_passes: false }
 }
 
 #[tokio::test]
@@ -66,6 +66,17 @@ async fn udp_reply_without_the_prefix_is_unexpected() {
 async fn udp_no_reply_times_out() {
     let (addr, _socket) = silent_server().await;
     assert_times_out(&udp(b"ping", b"ping"), addr).await;
+}
+
+#[tokio::test]
+async fn udp_silence_passes_when_no_reply_is_required_but_a_closed_port_still_fails() {
+    // keepalived's UDP_CHECK without require_reply: only an ICMP error fails.
+    let quiet = Probe::Udp { send: b"ping".to_vec(), expect_prefix: Vec::new(), silence_passes: true };
+    let (addr, _socket) = silent_server().await;
+    let short = std::time::Duration::from_millis(300);
+    assert!(run(&quiet, addr, None, short).await.is_ok(), "silence within the timeout passes");
+    assert_ok(&quiet, echo_server().await).await;
+    assert_refused(&quiet, closed_udp_port().await).await;
 }
 
 #[tokio::test]
