@@ -51,6 +51,10 @@ pub enum Command {
     /// Print every service and backend with its health, from a running `run` or `agent` (its `--listen`
     /// address).
     Status(StatusArgs),
+    /// Convert a keepalived.conf or `ipvsadm -Sn` rules into VirtualService manifests (stdout, or one file per
+    /// object with -o); what does not convert is listed on stderr with file and line. Exit 0: complete; 3:
+    /// partial (the manifests are still written); 1: the input cannot be read or parsed.
+    Import(ImportArgs),
     /// Print the VirtualService CustomResourceDefinition.
     Crd,
     /// Print a shell completion script, e.g. `ipvs-reconciler completions bash >
@@ -58,6 +62,38 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff: `ipvs-reconciler man | man -l -`), or write one page per command into --dir.
     Man(ManArgs),
+}
+
+/// `import` options.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// What to convert.
+    #[command(subcommand)]
+    pub from: ImportFrom,
+    /// Namespace written into every object (default: none, as `dump -o yaml`; `kubectl apply -n` then decides).
+    #[arg(long, short = 'n', global = true)]
+    pub namespace: Option<String>,
+    /// Write one file per object (NAME.yaml) into this directory, and the director settings (connection
+    /// timeouts, sync daemons) as director.yaml for `--director-config`, instead of printing to stdout.
+    #[arg(long = "output-dir", short = 'o', global = true)]
+    pub output_dir: Option<PathBuf>,
+}
+
+/// The formats `import` reads.
+#[derive(Debug, Subcommand)]
+pub enum ImportFrom {
+    /// A keepalived.conf: virtual_server sections (groups expanded), real and sorry servers, checkers, and
+    /// lvs_timeouts / lvs_sync_daemon; includes are followed. VRRP stays keepalived's: a VIP of a vrrp_instance
+    /// gets `bindAddress: false`.
+    Keepalived {
+        /// The configuration file (usually /etc/keepalived/keepalived.conf).
+        file: PathBuf,
+    },
+    /// `ipvsadm -Sn` output (rules with numeric addresses; `-S` without `-n` is refused).
+    Ipvsadm {
+        /// The rules file; `-` or nothing: standard input.
+        file: Option<PathBuf>,
+    },
 }
 
 /// `completions` options.

@@ -87,6 +87,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
             daemon::run_agent(settings, node).await?;
             Ok(EXIT_OK)
         }
+        Command::Import(args) => super::import::import(&args),
         Command::Crd => {
             print!("{}", api::crd_yaml());
             Ok(EXIT_OK)

@@ -7,6 +7,7 @@ mod cleanup;
 mod commands;
 pub mod describe;
 mod generate;
+mod import;
 pub mod ipvsadm_format;
 mod status;
 mod validate;
@@ -21,6 +22,9 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
 /// Exit code of `plan` when there are changes.
 pub const EXIT_CHANGES: i32 = 2;
+/// Exit code of `import` when something that shapes the table or the checks was not converted (the manifests
+/// are still written).
+pub const EXIT_PARTIAL: i32 = 3;
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
