@@ -155,7 +155,7 @@ impl Reader<'_> {
         let key = service_key(line)?;
         let family = key.family();
         let scheduler = match line.value(Opt::Scheduler) {
-            Some(name) if name.is_empty() => return Err(Problem::Syntax("empty scheduler name".to_owned())),
+            Some("") => return Err(Problem::Syntax("empty scheduler name".to_owned())),
             Some(name) => name.to_owned(),
             None => {
                 self.notes.push(Note::adjusted(
@@ -813,8 +813,7 @@ fn tokenize(text: &str) -> Parsed<Line> {
             let value = take_value(arg, attached, &mut words, &written)?;
             line.push(Given { opt, written, value })?;
         } else if let Some(shorts) = word.strip_prefix('-').filter(|s| !s.is_empty()) {
-            let mut chars = shorts.char_indices();
-            while let Some((at, c)) = chars.next() {
+            for (at, c) in shorts.char_indices() {
                 let Some(&(_, _, arg, opt)) = OPTIONS.iter().find(|(s, _, _, _)| *s == Some(c)) else {
                     return Err(Problem::Syntax(format!("unknown option `-{c}`")));
                 };
