@@ -3,7 +3,7 @@
 //! changes, a failed listing removing nothing) are tested in memory; `NodeVips` is the real one over rtnetlink and
 //! the VM tests hold it to the same rules.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,6 +24,8 @@ pub struct InterfaceListing {
     pub made: bool,
     /// Its addresses.
     pub addresses: Listing,
+    /// The node's addresses on its other interfaces: a VIP among them is used as it is (see `table::plan_vips`).
+    pub elsewhere: BTreeSet<IpAddr>,
 }
 
 /// What the engine needs of the interface that holds the VIPs. Boxed futures: this is a trait object (the engine
@@ -87,13 +89,17 @@ impl NodeAddresses for NodeVips {
             } else {
                 match self.interface.lookup().await? {
                     Some(index) => (index, false),
-                    None => return Ok(InterfaceListing::default()),
+                    None => {
+                        let elsewhere = self.interface.addresses_elsewhere(None).await?;
+                        return Ok(InterfaceListing { elsewhere, ..InterfaceListing::default() });
+                    }
                 }
             };
             self.index.store(index, Ordering::Relaxed);
             let listed = self.interface.addresses(index).await?;
             let addresses = listed.into_iter().map(|(addr, listed)| (addr, listed.prefix_len)).collect();
-            Ok(InterfaceListing { index: Some(index), made, addresses })
+            let elsewhere = self.interface.addresses_elsewhere(Some(index)).await?;
+            Ok(InterfaceListing { index: Some(index), made, addresses, elsewhere })
         })
     }
 

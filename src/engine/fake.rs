@@ -239,6 +239,8 @@ pub struct FakeAddresses {
     pub absent: AtomicBool,
     /// How many times the interface was made here: its index is one more.
     pub made: std::sync::atomic::AtomicU32,
+    /// The node's addresses on other interfaces (a VIP VRRP put on `eth0`).
+    pub elsewhere: Mutex<BTreeSet<IpAddr>>,
 }
 
 impl FakeAddresses {
@@ -316,7 +318,8 @@ impl NodeAddresses for FakeAddresses {
                 Some(_) => self.listing.lock().map(|l| l.clone()).unwrap_or_default(),
                 None => Listing::new(),
             };
-            Ok(InterfaceListing { index: self.index(), made, addresses })
+            let elsewhere = self.elsewhere.lock().map(|e| e.clone()).unwrap_or_default();
+            Ok(InterfaceListing { index: self.index(), made, addresses, elsewhere })
         };
         Box::pin(std::future::ready(result))
     }

@@ -183,6 +183,8 @@ pub struct Engine<K> {
     /// The interface's addresses as last listed, kept up to date with the changes made since (as `observed`);
     /// `None` until the first listing and whenever a change's outcome is unknown.
     pub(super) listed: Option<Listing>,
+    /// The node's addresses on its other interfaces, as of the last listing: VIPs among them are used as they are.
+    pub(super) elsewhere: BTreeSet<IpAddr>,
     /// The director's settings, when this engine keeps them.
     pub(super) director: Option<super::director_pass::Director>,
     /// The services already logged as removed by another program (each is logged once).
@@ -209,6 +211,7 @@ impl<K: Kernel> Engine<K> {
             observed: None,
             addresses: None,
             listed: None,
+            elsewhere: BTreeSet::new(),
             director: None,
             vanished_logged: BTreeSet::new(),
             unsaved: false,

@@ -58,6 +58,7 @@ impl<K: Kernel> Engine<K> {
         let Some(addresses) = &self.addresses else { return Ok(()) };
         let listing = addresses.list(create).await.map_err(EngineError::Addresses)?;
         self.listed = Some(listing.addresses);
+        self.elsewhere = listing.elsewhere;
         if let (true, Some(index)) = (listing.made, listing.index) {
             // Remembered once made, as its index is known only then: a crash in between leaves an empty interface
             // that is not known to be ours, which cleanup leaves in place (never one it did not make).
@@ -76,7 +77,8 @@ impl<K: Kernel> Engine<K> {
         let needed = needed_vips(desired, live, &self.ownership.owned, among);
         let on_interface: BTreeSet<IpAddr> = listed.keys().filter(looked_at).copied().collect();
         let owned: BTreeSet<IpAddr> = self.ownership.vips.addrs.iter().filter(looked_at).copied().collect();
-        Some(plan_vips(&needed, &on_interface, &owned))
+        let elsewhere: BTreeSet<IpAddr> = self.elsewhere.iter().filter(looked_at).copied().collect();
+        Some(plan_vips(&needed, &on_interface, &elsewhere, &owned))
     }
 
     /// What a pass of `plan` would do to the addresses (the `plan` command): the additions before it, and the

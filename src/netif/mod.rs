@@ -10,7 +10,7 @@
 mod error;
 mod links;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use futures::TryStreamExt;
@@ -172,17 +172,23 @@ impl VipInterface {
             if message.header.index != index {
                 continue;
             }
-            let local = message.attributes.iter().find_map(|attr| match attr {
-                AddressAttribute::Local(addr) => Some(*addr),
-                _ => None,
-            });
-            let address = message.attributes.iter().find_map(|attr| match attr {
-                AddressAttribute::Address(addr) => Some(*addr),
-                _ => None,
-            });
-            // IPv4 gives the local address in IFA_LOCAL (IFA_ADDRESS is the peer's on point-to-point links).
-            if let Some(addr) = local.or(address) {
+            if let Some(addr) = address_of(&message) {
                 out.insert(addr, ListedAddress { prefix_len: message.header.prefix_len, message });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The node's addresses on every interface but `index` (one listing of them all; `None`: every interface).
+    pub async fn addresses_elsewhere(&self, index: Option<u32>) -> Result<BTreeSet<IpAddr>, NetifError> {
+        let mut listing = self.handle.address().get().execute();
+        let mut out = BTreeSet::new();
+        while let Some(message) = listing.try_next().await.map_err(|source| self.netlink("list addresses", source))? {
+            if Some(message.header.index) == index {
+                continue;
+            }
+            if let Some(addr) = address_of(&message) {
+                out.insert(addr);
             }
         }
         Ok(out)
@@ -228,6 +234,20 @@ impl VipInterface {
     fn netlink_addr(&self, op: &'static str, addr: IpAddr, source: rtnetlink::Error) -> NetifError {
         NetifError::Netlink { name: self.name.clone(), op, addr: Some(addr), source: Box::new(source) }
     }
+}
+
+/// The local address an address message is about: IPv4 gives it in IFA_LOCAL (IFA_ADDRESS is the peer's on
+/// point-to-point links), IPv6 in IFA_ADDRESS.
+fn address_of(message: &AddressMessage) -> Option<IpAddr> {
+    let local = message.attributes.iter().find_map(|attr| match attr {
+        AddressAttribute::Local(addr) => Some(*addr),
+        _ => None,
+    });
+    let address = message.attributes.iter().find_map(|attr| match attr {
+        AddressAttribute::Address(addr) => Some(*addr),
+        _ => None,
+    });
+    local.or(address)
 }
 
 /// Whether `addr` is an IPv6 link-local address (fe80::/10): the kernel gives one to every interface that is up

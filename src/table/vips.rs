@@ -62,14 +62,28 @@ impl VipPlan {
     }
 }
 
-/// The minimal changes from `live` (the interface's addresses, as just listed) to an interface holding every
-/// `wanted` address, given what the program added before (`owned`, from its state file).
-pub fn plan_vips(wanted: &BTreeSet<IpAddr>, live: &BTreeSet<IpAddr>, owned: &BTreeSet<IpAddr>) -> VipPlan {
-    let add: BTreeSet<IpAddr> = wanted.difference(live).copied().collect();
+/// The minimal changes from `live` (the interface's addresses, as just listed) to a node holding every `wanted`
+/// address, given what the program added before (`owned`, from its state file). `elsewhere` are the node's
+/// addresses on its other interfaces (keepalived's VRRP put the VIP on `eth0`, an operator put it on `lo`): the
+/// node already takes their packets, so they are used as they are, never added again on the interface, and never
+/// owned.
+pub fn plan_vips(
+    wanted: &BTreeSet<IpAddr>,
+    live: &BTreeSet<IpAddr>,
+    elsewhere: &BTreeSet<IpAddr>,
+    owned: &BTreeSet<IpAddr>,
+) -> VipPlan {
+    let add: BTreeSet<IpAddr> =
+        wanted.iter().filter(|addr| !live.contains(addr) && !elsewhere.contains(addr)).copied().collect();
     let remove: BTreeSet<IpAddr> =
         owned.iter().filter(|addr| live.contains(addr) && !wanted.contains(addr)).copied().collect();
-    let foreign: BTreeSet<IpAddr> =
-        wanted.iter().filter(|addr| live.contains(addr) && !owned.contains(addr)).copied().collect();
+    let foreign: BTreeSet<IpAddr> = wanted
+        .iter()
+        .filter(|addr| {
+            (live.contains(addr) && !owned.contains(addr)) || (!live.contains(addr) && elsewhere.contains(addr))
+        })
+        .copied()
+        .collect();
     // Owned and no longer on the interface (someone removed it): forgotten unless wanted, then added again.
     let owned_after: BTreeSet<IpAddr> =
         owned.iter().filter(|addr| live.contains(addr) && wanted.contains(addr)).chain(add.iter()).copied().collect();
@@ -129,11 +143,23 @@ mod tests {
     fn only_owned_addresses_leave_and_a_foreign_one_is_used_not_adopted() {
         // 1: wanted, owned, present. 2: wanted, present, someone else's. 3: owned, no longer wanted. 4: someone
         // else's, not wanted. 5: wanted, missing. 6: owned, wanted, but someone removed it.
-        let plan = plan_vips(&set(&[1, 2, 5, 6]), &set(&[1, 2, 3, 4]), &set(&[1, 3, 6]));
+        let plan = plan_vips(&set(&[1, 2, 5, 6]), &set(&[1, 2, 3, 4]), &BTreeSet::new(), &set(&[1, 3, 6]));
         assert_eq!(plan.add, set(&[5, 6]));
         assert_eq!(plan.remove, set(&[3]));
         assert_eq!(plan.foreign, set(&[2]));
         assert_eq!(plan.owned_after, set(&[1, 5, 6]));
+    }
+
+    #[test]
+    fn an_address_the_node_has_elsewhere_is_used_as_it_is() {
+        // 7: wanted, on eth0 (VRRP's): neither added nor owned. 8: wanted, owned on the interface and also on
+        // eth0: kept as it is. 9: owned, removed from the interface by someone, now on eth0: forgotten, not added.
+        let plan = plan_vips(&set(&[7, 8, 9]), &set(&[8]), &set(&[7, 8, 9]), &set(&[8, 9]));
+        assert_eq!(plan.add, BTreeSet::new());
+        assert_eq!(plan.remove, BTreeSet::new());
+        assert_eq!(plan.foreign, set(&[7, 9]));
+        assert_eq!(plan.owned_after, set(&[8]));
+        assert!(plan.is_empty(), "nothing to show in a plan");
     }
 
     fn addrs() -> impl Strategy<Value = BTreeSet<IpAddr>> {
@@ -145,19 +171,21 @@ mod tests {
         /// no owned address nobody wants; it owns exactly what it added or kept; planning again changes nothing.
         #[test]
         fn a_plan_reaches_the_wanted_addresses_and_touches_nothing_foreign(
-            wanted in addrs(), live in addrs(), owned in addrs(),
+            wanted in addrs(), live in addrs(), elsewhere in addrs(), owned in addrs(),
         ) {
-            let plan = plan_vips(&wanted, &live, &owned);
+            let plan = plan_vips(&wanted, &live, &elsewhere, &owned);
+            prop_assert!(plan.add.is_disjoint(&elsewhere), "never binds again what the node has elsewhere");
             prop_assert!(plan.remove.is_subset(&owned), "removes only what it owns");
             prop_assert!(plan.remove.is_disjoint(&wanted), "never removes a wanted address");
             prop_assert!(plan.add.is_disjoint(&live), "adds only what is missing");
             let after: BTreeSet<IpAddr> = live.difference(&plan.remove).chain(plan.add.iter()).copied().collect();
-            prop_assert!(wanted.is_subset(&after));
+            let node: BTreeSet<IpAddr> = after.union(&elsewhere).copied().collect();
+            prop_assert!(wanted.is_subset(&node), "every wanted address is the node's");
             let foreign_before: BTreeSet<IpAddr> = live.difference(&owned).copied().collect();
             prop_assert!(foreign_before.is_subset(&after), "every address it does not own stays");
             prop_assert!(plan.owned_after.is_subset(&after) && plan.owned_after.is_subset(&wanted));
             prop_assert!(plan.owned_after.is_disjoint(&foreign_before), "a foreign address never becomes owned");
-            let again = plan_vips(&wanted, &after, &plan.owned_after);
+            let again = plan_vips(&wanted, &after, &elsewhere, &plan.owned_after);
             prop_assert!(again.is_empty(), "a second pass changes nothing: {again:?}");
             prop_assert_eq!(again.owned_after, plan.owned_after);
         }

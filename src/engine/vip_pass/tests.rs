@@ -105,6 +105,25 @@ fn an_address_someone_else_put_on_the_interface_is_used_and_never_removed() {
 }
 
 #[test]
+fn a_vip_the_node_has_on_another_interface_is_used_as_it_is() {
+    // keepalived's VRRP put 1 on eth0: neither plan nor pass binds it again on ipvs0, and it is never owned, so
+    // it outlives our services. 2 is ours to add.
+    let mut f = fixture(Table::default());
+    f.addresses.elsewhere.lock().unwrap().insert(ip(1));
+    let plan = run(f.engine.plan_only(&web(&[1]), 0, &PassOptions::default())).unwrap();
+    let planned = f.engine.planned_addresses(&web(&[1]), &plan.ops).unwrap();
+    assert!(planned.is_empty(), "plan shows no address change: {planned:?}");
+    assert_eq!(planned.foreign, addrs(&[1]));
+    let report = f.full(&web(&[1, 2]));
+    assert!(report.is_success(), "{report:?}");
+    assert_eq!(report.addresses.added, vec![ip(2)]);
+    assert_eq!(f.addresses.addrs(), addrs(&[2]), "not bound again on ipvs0");
+    assert_eq!(f.saved().vips.addrs, addrs(&[2]), "not owned");
+    f.full(&DesiredTable::default());
+    assert!(f.addresses.take_events().iter().all(|e| e.addr != ip(1)), "never touched");
+}
+
+#[test]
 fn a_failed_listing_changes_nothing() {
     let mut f = fixture(Table::default());
     f.full(&web(&[1]));
