@@ -28,7 +28,7 @@ use super::client::{Ipvs, answer_result, decode_all, ipvs_replies};
 use super::connection::{Conn, Failure};
 use super::packet::{IpvsCmd, IpvsMessage};
 use super::{IpvsError, Request};
-use crate::model::{Destination, Service, ServiceEntry, ServiceKey, Table};
+use crate::model::{DestMap, Destination, Service, ServiceEntry, ServiceKey, Table};
 
 /// One read of the table.
 #[derive(Debug)]
@@ -86,6 +86,13 @@ fn table_of_services(services: Vec<Service>, repeats: Repeats) -> Result<Table, 
 /// Adds the destinations of one service's dump; one seen twice means that dump met a changing table.
 fn add_destinations(table: &mut Table, key: ServiceKey, dests: Vec<Destination>) -> Result<(), Attempt> {
     let Some(entry) = table.services.get_mut(&key) else { return Ok(()) };
+    if entry.dests.is_empty() {
+        // Sorted once: the kernel lists destinations newest first, which insertion one by one would shift.
+        entry.dests = DestMap::from_unique(dests).map_err(|dest_key| {
+            Attempt::Changed(format!("destination {dest_key} of {key} appeared twice in its dump"))
+        })?;
+        return Ok(());
+    }
     for dest in dests {
         let dest_key = dest.key;
         if entry.dests.insert(dest_key, dest).is_some() {

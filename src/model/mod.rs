@@ -7,6 +7,7 @@
 
 mod daemon;
 mod destination;
+mod dests;
 mod key;
 mod object;
 mod op;
@@ -18,6 +19,7 @@ pub use daemon::{DaemonState, Info, SyncDaemon, Timeouts};
 pub use destination::{
     ConnCounts, DestConfig, DestKey, Destination, ForwardMethod, TunnelChecksum, TunnelConfig, TunnelType,
 };
+pub use dests::DestMap;
 pub use key::{Family, Protocol, ServiceKey};
 pub use object::ObjectId;
 pub use op::Op;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::destination::{DestKey, Destination};
+use super::dests::DestMap;
 use super::key::ServiceKey;
 use super::service::Service;
 
@@ -14,13 +14,13 @@ pub struct ServiceEntry {
     /// The service.
     pub service: Service,
     /// Its destinations by key.
-    pub dests: BTreeMap<DestKey, Destination>,
+    pub dests: DestMap,
 }
 
 impl ServiceEntry {
     /// A service with no destinations.
     pub fn new(service: Service) -> Self {
-        ServiceEntry { service, dests: BTreeMap::new() }
+        ServiceEntry { service, dests: DestMap::new() }
     }
 }
 

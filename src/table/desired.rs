@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::HealthPolicy;
-use crate::model::{DestKey, Destination, ObjectId, Service, ServiceKey};
+use crate::model::{DestMap, ObjectId, Service, ServiceKey};
 
 /// How long a removed backend is drained (weight 0) before it is deleted, when the object does not say.
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 300;
@@ -16,7 +16,7 @@ pub struct DesiredService {
     /// The service (no statistics).
     pub service: Service,
     /// Its destinations (no counters).
-    pub dests: BTreeMap<DestKey, Destination>,
+    pub dests: DestMap,
     /// Seconds a backend that leaves this service keeps receiving its existing connections (weight 0) before it is
     /// deleted; 0 deletes at once.
     pub drain_timeout_secs: u64,
