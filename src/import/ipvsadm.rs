@@ -12,6 +12,10 @@
 //! the first service is skipped with a note. Every other command (`-E`, `-e`, `-D`, `-d`, `-Z`, `--stop-daemon`,
 //! ...) is an error: the file is not a set of rules.
 //!
+//! The grammar is ipvsadm 1.31's (`parse_options`, `process_options`): `-6` only with `-f`, one command, service,
+//! forwarding method per line, each option at most once; where ipvsadm is stricter than the kernel (weights above
+//! 65535), the kernel's limit is taken, so that any table `render_save` writes reads back.
+//!
 //! Names are never resolved: `ipvsadm -S` without `-n` writes host and service names, and such an input is refused
 //! as a whole. `ipvsadm -S` does not write destination thresholds (`-x`/`-y`); an input without any is imported
 //! with a note saying so.
@@ -36,7 +40,10 @@ const DEFAULT_PERSISTENCE: u32 = 300;
 const MAX_PERSISTENCE: u32 = 31 * 86_400;
 /// The largest connection timeout the kernel takes (`INT_MAX / HZ` with HZ 1000).
 const MAX_CONN_TIMEOUT: u32 = 2_147_483;
-/// Weights and thresholds are the kernel's `int`.
+/// ipvsadm's sync interface when `--mcast-interface` is not given.
+const DEFAULT_MCAST_IFN: &str = "eth0";
+/// Weights and thresholds are the kernel's `int` (ipvsadm itself takes weights up to 65535 only; a table another
+/// tool wrote may hold more, and `render_save` writes them).
 const MAX_INT: u32 = i32::MAX as u32;
 
 /// Converts the rules in `text`, read from `source` (a path, or `-` for standard input), into objects.
@@ -117,7 +124,7 @@ impl Reader<'_> {
             Opt::AddService => self.add_service(number, &line),
             Opt::AddServer => self.add_server(number, &line),
             Opt::Set => self.set(number, &line),
-            Opt::StartDaemon => self.start_daemon(&line, &command),
+            Opt::StartDaemon => self.start_daemon(number, &line, &command),
             Opt::Clear if self.order.is_empty() => {
                 line.allow(&[])?;
                 self.notes.push(Note::adjusted(
@@ -328,7 +335,7 @@ impl Reader<'_> {
 
     /// `--start-daemon master|backup --mcast-interface IF [--syncid N] [--sync-maxlen N] [--mcast-group ADDR]
     /// [--mcast-port N] [--mcast-ttl N]`.
-    fn start_daemon(&mut self, line: &Line, command: &Given) -> Parsed<()> {
+    fn start_daemon(&mut self, number: usize, line: &Line, command: &Given) -> Parsed<()> {
         line.allow(&[
             Opt::McastInterface,
             Opt::SyncId,
@@ -350,8 +357,15 @@ impl Reader<'_> {
                 )));
             }
         };
-        let Some(interface) = line.value(Opt::McastInterface) else {
-            return Err(Problem::Syntax("`--start-daemon` without `--mcast-interface`".to_owned()));
+        let interface = match line.value(Opt::McastInterface) {
+            Some(interface) => interface,
+            None => {
+                self.notes.push(Note::adjusted(
+                    Some(self.place(number)),
+                    format!("`--start-daemon` without `--mcast-interface`: ipvsadm's default `{DEFAULT_MCAST_IFN}`"),
+                ));
+                DEFAULT_MCAST_IFN
+            }
         };
         if interface.is_empty() || interface.len() > 15 {
             return Err(Problem::Syntax(format!("interface `{interface}`: 1 to 15 characters")));
@@ -436,8 +450,8 @@ fn service_key(line: &Line) -> Parsed<ServiceKey> {
         }
     };
     let (addr, port) = addr_port(value)?;
-    if ipv6 && addr.is_ipv4() {
-        return Err(Problem::Syntax(format!("-6 with the IPv4 service address {value}")));
+    if ipv6 {
+        return Err(Problem::Syntax("-6 is only for firewall-mark services (-f MARK -6)".to_owned()));
     }
     Ok(ServiceKey::Addr { protocol, addr, port: port.unwrap_or(0) })
 }

@@ -99,7 +99,7 @@ fn long_option_names_mean_the_same() {
     assert_eq!(t.dest_count(), 3);
     assert_eq!(table(long), t);
     assert_eq!(table(attached), t);
-    assert_eq!(table(&short.replace("-f 7 -6", "-6f 7")), t);
+    assert_eq!(table(&short.replace("-f 7 -6", "-f7 -6")), t);
 }
 
 #[test]
@@ -164,7 +164,8 @@ fn firewall_marks_of_both_families() {
     // A destination of the IPv4 mark is not one of the IPv6 mark.
     assert_eq!(syntax("-A -f 7 -s lc\n-a -f 7 -6 -r [2001:db8::1]:0 -g\n").0, 2);
     assert!(syntax("-A -f 0 -s rr\n").1.contains("firewall mark"));
-    assert!(syntax("-A -t 192.0.2.1:80 -6 -s rr\n").1.contains("-6"));
+    assert!(syntax("-A -t 192.0.2.1:80 -6 -s rr\n").1.contains("-6 is only for"));
+    assert!(syntax("-A -t [2001:db8::1]:80 -6 -s rr\n").1.contains("-6 is only for"));
 }
 
 #[test]
@@ -326,7 +327,9 @@ fn a_hand_written_file_with_comments_and_director_settings() {
 fn director_settings_errors() {
     assert!(syntax("--set 900 120\n").1.contains("three"));
     assert!(syntax("--set 900 120 x\n").1.contains("UDP"));
-    assert!(syntax("--start-daemon master\n").1.contains("--mcast-interface"));
+    let default = imported("--start-daemon backup\n");
+    assert_eq!(default.director.unwrap().sync_daemons[0].interface, "eth0");
+    assert!(default.notes[0].message.contains("--mcast-interface"));
     assert!(syntax("--start-daemon primary --mcast-interface eth0\n").1.contains("primary"));
     assert!(syntax("--start-daemon master --mcast-interface eth0 --syncid 256\n").1.contains("sync id"));
     assert!(syntax("--start-daemon master --mcast-interface eth0 --mcast-group 10.0.0.1\n").1.contains("multicast"));
