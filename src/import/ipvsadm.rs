@@ -344,9 +344,6 @@ impl Reader<'_> {
             Opt::McastPort,
             Opt::McastTtl,
         ])?;
-        if !line.args.is_empty() {
-            return Err(Problem::Syntax(format!("unexpected `{}`", line.args.join(" "))));
-        }
         let state = match command.value.as_deref() {
             Some("master") => DaemonState::Master,
             Some("backup") => DaemonState::Backup,
@@ -425,6 +422,8 @@ impl Reader<'_> {
                 imported.notes.push(Note::not_mapped(Some(Place::new(self.source, line)), skipped.to_string()));
             }
         }
+        // In the order of the input (stable: a line's notes keep theirs); notes of no one place last.
+        imported.notes.sort_by_key(|note| note.place.as_ref().map_or(usize::MAX, |place| place.line));
         imported
     }
 }

@@ -279,6 +279,8 @@ fn ipvsadms_own_save_imports_with_one_service_not_mapped() {
     assert_eq!(not_mapped.len(), 1, "{not_mapped:#?}");
     assert_eq!(not_mapped[0].place, Some(Place::new(SOURCE, 8)));
     assert!(not_mapped[0].message.contains("192.0.2.6:80"), "{}", not_mapped[0].message);
+    // Notes in the order of the input, the one of no place last.
+    assert_eq!(imported.notes.last().map(|n| n.place.is_none()), Some(true));
     assert!(imported.is_partial());
     assert!(imported.director.is_none());
     // Objects in the order of the input.
