@@ -16,6 +16,7 @@ pub mod board;
 pub mod metrics;
 mod run_loop;
 pub mod status;
+pub mod takeover;
 pub mod weights;
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The agent's loop: one pass at a time, never two at once, each started by a change, a timer or a retry.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use super::board::SharedBoard;
 use super::weights::HealthTracker;
 use super::{AgentConfig, Connector, PassError, PassKind, PassRecord, pass_options};
 use crate::engine::{Engine, EngineError, Kernel, KernelFailure, PassReport};
-use crate::health::{HealthScheduler, HealthView};
+use crate::health::{HealthScheduler, HealthState, HealthView, TargetKey};
 use crate::model::ServiceKey;
 use crate::source::{DesiredState, Snapshot};
 
@@ -228,7 +228,8 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
             _ => Some(self.desired.changed.clone()),
         };
         if kind != PassKind::Drain && kind != PassKind::Health {
-            self.follow_declared(full, wall);
+            let taken_over = self.live_states().await;
+            self.follow_declared(full, wall, &taken_over);
         }
         timers.step = self.step_timer(wall);
         let started = Instant::now();
@@ -289,7 +290,34 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
     /// targets changed the scheduler is told first (the first time with the states saved before a restart, so
     /// that a backend that was down stays out and one that was up stays in), and the services are computed again
     /// with the targets' states.
-    fn follow_declared(&mut self, full: bool, wall: u64) {
+    /// Before the first target set only: the states the backends the kernel already holds start from (a
+    /// takeover from keepalived, see `agent::takeover`), read off one table read. A failed read starts them from
+    /// their policies (the pass then fails on its own read and is retried).
+    async fn live_states(&mut self) -> BTreeMap<TargetKey, HealthState> {
+        if self.health.as_ref().is_none_or(|health| health.restored) {
+            return BTreeMap::new();
+        }
+        let checked: BTreeSet<ServiceKey> = self
+            .desired
+            .table
+            .services
+            .iter()
+            .filter(|(_, service)| service.health.as_ref().is_some_and(|policy| policy.check.is_some()))
+            .map(|(key, _)| *key)
+            .collect();
+        if checked.is_empty() || self.disconnected || !self.engine.kernel().is_connected() {
+            return BTreeMap::new();
+        }
+        match self.engine.kernel().read_table(&checked).await {
+            Ok(live) => crate::agent::takeover::live_states(&self.desired.table, &live),
+            Err(error) => {
+                warn!(%error, "reading the table to start the checks from it failed: backends start from their policies");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    fn follow_declared(&mut self, full: bool, wall: u64, taken_over: &BTreeMap<TargetKey, HealthState>) {
         let keys = (!full).then_some(&self.desired.changed);
         let empty = HealthView::default();
         let guard = self.health.as_ref().map(|h| h.view.borrow());
@@ -302,7 +330,12 @@ impl<K: Kernel, C: Connector<K>> Agent<K, C> {
         if health.restored {
             health.scheduler.set_targets(self.tracker.targets());
         } else {
-            health.scheduler.set_targets_restoring(self.tracker.targets(), &self.engine.ownership().health);
+            // Saved states first; the live table's for the backends they do not cover.
+            let mut restored = self.engine.ownership().health.clone();
+            for (key, state) in taken_over {
+                restored.entry(key.clone()).or_insert_with(|| state.clone());
+            }
+            health.scheduler.set_targets_restoring(self.tracker.targets(), &restored);
             health.restored = true;
         }
         let view = health.view.borrow_and_update();

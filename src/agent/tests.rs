@@ -618,6 +618,37 @@ async fn removal_on_failure_drains_the_backend_and_a_sorry_server_answers_when_n
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_takeover_keeps_every_live_weight_until_the_backends_own_checks_decide() {
+    // keepalived built the table: web1 (alpha: backends start down) serves on 1 at weight 5, keepalived inhibited
+    // 2 (weight 0); web3 (remove on failure) lost 4, which keepalived removed. No state file: a first start.
+    let kernel = Arc::new(FakeKernel::with_table(crate::table::fixtures::live([
+        crate::table::fixtures::live_entry(vip(1), "wlc", &[(backend(1), 5, 0, 0), (backend(2), 0, 0, 0)]),
+        crate::table::fixtures::live_entry(vip(3), "wlc", &[(backend(3), 1, 0, 0)]),
+    ])));
+    let checks = Checks::default();
+    checks.set_down(2, true);
+    checks.set_down(4, true);
+    let f = Fixture::start_with(config(), Some(checks.scheduler()), tempfile::tempdir().unwrap(), kernel);
+    f.apply(checked(1, &[(1, 5), (2, 3)], ", initialState: Unhealthy"));
+    f.apply(checked(3, &[(3, 1), (4, 1)], ", onFailure: Remove"));
+    f.state.mark_ready();
+    wait(Duration::from_millis(10)).await;
+    let seen = f.take_seen();
+    assert!(matches!(seen.as_slice(), [p] if p.full && p.ok && p.applied == 0), "adopted, nothing changed: {seen:?}");
+    assert_eq!((f.weight(1, 1), f.weight(1, 2)), (Some(5), Some(0)), "alpha does not drop a serving backend");
+    assert_eq!((f.weight(3, 3), f.weight(3, 4)), (Some(1), None), "a removed backend is not put back untested");
+
+    // Then the checks decide: 1 fails (fall 2), 2 and 4 recover (rise 2).
+    checks.set_down(1, true);
+    checks.set_down(2, false);
+    checks.set_down(4, false);
+    wait(Duration::from_secs(4) + TICK).await;
+    assert_eq!((f.weight(1, 1), f.weight(1, 2)), (Some(0), Some(3)));
+    assert_eq!(f.weight(3, 4), Some(1));
+    f.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_restart_keeps_every_backend_where_its_checks_left_it() {
     let checks = Checks::default();
     let f = Fixture::start_with(config(), Some(checks.scheduler()), tempfile::tempdir().unwrap(), Arc::default());
