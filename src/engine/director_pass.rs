@@ -180,7 +180,7 @@ impl<K: Kernel> Engine<K> {
         let before = self.ownership.daemons.clone();
         self.ownership.daemons.retain(|d| plan.stop.contains(&d.state) || plan.owned_after.contains(d));
         if self.ownership.daemons != before {
-            self.ownership.save(&self.state_path)?;
+            self.save_ownership()?;
         }
         let mut stop_failed = Vec::new();
         for state in &plan.stop {
@@ -188,7 +188,7 @@ impl<K: Kernel> Engine<K> {
                 Ok(()) => {
                     report.changes.push(format!("stopped sync daemon {state:?}"));
                     self.ownership.daemons.retain(|d| d.state != *state);
-                    self.ownership.save(&self.state_path)?;
+                    self.save_ownership()?;
                 }
                 Err(e) => {
                     stop_failed.push(*state);
@@ -203,7 +203,7 @@ impl<K: Kernel> Engine<K> {
             // Remembered first: a crash after the start must not leave a daemon nobody knows is ours.
             self.ownership.daemons.retain(|d| d.state != daemon.state);
             self.ownership.daemons.push(daemon.clone());
-            self.ownership.save(&self.state_path)?;
+            self.save_ownership()?;
             let line = format!("started sync daemon {:?} on {} id {}", daemon.state, daemon.interface, daemon.sync_id);
             match kernel.start_daemon(daemon.clone()).await {
                 Ok(()) => report.changes.push(line),
@@ -211,7 +211,7 @@ impl<K: Kernel> Engine<K> {
                     let refused = matches!(&e, DirectorError::Ipvs { source, .. } if source.errno().is_some());
                     if refused {
                         self.ownership.daemons.retain(|d| d.state != daemon.state);
-                        self.ownership.save(&self.state_path)?;
+                        self.save_ownership()?;
                     }
                     fail(report, &format!("starting the {:?} sync daemon on {}", daemon.state, daemon.interface), e);
                 }

@@ -251,7 +251,7 @@ impl<K: Kernel> Engine<K> {
     }
 
     /// Saves the ownership, noting a failure for the next pass (see `unsaved`).
-    fn save_ownership(&mut self) -> Result<(), StateError> {
+    pub(super) fn save_ownership(&mut self) -> Result<(), StateError> {
         let saved = self.ownership.save(&self.state_path);
         self.unsaved = saved.is_err();
         saved

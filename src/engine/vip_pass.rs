@@ -64,7 +64,7 @@ impl<K: Kernel> Engine<K> {
             // that is not known to be ours, which cleanup leaves in place (never one it did not make).
             info!(interface = addresses.interface(), index, "made the VIP interface");
             self.ownership.vips.created = Some(index);
-            self.ownership.save(&self.state_path)?;
+            self.save_ownership()?;
         }
         Ok(())
     }
@@ -110,7 +110,7 @@ impl<K: Kernel> Engine<K> {
         }
         // Remember first: a crash after the address is added must not leave an address nobody knows is ours.
         self.ownership.vips.addrs.extend(plan.add.iter().copied());
-        self.ownership.save(&self.state_path)?;
+        self.save_ownership()?;
         let mut forgotten = false;
         for addr in plan.add {
             let Some(addresses) = &self.addresses else { break };
@@ -146,7 +146,7 @@ impl<K: Kernel> Engine<K> {
             }
         }
         if forgotten {
-            self.ownership.save(&self.state_path)?;
+            self.save_ownership()?;
         }
         Ok(())
     }
@@ -201,7 +201,7 @@ impl<K: Kernel> Engine<K> {
             }
         }
         if self.ownership.vips.addrs != owned_before {
-            self.ownership.save(&self.state_path)?;
+            self.save_ownership()?;
         }
         Ok(())
     }
