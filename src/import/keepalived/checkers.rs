@@ -21,7 +21,9 @@ use std::net::IpAddr;
 use super::parse::Node;
 use super::servers::{Inherited, RealServer, VirtualServer};
 use super::values::{self, error, word};
-use crate::api::v1alpha1::{DnsRecordType, FailureAction, HealthCheck, HealthCheckType, InitialState};
+use crate::api::v1alpha1::{
+    DnsRecordType, FailureAction, HealthCheck, HealthCheckType, InitialState, MAX_EXPECT_STATUS,
+};
 use crate::import::{ImportError, Note, Place};
 
 /// keepalived's `delay_loop` default, microseconds.
@@ -459,7 +461,15 @@ pub fn probe(
             }
             check.path = url.path.clone();
             if !url.status.is_empty() {
-                check.expect_status = Some(url.status.clone());
+                let mut status = url.status.clone();
+                if status.len() > MAX_EXPECT_STATUS {
+                    notes.push(Note::not_mapped(
+                        Some(url.place.clone()),
+                        format!("status_code: only the first {MAX_EXPECT_STATUS} entries are taken (the API's most)"),
+                    ));
+                    status.truncate(MAX_EXPECT_STATUS);
+                }
+                check.expect_status = Some(status);
             }
             let host = url
                 .virtualhost

@@ -197,7 +197,19 @@ pub fn objects(
         }
         apply_checks(&mut spec, &kept, probes, service_port, notes);
 
-        if let Some(sorry) = &vs.sorry {
+        if let Some(sorry) = &vs.sorry
+            && let Some(duplicate) = kept.iter().find(|(rs, _)| {
+                rs.address == sorry.address && (rs.port == sorry.port || rs.port == 0 || sorry.port == 0)
+            })
+        {
+            notes.push(Note::not_mapped(
+                place.clone(),
+                format!(
+                    "sorry_server {} is also a real server: the API's sorry server is none of the backends; left out",
+                    duplicate.0.address
+                ),
+            ));
+        } else if let Some(sorry) = &vs.sorry {
             let fwd = sorry.forwarding.clone().unwrap_or_else(|| forwarding.clone());
             let routed = matches!(fwd.method, ForwardingMethod::DirectRouting | ForwardingMethod::Tunnel);
             let port = if routed || sorry.port == 0 { service_port } else { sorry.port };

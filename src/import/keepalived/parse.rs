@@ -3,8 +3,9 @@
 //! What the reader does, in its order, for every physical line:
 //! - comments: `#` or `!` outside double quotes end the line (`\#` and `\!` are the characters themselves);
 //!   leading and trailing blanks go;
-//! - `@ID rest` keeps `rest` only for a keepalived started with `-i ID`, `@^ID rest` only for any other: the import
-//!   has no config id, so the first kind is skipped (with a note) and the second kept;
+//! - `@ID rest` keeps `rest` only for a keepalived whose config id (`-i`, default the short host name) is `ID`,
+//!   `@^ID rest` only for any other: the import has no config id, so the first kind is skipped (a not-mapped note)
+//!   and the second kept (a note);
 //! - `$NAME=value` defines a parameter (a value ending with `\` goes on over the next lines, one line each), and
 //!   `$NAME` or `${NAME}` anywhere else is replaced by its value once a definition exists;
 //! - `include PATTERN` (also `includer`, `includem`, ...) reads the files the glob matches, in sorted order, a
@@ -24,6 +25,8 @@ use crate::import::{ImportError, Note, Place};
 const MAX_INCLUDE_DEPTH: usize = 32;
 /// Most lines one parameter expansion may produce in a line (a definition using itself would go on for ever).
 const MAX_EXPANSIONS: usize = 64;
+/// Deepest nesting of blocks (keepalived's deepest is a few levels; the limit keeps recursion bounded).
+const MAX_DEPTH: usize = 32;
 
 /// One statement: its words (keyword first) and, when a `{` follows it, the statements of its block.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,12 +154,22 @@ impl Reader {
             let mut line = line;
             if let Some(rest) = line.strip_prefix('@') {
                 let (id, rest) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
-                if id.starts_with('^') {
-                    line = rest.trim_start().to_owned();
-                } else {
+                if let Some(id) = id.strip_prefix('^') {
                     self.notes.push(Note::adjusted(
                         Some(place.clone()),
-                        format!("ignored: line for a keepalived started with `-i {id}` (the import has no config id)"),
+                        format!(
+                            "kept: a line for every config id but `{id}` (keepalived's `-i`, default the short host \
+                             name; the import has none)"
+                        ),
+                    ));
+                    line = rest.trim_start().to_owned();
+                } else {
+                    self.notes.push(Note::not_mapped(
+                        Some(place.clone()),
+                        format!(
+                            "skipped: a line only for config id `{id}` (keepalived's `-i`, default the short host \
+                             name; the import has none)"
+                        ),
                     ));
                     continue;
                 }
@@ -438,6 +451,12 @@ fn nest(lines: Vec<Line>) -> Result<Vec<Node>, ImportError> {
         if line.words[0] == "{" {
             let opener = stack.last_mut().and_then(|(_, nodes)| nodes.pop());
             match opener {
+                Some(_) if stack.len() > MAX_DEPTH => {
+                    return Err(ImportError::Syntax {
+                        place: line.place,
+                        message: format!("blocks nest deeper than {MAX_DEPTH} levels"),
+                    });
+                }
                 Some(node) if node.block.is_none() => stack.push((Some(node), Vec::new())),
                 _ => {
                     return Err(ImportError::Syntax {

@@ -773,3 +773,21 @@ fn reader_splits_braces_and_keeps_places() {
     assert_eq!(config.nodes[1].place.line, 2);
     assert_eq!(config.nodes[2].words, vec!["d#e"]);
 }
+
+#[test]
+fn a_sorry_server_that_is_a_real_server_is_left_out() {
+    let imported = import_text(
+        "virtual_server 192.0.2.10 80 {\n protocol TCP\n sorry_server 10.0.0.1 80\n real_server 10.0.0.1 80 {\n }\n}\n",
+    );
+    assert_eq!(spec(&imported, "tcp-192-0-2-10-80").sorry_server, None);
+    assert_eq!(note_line(&imported, NoteKind::NotMapped, "is also a real server"), 1);
+}
+
+#[test]
+fn without_a_sorry_server_quorum_is_ignored() {
+    let imported =
+        import_text("virtual_server 192.0.2.10 80 {\n protocol TCP\n quorum 2\n real_server 10.0.0.1 80 {\n }\n}\n");
+    assert_eq!(spec(&imported, "tcp-192-0-2-10-80").quorum, None);
+    assert_eq!(note_line(&imported, NoteKind::Adjusted, "without sorry_server"), 1);
+    assert!(!imported.is_partial());
+}

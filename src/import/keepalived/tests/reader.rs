@@ -43,8 +43,10 @@ fn conditional_lines() {
     let config = parse::read_text("@node1 a 1\n@^node1 b 2\n", Path::new("/nowhere/k.conf")).expect("read");
     let lines: Vec<_> = config.nodes.iter().map(|n| n.words.clone()).collect();
     assert_eq!(lines, vec![vec!["b", "2"]]);
-    assert_eq!(config.notes[0].kind, NoteKind::Adjusted);
+    assert_eq!(config.notes[0].kind, NoteKind::NotMapped);
     assert_eq!(config.notes[0].place.as_ref().map(|p| p.line), Some(1));
+    assert_eq!(config.notes[1].kind, NoteKind::Adjusted);
+    assert_eq!(config.notes[1].place.as_ref().map(|p| p.line), Some(2));
 }
 
 #[test]
@@ -61,4 +63,11 @@ fn globs() {
     assert!(!wildcard("[!a-c]x", "bx"));
     assert_eq!(braces("/d/{a,b}.conf"), vec!["/d/a.conf", "/d/b.conf"]);
     assert_eq!(braces("x{1,{2,3}}"), vec!["x1", "x2", "x3"]);
+}
+
+#[test]
+fn deep_nesting_is_refused() {
+    let text = "a {\n".repeat(10_000);
+    let error = parse::read_text(&text, Path::new("/nowhere/k.conf")).expect_err("too deep");
+    assert!(error.to_string().contains("nest deeper"), "{error}");
 }
