@@ -627,4 +627,27 @@ proptest! {
         let export = from_table(&Table { services: entries.into_iter().map(|e| (e.service.key, e)).collect() });
         prop_assert!(!export.objects.is_empty() && !export.skipped.is_empty());
     }
+
+    /// Any mix of ipvsadm's words, well formed or not, is imported or refused with a reason, never a panic.
+    #[test]
+    fn any_words_never_panic(lines in prop::collection::vec(prop::collection::vec(prop_oneof![
+        prop::sample::select(&[
+            "-A", "-a", "-C", "-E", "--set", "--start-daemon", "master", "-t", "-u", "--sctp-service", "-f", "-6",
+            "-s", "rr", "sh", "-p", "-M", "-b", "sh-port", "flag-1", "-o", "--pe", "sip", "-r", "-g", "-i", "-m",
+            "-w", "-x", "-y", "--tun-type", "gue", "gre", "--tun-port", "--tun-csum", "--mcast-interface", "0", "1",
+            "300", "65536", "192.0.2.1:80", "192.0.2.1", "[2001:db8::1]:80", "10.0.0.1:0", "2001:db8::2", "web:http",
+            "255.255.255.0", "64", "#", "=", "-", "--",
+        ][..]).prop_map(str::to_owned),
+        "\\PC{0,6}",
+    ], 0..10), 0..8)) {
+        let text: String = lines.iter().map(|words| words.join(" ") + "\n").collect();
+        match import(&text, Path::new(SOURCE)) {
+            Ok(imported) => prop_assert!(imported.objects.len() <= text.lines().count()),
+            Err(ImportError::Syntax { place, message }) => {
+                prop_assert!(place.line >= 1 && place.line <= lines.len() && !message.is_empty())
+            }
+            Err(ImportError::Refused(message)) => prop_assert!(message.contains("is a name")),
+            Err(e) => prop_assert!(false, "{e}"),
+        }
+    }
 }
