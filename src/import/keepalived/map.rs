@@ -179,6 +179,16 @@ pub fn objects(
             } else {
                 (rs.port, rs.port)
             };
+            if routed && rs.port != 0 && rs.port != service_port {
+                notes.push(Note::adjusted(
+                    Some(rs.place.clone()),
+                    format!(
+                        "real server {} port {}: programmed on the service's port {service_port} (DR and TUN cannot \
+                         change it; keepalived resets it too), checked on {}",
+                        rs.address, rs.port, rs.port
+                    ),
+                ));
+            }
             let mut backend = Backend { address: rs.address.to_string(), ..Backend::default() };
             if programmed != service_port {
                 backend.port = Some(i64::from(programmed));

@@ -791,3 +791,19 @@ fn without_a_sorry_server_quorum_is_ignored() {
     assert_eq!(note_line(&imported, NoteKind::Adjusted, "without sorry_server"), 1);
     assert!(!imported.is_partial());
 }
+
+#[test]
+fn a_sync_daemon_without_its_instance_is_a_backup() {
+    let imported = import_text("global_defs {\n lvs_sync_daemon eth0 inst VI_9 id 7\n}\n");
+    let daemon = &imported.director.as_ref().expect("director").sync_daemons[0];
+    assert_eq!((daemon.state, daemon.sync_id), (DaemonState::Backup, 7));
+    assert_eq!(note_line(&imported, NoteKind::Adjusted, "VI_9 is not in the file"), 2);
+}
+
+#[test]
+fn the_direct_routing_port_rule_is_noted() {
+    let imported = import_text(
+        "virtual_server 192.0.2.10 80 {\n protocol TCP\n lvs_method DR\n real_server 10.0.0.1 8080 {\n  TCP_CHECK {\n  }\n }\n}\n",
+    );
+    assert_eq!(note_line(&imported, NoteKind::Adjusted, "programmed on the service's port 80"), 4);
+}
