@@ -29,6 +29,9 @@
 //! other than `lvs_timeouts` and `lvs_sync_daemon` (mail, router id, ...), notification scripts (`notify_up`,
 //! `notify_down`, `quorum_up`, `quorum_down`), static addresses and routes.
 //!
+//! Every object is validated as `run` would before it is returned; one that would be refused (an address keepalived
+//! takes and the API does not) is left out with a `NotMapped` note giving validation's reasons.
+//!
 //! Errors (nothing is imported): a file that cannot be read, unbalanced braces, a `virtual_server` without an
 //! address, a value that is not one (address, port, number), an include loop. No input makes the import panic.
 
@@ -81,6 +84,17 @@ fn convert(config: parse::Config) -> Result<Imported, ImportError> {
                 let vs = servers::virtual_server(node, &mut notes)?;
                 for object in map::objects(&vs, &context, &mut notes)? {
                     let name = object.metadata.name.clone().unwrap_or_default();
+                    // A last word: what `run` would refuse is reported, not printed.
+                    let id = crate::api::ObjectId::document(node.place.file.clone(), imported.objects.len());
+                    if let Err(rejected) = crate::api::validate(&id, &object.spec) {
+                        let problems: Vec<String> =
+                            rejected.errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
+                        notes.push(Note::not_mapped(
+                            place.clone(),
+                            format!("service {name} left out: it would be invalid ({})", problems.join("; ")),
+                        ));
+                        continue;
+                    }
                     if names.insert(name.clone()) {
                         imported.objects.push(object);
                     } else {

@@ -6,7 +6,8 @@
 //!   server → checker (`validate_check_config`);
 //! - `retry` 1 (`queue_checker`, `check_api.c`), 3 for `DNS_CHECK` (`DNS_DEFAULT_RETRY`); a server goes down when
 //!   the first failure and `retry` more have failed (`tcp_epilog`: down once `retry_it >= retry`): fall = retry + 1;
-//!   one success brings it up: rise 1;
+//!   one success brings it up: rise 1; (at start keepalived takes a server down on its first failure, `retry_it =
+//!   retry` in `validate_check_config`; this program's `fall` counts from the start too: the one difference left);
 //! - `delay_before_retry` 1 s, 3 s for `HTTP_GET`/`SSL_GET` (`http_get_handler`), `delay_loop` for `DNS_CHECK`;
 //! - HTTP status codes 200-299 when none is given (`url_check`, `HTTP_DEFAULT_STATUS_CODE_MIN/MAX`); the Host is
 //!   the url's `virtualhost`, else the checker's, the real server's, the virtual server's (`http_request_thread`);

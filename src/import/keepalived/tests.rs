@@ -807,3 +807,11 @@ fn the_direct_routing_port_rule_is_noted() {
     );
     assert_eq!(note_line(&imported, NoteKind::Adjusted, "programmed on the service's port 80"), 4);
 }
+
+#[test]
+fn an_object_validation_refuses_is_reported_not_printed() {
+    // A multicast virtual address: keepalived takes it, the API does not.
+    let imported = import_text("virtual_server 239.1.1.1 80 {\n protocol TCP\n real_server 10.0.0.1 80 {\n }\n}\n");
+    assert!(imported.objects.is_empty());
+    assert_eq!(note_line(&imported, NoteKind::NotMapped, "left out: it would be invalid"), 1);
+}
