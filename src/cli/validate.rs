@@ -25,7 +25,7 @@ use crate::api::pool::POOL_KIND;
 use crate::api::v1alpha1::{API_VERSION, KIND};
 use crate::api::{Age, ObjectId, SourceObject, ValidationError};
 use crate::source::ObjectIndex;
-use crate::source::file::{Document, FileText, document_id, each_value, expand, read_value};
+use crate::source::file::{Document, FileText, document_id, each_value, each_value_read, expand, read_value};
 
 /// The path that stands for standard input.
 const STDIN: &str = "-";
@@ -35,7 +35,8 @@ const GROUP: &str = "ipvs.dev";
 
 /// Runs `validate`; the exit code is 1 when any object is invalid or conflicts with another.
 pub fn validate(args: &ValidateArgs) -> Result<i32> {
-    let inputs = read_inputs(&args.files)?;
+    // As `run` reads files, each is read part by part when its turn comes; a cluster's check takes them whole.
+    let inputs = read_inputs(&args.files, args.kubernetes)?;
     let outcome = if args.kubernetes { cluster::check(inputs) } else { check_files(inputs) };
     for error in &outcome.errors {
         eprintln!("error: {error}");
@@ -64,15 +65,18 @@ struct Outcome {
     skipped: usize,
 }
 
-/// One input: its path (`<stdin>` for standard input) and its content.
+/// One input: its path (`<stdin>` for standard input) and its content; `None`: a file read part by part when its
+/// turn comes, so that a large one is never held whole.
 struct Input {
     path: PathBuf,
-    bytes: Vec<u8>,
+    bytes: Option<Vec<u8>>,
 }
 
 /// The `-f` paths' files, read (directories as `run` lists them), and standard input where `-` is given. A path
-/// that cannot be read is an error for the whole command, as for `run`: no check passes on an unread file.
-fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
+/// that cannot be read is an error for the whole command, as for `run`: no check passes on an unread file. With
+/// `whole`, every file is read here; otherwise each is only opened here (which finds the files that cannot be
+/// read) and read when its turn comes (a file that fails then is an error of the check).
+fn read_inputs(paths: &[PathBuf], whole: bool) -> Result<Vec<Input>> {
     let mut inputs = Vec::new();
     let mut seen = BTreeSet::new();
     let mut stdin_read = false;
@@ -92,16 +96,21 @@ fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
             if !seen.insert(std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone())) {
                 continue;
             }
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading manifests: cannot read {}", file.display()))?;
-            inputs.push(input(file, bytes));
+            let cannot = || format!("reading manifests: cannot read {}", file.display());
+            if whole {
+                let bytes = std::fs::read(&file).with_context(cannot)?;
+                inputs.push(input(file, bytes));
+            } else {
+                std::fs::File::open(&file).with_context(cannot)?;
+                inputs.push(Input { path: file, bytes: None });
+            }
         }
     }
     Ok(inputs)
 }
 
 fn input(path: PathBuf, bytes: Vec<u8>) -> Input {
-    Input { path, bytes }
+    Input { path, bytes: Some(bytes) }
 }
 
 /// What a document is, from its `apiVersion` and `kind`.
@@ -146,11 +155,7 @@ fn each_document(
     errors: &mut Vec<ValidationError>,
 ) {
     for (position, input) in inputs.into_iter().enumerate() {
-        let text = match std::str::from_utf8(&input.bytes) {
-            Ok(text) => FileText::Text(text),
-            Err(_) => FileText::Bytes(&input.bytes),
-        };
-        each_value(&input.path, text, |index, unnamed, value| {
+        let mut each = |index, unnamed: &ObjectId, value| {
             let value = match value {
                 Ok(value) => value,
                 Err(error) => return errors.push(error),
@@ -163,7 +168,21 @@ fn each_document(
             for item in items {
                 visit(document_id(unnamed, &item), age, kind_of(&item), item);
             }
-        });
+        };
+        let Some(bytes) = input.bytes else {
+            let read = std::fs::File::open(&input.path)
+                .and_then(|file| each_value_read(&input.path, std::io::BufReader::new(file), &mut each));
+            if let Err(e) = read {
+                let id = ObjectId::File { path: input.path.clone() };
+                errors.push(ValidationError::new(id, "", format!("cannot read: {e}")));
+            }
+            continue;
+        };
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(text) => FileText::Text(text),
+            Err(_) => FileText::Bytes(&bytes),
+        };
+        each_value(&input.path, text, each);
     }
 }
 

@@ -18,7 +18,8 @@
 //!   `metadata.name` (namespace `default` when not given), and two documents with one namespace/name are an error
 //!   of the younger one ([`ObjectIndex`] decides, across files).
 //! - Memory: a file is held as text while its documents are parsed one at a time and handed to the index, which
-//!   keeps only what each validates to.
+//!   keeps only what each validates to; `validate` reads each file part by part instead ([`each_value_read`], cut
+//!   where the parts' documents are the whole's), so that it never holds a large file whole.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
@@ -184,6 +185,68 @@ pub(crate) fn each_value(
     text: FileText<'_>,
     mut each: impl FnMut(usize, &ObjectId, Result<Value, ValidationError>),
 ) {
+    // One path for every identity of this file's objects.
+    let shared: Arc<Path> = Arc::from(path);
+    each_value_of_part(&shared, text, (0, 0), &mut each);
+}
+
+/// About how many bytes of a file [`each_value_read`] holds at once.
+const PART: usize = 1 << 20;
+
+/// [`each_value`] over a file read part by part, each of about [`PART`] bytes and cut where the parts' documents
+/// are the whole file's ([`split::CutPoints`]), so that a large file is never held whole; fails only when reading
+/// fails (what was read by then has been handed over).
+pub(crate) fn each_value_read(
+    path: &Path,
+    reader: impl io::BufRead,
+    each: impl FnMut(usize, &ObjectId, Result<Value, ValidationError>),
+) -> io::Result<()> {
+    each_value_read_in(path, reader, PART, each)
+}
+
+/// [`each_value_read`] in parts of at least `part` bytes (but the last).
+fn each_value_read_in(
+    path: &Path,
+    mut reader: impl io::BufRead,
+    part_size: usize,
+    mut each: impl FnMut(usize, &ObjectId, Result<Value, ValidationError>),
+) -> io::Result<()> {
+    let shared: Arc<Path> = Arc::from(path);
+    let mut cuts = split::CutPoints::default();
+    let (mut part, mut line) = (Vec::new(), Vec::new());
+    let mut next = (0, 0);
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        if cuts.before(&String::from_utf8_lossy(&line)) && part.len() >= part_size {
+            next = each_value_of_part(&shared, file_text(&part), next, &mut each);
+            part.clear();
+        }
+        part.extend_from_slice(&line);
+    }
+    // The last part (never empty after a cut: it starts with a `---` line), or the whole file (perhaps empty).
+    each_value_of_part(&shared, file_text(&part), next, &mut each);
+    Ok(())
+}
+
+fn file_text(bytes: &[u8]) -> FileText<'_> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => FileText::Text(text),
+        Err(_) => FileText::Bytes(bytes),
+    }
+}
+
+/// [`each_value`] for a part of a file cut where [`split::CutPoints`] allows (the whole file is one part):
+/// `first` is the index of its first document and the number of lines before it; returns the next part's.
+fn each_value_of_part(
+    shared: &Arc<Path>,
+    text: FileText<'_>,
+    first: (usize, usize),
+    each: &mut impl FnMut(usize, &ObjectId, Result<Value, ValidationError>),
+) -> (usize, usize) {
+    let (first_index, first_line) = first;
     let lossy;
     let (text, bytes) = match text {
         FileText::Text(text) => (text, None),
@@ -193,24 +256,27 @@ pub(crate) fn each_value(
         }
     };
     let byte_lines: Vec<&[u8]> = bytes.map(|b| b.split_inclusive(|c| *c == b'\n').collect()).unwrap_or_default();
-    // One path for every identity of this file's objects.
-    let shared: Arc<Path> = Arc::from(path);
-    for (index, piece) in split::documents(text).iter().enumerate() {
-        let unnamed = ObjectId::document_of(&shared, index);
+    let pieces = split::documents(text);
+    for (number, piece) in pieces.iter().enumerate() {
+        let index = first_index + number;
+        let unnamed = ObjectId::document_of(shared, index);
         if bytes.is_some() {
             // The lossy text has the same lines as the bytes: a document whose own lines are not UTF-8 is
             // refused alone, naming its first bad line.
             let lines = piece.text.lines().count().max(1);
             let mut own = byte_lines.iter().enumerate().skip(piece.line_offset).take(lines);
             if let Some((line, _)) = own.find(|(_, l)| std::str::from_utf8(l).is_err()) {
-                let error = ValidationError::new(unnamed.clone(), "", format!("not UTF-8 text (line {})", line + 1));
+                let line = first_line + line + 1;
+                let error = ValidationError::new(unnamed.clone(), "", format!("not UTF-8 text (line {line})"));
                 each(index, &unnamed, Err(error));
                 continue;
             }
         }
-        let value = document::parse(unnamed.clone(), piece);
+        let piece = split::Piece { text: piece.text, line_offset: first_line + piece.line_offset };
+        let value = document::parse(unnamed.clone(), &piece);
         each(index, &unnamed, value);
     }
+    (first_index + pieces.len(), first_line + text.bytes().filter(|b| *b == b'\n').count())
 }
 
 /// Reads the documents of one file (the `file`-th of the load) one by one, handing each to `each` as soon as it

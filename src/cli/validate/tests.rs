@@ -35,7 +35,7 @@ fn inputs(files: &[&str]) -> Vec<Input> {
     files
         .iter()
         .enumerate()
-        .map(|(i, text)| Input { path: PathBuf::from(format!("{i}.yaml")), bytes: text.as_bytes().to_vec() })
+        .map(|(i, text)| Input { path: PathBuf::from(format!("{i}.yaml")), bytes: Some(text.as_bytes().to_vec()) })
         .collect()
 }
 

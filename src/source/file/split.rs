@@ -117,6 +117,30 @@ pub(crate) fn documents(text: &str) -> Vec<Piece<'_>> {
     pieces
 }
 
+/// Where a stream can be cut so that its parts split into the documents of the whole (the later part's indices and
+/// line offsets shifted by the earlier's): before a `---` line that follows a document, where [`documents`] ends a
+/// piece anyway and starts the next at that line. Fed every line in order, its `\n` included.
+#[derive(Debug, Default)]
+pub(crate) struct CutPoints {
+    /// Whether the lines so far end inside a document ([`documents`]' `has_document`).
+    in_document: bool,
+}
+
+impl CutPoints {
+    /// Whether the stream can be cut before `line`, which is then taken as read.
+    pub(crate) fn before(&mut self, line: &str) -> bool {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let kind = kind(bare.strip_prefix(BOM).unwrap_or(bare));
+        let cut = kind == Line::Start && self.in_document;
+        match kind {
+            Line::Start | Line::Content => self.in_document = true,
+            Line::End | Line::Directive => self.in_document = false,
+            Line::Nothing => {}
+        }
+        cut
+    }
+}
+
 fn piece(text: &str, (start, line): (usize, usize), end: usize) -> Piece<'_> {
     Piece { text: text.get(start..end).unwrap_or_default(), line_offset: line }
 }
@@ -158,6 +182,37 @@ mod tests {
         assert_eq!(texts("a: 1\n...\n---\nb: 2\n"), [("a: 1\n...\n", 0), ("---\nb: 2\n", 2)]);
         assert_eq!(texts("a: 1\n%YAML 1.2\n---\nb: 2\n"), [("a: 1\n", 0), ("%YAML 1.2\n---\nb: 2\n", 1)]);
         assert_eq!(texts("%YAML 1.2\n---\nb: 2\n"), [("%YAML 1.2\n---\nb: 2\n", 0)]);
+    }
+
+    /// Cut wherever [`CutPoints`] allows, the parts' documents are the whole's.
+    #[test]
+    fn a_stream_cut_where_allowed_has_the_documents_of_the_whole() {
+        let streams = [
+            "a: 1\n---\nb: 2\n",
+            "---\na: 1\n---\nb: 2\n---\n",
+            "# header\n---\na: 1\n# c\n---\n---\nb: 1\n",
+            "a: 1\n...\n---\nb: 2\n...\n# x\n---\nc: 3",
+            "a: 1\n%YAML 1.2\n---\nb: 2\n---\nc: |\n  ---\n---\n",
+            "\u{feff}a: 1\n\u{feff}---\nb: 2\n--- \nc: 3\n",
+            "a: 1\r\n---\r\nb: 2\r\n---\r\n",
+        ];
+        let mut cuts_seen = 0;
+        for stream in streams {
+            let whole = texts(stream);
+            let mut cuts = CutPoints::default();
+            let mut offset = 0;
+            for (number, line) in stream.split_inclusive('\n').enumerate() {
+                if cuts.before(line) {
+                    cuts_seen += 1;
+                    let (first, second) = stream.split_at(offset);
+                    let mut parts = texts(first);
+                    parts.extend(texts(second).into_iter().map(|(text, line)| (text, line + number)));
+                    assert_eq!(parts, whole, "{stream:?} cut before line {number}");
+                }
+                offset += line.len();
+            }
+        }
+        assert!(cuts_seen >= 10, "{cuts_seen} cuts");
     }
 
     #[test]

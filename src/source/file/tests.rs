@@ -484,3 +484,39 @@ fn new_removed_and_linked_files_list_the_directory_again() {
     std::os::unix::fs::symlink(dir.path(), dir.path().join("..data")).unwrap();
     assert!(source.reload_paths_into(&mut index, &one("..data")).unwrap().listed);
 }
+
+/// Read part by part, whatever the parts' size, a file gives the documents, identities, values and problems (with
+/// their lines) it gives read whole.
+#[test]
+fn a_file_read_in_parts_reads_as_a_whole() {
+    let bad_byte = {
+        let mut bytes = format!("{WEB}---\n").into_bytes();
+        bytes.extend_from_slice(b"metadata: {name: x}\nspec: {address: \xff}\n---\n");
+        bytes.extend_from_slice(DNS.as_bytes());
+        bytes
+    };
+    let files: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        b"# only a comment\n".to_vec(),
+        format!("{WEB}---\n{DNS}---\n{WEB}").into_bytes(),
+        format!("# header\n---\n{WEB}...\n%YAML 1.2\n---\n{DNS}---\na: [b\n---\n\u{feff}---\n{WEB}---\n").into_bytes(),
+        bad_byte,
+    ];
+    let path = Path::new("m.yaml");
+    fn collect(out: &mut Vec<String>) -> impl FnMut(usize, &ObjectId, Result<Value, ValidationError>) + '_ {
+        move |index, id, value| out.push(format!("{index} {id} {:?}", value.map_err(|e| e.to_string())))
+    }
+    for bytes in files {
+        let mut whole = Vec::new();
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(text) => FileText::Text(text),
+            Err(_) => FileText::Bytes(&bytes),
+        };
+        each_value(path, text, collect(&mut whole));
+        for part in [0, 1, 10, 100, 1 << 20] {
+            let mut parts = Vec::new();
+            each_value_read_in(path, &bytes[..], part, collect(&mut parts)).unwrap();
+            assert_eq!(parts, whole, "{} in parts of {part}", String::from_utf8_lossy(&bytes));
+        }
+    }
+}
