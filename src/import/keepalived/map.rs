@@ -207,7 +207,16 @@ pub fn objects(
         }
         apply_checks(&mut spec, &kept, probes, service_port, notes);
 
-        if let Some(sorry) = &vs.sorry
+        let sorry_fwd = vs.sorry.as_ref().map(|s| s.forwarding.clone().unwrap_or_else(|| forwarding.clone()));
+        if let (Some(sorry), Some(fwd)) = (&vs.sorry, &sorry_fwd)
+            && sorry.address.is_ipv6() != (family == AddressFamily::IPv6)
+            && fwd.method != ForwardingMethod::Tunnel
+        {
+            notes.push(Note::adjusted(
+                place.clone(),
+                "ignored, as keepalived does: a sorry server of another family than the virtual server's",
+            ));
+        } else if let Some(sorry) = &vs.sorry
             && let Some(duplicate) = kept.iter().find(|(rs, _)| {
                 rs.address == sorry.address && (rs.port == sorry.port || rs.port == 0 || sorry.port == 0)
             })

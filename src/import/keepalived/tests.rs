@@ -815,3 +815,12 @@ fn an_object_validation_refuses_is_reported_not_printed() {
     assert!(imported.objects.is_empty());
     assert_eq!(note_line(&imported, NoteKind::NotMapped, "left out: it would be invalid"), 1);
 }
+
+#[test]
+fn a_sorry_server_of_another_family_is_ignored() {
+    let imported = import_text(
+        "virtual_server 192.0.2.10 80 {\n protocol TCP\n sorry_server 2001:db8::9 80\n real_server 10.0.0.1 80 {\n }\n}\n",
+    );
+    assert_eq!(spec(&imported, "tcp-192-0-2-10-80").sorry_server, None);
+    assert_eq!(note_line(&imported, NoteKind::Adjusted, "sorry server of another family"), 1);
+}
