@@ -23,8 +23,9 @@ pub enum ObjectId {
         path: Arc<Path>,
         /// Position of the document in the file.
         index: usize,
-        /// `namespace/name` from the document's metadata (namespace `default` when only a name is given).
-        name: Option<String>,
+        /// `namespace/name` from the document's metadata (namespace `default` when only a name is given); shared, as
+        /// the path is, by every copy of the identity.
+        name: Option<Arc<str>>,
     },
     /// A whole file, for problems found before its documents could be told apart (a YAML syntax error).
     File {
@@ -55,7 +56,11 @@ impl ObjectId {
         match (self, name) {
             (ObjectId::Document { path, index, .. }, Some(name)) => {
                 let namespace = namespace.unwrap_or("default");
-                ObjectId::Document { path, index, name: Some(format!("{}/{}", readable(namespace), readable(name))) }
+                ObjectId::Document {
+                    path,
+                    index,
+                    name: Some(format!("{}/{}", readable(namespace), readable(name)).into()),
+                }
             }
             (id, _) => id,
         }

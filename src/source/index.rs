@@ -44,7 +44,13 @@ fn one<T: Ord>() -> SmallSet<T> {
 #[derive(Debug, Clone, PartialEq)]
 enum Entry {
     /// Read and validated: what it declares, or every problem it has; and what that resolves to on this node.
-    Validated { age: Age, generation: Option<i64>, declared: Result<Box<Declared>, Rejected>, resolution: Resolution },
+    /// (`Rejected` boxed as well as `Declared`: an entry of every object sits in the index's map.)
+    Validated {
+        age: Age,
+        generation: Option<i64>,
+        declared: Result<Box<Declared>, Box<Rejected>>,
+        resolution: Resolution,
+    },
     /// Seen, but not readable as a `VirtualService` (bad YAML, wrong kind, wrong field types).
     Unreadable(Vec<ValidationError>),
 }
@@ -235,7 +241,7 @@ pub struct ObjectIndex {
     by_vip: BTreeMap<IpAddr, SmallSet<ObjectId>>,
     by_mark: BTreeMap<u32, SmallSet<ObjectId>>,
     /// File documents by their `namespace/name`, oldest first: only the oldest of each name counts.
-    namesakes: BTreeMap<String, SmallSet<(Age, ObjectId)>>,
+    namesakes: BTreeMap<Arc<str>, SmallSet<(Age, ObjectId)>>,
     /// Counts changes that had an effect (an object, slice or label set that differs from what was there); a
     /// re-sent object (a status write, a Node heartbeat) does not move it.
     revision: u64,
@@ -272,7 +278,7 @@ impl ObjectIndex {
     /// [`ObjectIndex::apply`] for an object of which some fields could not be read (`unread`: their problems; the
     /// object is invalid while there are any, and names its service only if its key fields were read).
     pub fn apply_read(&mut self, object: SourceObject, unread: Vec<ValidationError>) -> Changed {
-        let declared = validate_read(&object.id, &object.spec, unread).map(Box::new);
+        let declared = validate_read(&object.id, &object.spec, unread).map(Box::new).map_err(Box::new);
         let resolution = self.resolve(&object.id, object.age, &declared);
         let entry = Entry::Validated { age: object.age, generation: object.generation, declared, resolution };
         self.insert(object.id, entry)
@@ -320,7 +326,7 @@ impl ObjectIndex {
     }
 
     /// Resolves a declaration against the node's labels, the pools and the slices.
-    fn resolve(&self, id: &ObjectId, age: Age, declared: &Result<Box<Declared>, Rejected>) -> Resolution {
+    fn resolve(&self, id: &ObjectId, age: Age, declared: &Result<Box<Declared>, Box<Rejected>>) -> Resolution {
         if let Some(first) = self.older_namesake(id, age) {
             let message = format!(
                 "{} is also declared by {first}, which comes first: kubectl apply would keep only the last one \
@@ -789,8 +795,9 @@ impl ObjectIndex {
         if entry.is_not_admitted() {
             self.not_admitted.insert(id.clone());
         }
-        if let (Some(name), Some(age)) = (name_of(id), entry.age()) {
-            self.namesakes.entry(name.to_owned()).or_insert_with(one).insert((age, id.clone()), ());
+        if let (ObjectId::Document { name: Some(name), .. }, Some(age)) = (id, entry.age()) {
+            // The identity's own name, shared.
+            self.namesakes.entry(Arc::clone(name)).or_insert_with(one).insert((age, id.clone()), ());
         }
         match named_key(entry) {
             Some(ServiceKey::Addr { addr, .. }) => {
@@ -902,7 +909,7 @@ impl ObjectIndex {
 /// The `namespace/name` of a file's document, when it has one (Kubernetes objects are unique by construction).
 fn name_of(id: &ObjectId) -> Option<&str> {
     match id {
-        ObjectId::Document { name: Some(name), .. } => Some(name),
+        ObjectId::Document { name: Some(name), .. } => Some(name.as_ref()),
         _ => None,
     }
 }

@@ -8,6 +8,7 @@
 //! which only the cluster knows.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_yaml::Value;
 use tracing::warn;
@@ -99,7 +100,7 @@ impl Cluster {
         let id = match id {
             ObjectId::Document { path, index, .. } => {
                 let name = value.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str);
-                ObjectId::Document { path, index, name: name.map(str::to_owned) }
+                ObjectId::Document { path, index, name: name.map(Arc::from) }
             }
             other => other,
         };
