@@ -21,10 +21,10 @@ pub struct DirectorConfig {
     #[serde(default)]
     pub timeouts: TimeoutConfig,
     /// Sysctls by their `--sysctl` key (`ip_forward`, `expire_nodest_conn`, ...).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sysctls: BTreeMap<String, u32>,
     /// Connection-sync daemons: at most one master and one backup.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sync_daemons: Vec<SyncDaemonConfig>,
 }
 
@@ -33,10 +33,13 @@ pub struct DirectorConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TimeoutConfig {
     /// TCP established (kernel default 900).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<u32>,
     /// TCP after FIN (kernel default 120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_fin: Option<u32>,
     /// UDP (kernel default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp: Option<u32>,
 }
 
