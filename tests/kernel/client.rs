@@ -1,7 +1,7 @@
 //! The IPVS client against the real kernel. Runs inside the VM (`tests/vm/run`), each test in a fresh network
 //! namespace, cross-checked with `ipvsadm -Sn`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::process::Command;
 use std::time::Instant;
@@ -86,7 +86,7 @@ fn table_of(entries: &[(Service, Vec<Destination>)]) -> Table {
     let mut t = Table::default();
     for (svc, dests) in entries {
         let e = t.insert_service(svc.clone());
-        e.dests = dests.iter().map(|d| (d.key, d.clone())).collect::<BTreeMap<_, _>>();
+        e.dests = dests.iter().map(|d| (d.key, d.clone())).collect();
     }
     t
 }

@@ -8,7 +8,6 @@
 //!
 //! `client.rs` holds the first round trip, batching and concurrency; this file fills in the feature matrix.
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
@@ -94,7 +93,7 @@ fn table_of(entries: &Entries) -> Table {
     let mut t = Table::default();
     for (svc, dests) in entries {
         let e = t.insert_service(svc.clone());
-        e.dests = dests.iter().map(|d| (d.key, d.clone())).collect::<BTreeMap<_, _>>();
+        e.dests = dests.iter().map(|d| (d.key, d.clone())).collect();
     }
     t
 }

@@ -46,7 +46,7 @@ async fn vips_go_on_a_dummy_interface_it_creates_and_only_its_own_leave() {
     let wanted: BTreeSet<IpAddr> = [ip("192.0.2.1"), ip("192.0.2.99"), ip("2001:db8::1")].into();
     let listed = vips.addresses(index).await.expect("listing");
     let live: BTreeSet<IpAddr> = listed.keys().copied().collect();
-    let plan = plan_vips(&wanted, &live, &BTreeSet::new());
+    let plan = plan_vips(&wanted, &live, &BTreeSet::new(), &BTreeSet::new());
     assert_eq!(plan.add, [ip("192.0.2.1"), ip("2001:db8::1")].into());
     assert_eq!(plan.foreign, [ip("192.0.2.99")].into(), "used, not adopted");
     for addr in &plan.add {
@@ -63,7 +63,7 @@ async fn vips_go_on_a_dummy_interface_it_creates_and_only_its_own_leave() {
     let owned = plan.owned_after;
     let listed = vips.addresses(index).await.expect("listing");
     let live: BTreeSet<IpAddr> = listed.keys().copied().collect();
-    let plan = plan_vips(&BTreeSet::new(), &live, &owned);
+    let plan = plan_vips(&BTreeSet::new(), &live, &BTreeSet::new(), &owned);
     assert_eq!(plan.remove, [ip("192.0.2.1"), ip("2001:db8::1")].into());
     for addr in &plan.remove {
         vips.remove(*addr, &listed[addr]).await.expect("remove");
@@ -76,7 +76,7 @@ async fn vips_go_on_a_dummy_interface_it_creates_and_only_its_own_leave() {
     // A second pass over what is left changes nothing.
     let listed = vips.addresses(index).await.expect("listing");
     let live: BTreeSet<IpAddr> = listed.keys().copied().collect();
-    assert!(plan_vips(&BTreeSet::new(), &live, &plan.owned_after).is_empty());
+    assert!(plan_vips(&BTreeSet::new(), &live, &BTreeSet::new(), &plan.owned_after).is_empty());
 }
 
 #[tokio::test]
@@ -108,4 +108,39 @@ async fn an_address_that_is_not_a_host_prefix_is_never_removed() {
         other => panic!("a /24 is not ours to remove, got {other:?}"),
     }
     assert!(shown(&ns, "ipvs0").contains("192.0.2.50/24"));
+}
+
+/// A VIP the node already has on another interface (VRRP put it on eth0, an operator on lo) is used as it is:
+/// `plan` shows no address change, `apply` binds nothing on ipvs0 for it and does not own it, and cleanup leaves it.
+#[test]
+fn a_vip_already_on_another_interface_is_used_as_it_is() {
+    let ns = Netns::new("vip-elsewhere");
+    ns.ip(&["link", "add", "eth0", "type", "dummy"]);
+    ns.ip(&["addr", "add", "192.0.2.10/24", "dev", "eth0"]);
+    ns.ip(&["link", "set", "eth0", "up"]);
+    ns.ip(&["addr", "add", "192.0.2.11/32", "dev", "lo"]);
+    let work = crate::support::Workdir::new();
+    work.write(
+        "web.yaml",
+        "apiVersion: ipvs.dev/v1alpha1\nkind: VirtualService\nmetadata: {name: vrrp}\n\
+         spec: {address: 192.0.2.10, port: 80, backends: [{address: 10.0.0.1}]}\n---\n\
+         apiVersion: ipvs.dev/v1alpha1\nkind: VirtualService\nmetadata: {name: lo}\n\
+         spec: {address: 192.0.2.11, port: 80, backends: [{address: 10.0.0.1}]}\n---\n\
+         apiVersion: ipvs.dev/v1alpha1\nkind: VirtualService\nmetadata: {name: ours}\n\
+         spec: {address: 192.0.2.12, port: 80, backends: [{address: 10.0.0.1}]}\n",
+    );
+    let plan = work.plan(&ns);
+    plan.expect_code(2);
+    let address_lines: Vec<&str> = plan.stdout.lines().filter(|l| l.contains("address")).collect();
+    assert_eq!(address_lines, vec!["add address 192.0.2.12/32 to ipvs0"], "{plan}");
+    work.apply(&ns).expect_code(0);
+    let on_ipvs0 = ns.addresses_of("ipvs0");
+    assert!(on_ipvs0.contains("192.0.2.12/32"), "{on_ipvs0}");
+    assert!(!on_ipvs0.contains("192.0.2.10") && !on_ipvs0.contains("192.0.2.11"), "not bound again: {on_ipvs0}");
+    let state = std::fs::read_to_string(work.state()).expect("state file");
+    assert!(!state.contains("192.0.2.10") && !state.contains("192.0.2.11"), "never owned: {state}");
+    work.plan(&ns).expect_code(0);
+    ns.cli_run(&["cleanup", "--state", crate::support::path_str(&work.state())]).expect_code(0);
+    assert!(ns.addresses_of("eth0").contains("192.0.2.10/24"), "VRRP's address stays");
+    assert!(ns.addresses_of("lo").contains("192.0.2.11/32"), "the operator's address stays");
 }
