@@ -162,9 +162,16 @@ fn probe_fields_only_with_their_type() {
     let https = "serverName and insecureSkipVerify are only for type HTTPS";
     refused(check(json!({"type": "HTTP", "serverName": "a"})), https);
     refused(check(json!({"type": "HTTP", "insecureSkipVerify": false})), https);
-    let udp = "send and expectPrefix are only for type UDP";
+    let udp = "send, expectPrefix and requireReply are only for type UDP";
     refused(check(json!({"type": "TCP", "send": "00"})), udp);
     refused(check(json!({"type": "DNS", "query": "a", "expectPrefix": "00"})), udp);
+    refused(check(json!({"type": "TCP", "requireReply": false})), udp);
+    accepted(check(json!({"type": "UDP", "requireReply": false, "send": "00"})));
+    accepted(check(json!({"type": "UDP", "requireReply": true, "expectPrefix": "00"})));
+    refused(
+        check(json!({"type": "UDP", "requireReply": false, "expectPrefix": "00"})),
+        "expectPrefix needs a reply: it is not allowed with requireReply false",
+    );
     let dns = "query and queryType are only for type DNS";
     refused(check(json!({"type": "HTTP", "query": "a"})), dns);
     refused(check(json!({"type": "TCP", "queryType": "A"})), dns);
@@ -198,15 +205,19 @@ fn quorum_and_hysteresis_need_a_sorry_server() {
 }
 
 #[test]
-fn a_backend_health_check_is_a_port_or_disabled_and_needs_the_service_check() {
+fn a_backend_health_check_is_a_port_an_address_or_disabled_and_needs_the_service_check() {
     let backend = |bhc: Value| {
         with(json!({"healthCheck": {"type": "TCP"}, "backends": [{"address": "10.0.0.1", "healthCheck": bhc}]}))
     };
-    let message = "exactly one of port and disabled must be set";
+    let message = "give port and/or address, or disabled alone";
     refused(backend(json!({"port": 9000, "disabled": true})), message);
     refused(backend(json!({"port": 9000, "disabled": false})), message);
+    refused(backend(json!({"address": "10.1.0.1", "disabled": true})), message);
     refused(backend(json!({})), message);
     accepted(backend(json!({"disabled": false})));
+    accepted(backend(json!({"address": "10.1.0.1"})));
+    accepted(backend(json!({"address": "10.1.0.1", "port": 9000})));
+    refused(backend(json!({"address": "web"})), "healthCheck.address must be an IPv4 or IPv6 address");
     refused(
         with(json!({"backends": [{"address": "10.0.0.1", "healthCheck": {"disabled": true}}]})),
         "backends[].healthCheck needs healthCheck",
@@ -221,6 +232,7 @@ fn a_backend_on_port_zero_needs_a_port_to_probe() {
     refused(fwmark(json!({"address": "10.0.0.1"})), message);
     refused(fwmark(json!({"address": "10.0.0.1", "port": 0})), message);
     refused(fwmark(json!({"address": "10.0.0.1", "healthCheck": {"disabled": false}})), message);
+    refused(fwmark(json!({"address": "10.0.0.1", "healthCheck": {"address": "10.1.0.1"}})), message);
     accepted(fwmark(json!({"address": "10.0.0.1", "port": 443})));
     accepted(fwmark(json!({"address": "10.0.0.1", "healthCheck": {"port": 443}})));
     accepted(fwmark(json!({"address": "10.0.0.1", "healthCheck": {"disabled": true}})));
