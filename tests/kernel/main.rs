@@ -15,6 +15,7 @@ mod engine;
 mod faults;
 mod health;
 mod kill_points;
+mod migration;
 mod support;
 mod vip_traffic;
 mod vips;
