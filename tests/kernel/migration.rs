@@ -662,11 +662,21 @@ fn keepalived_table_imports_to_a_plan_with_nothing_to_do_and_switches_over_witho
             .spawn()
             .unwrap(),
     ));
-    let watch_until = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < watch_until {
+    // The table is watched from run's start until five check intervals (2 s) after its first full pass, which
+    // must have changed nothing.
+    let started = Instant::now();
+    let mut first_pass: Option<Instant> = None;
+    while first_pass.is_none_or(|at| at.elapsed() < Duration::from_secs(10)) {
         let now = snapshot(&ns);
         let run_log = std::fs::read_to_string(work.path("run.log")).unwrap_or_default();
         assert_eq!(now, before, "the table changed under run\n--- run's log\n{run_log}");
+        if first_pass.is_none() {
+            if let Some(pass) = run_log.lines().find(|l| l.contains("reconciled") && l.contains("full=true")) {
+                assert!(pass.contains("applied=0 failed=0"), "run's first pass changed something\n{run_log}");
+                first_pass = Some(Instant::now());
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "no full pass of run within 60 s\n{run_log}");
+        }
         std::thread::sleep(Duration::from_millis(250));
     }
     traffic(&client);
