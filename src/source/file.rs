@@ -17,9 +17,13 @@
 //! - Identity: files are meant to mean the same under `kubectl apply`, so each object needs a valid
 //!   `metadata.name` (namespace `default` when not given), and two documents with one namespace/name are an error
 //!   of the younger one ([`ObjectIndex`] decides, across files).
-//! - Memory: a file is held as text while its documents are parsed one at a time and handed to the index, which
-//!   keeps only what each validates to; `validate` reads each file part by part instead ([`each_value_read`], cut
-//!   where the parts' documents are the whole's), so that it never holds a large file whole.
+//! - Memory: a file is read part by part ([`each_value_read`], cut where the parts' documents are the whole's) and
+//!   its documents are parsed one at a time and handed over (to the index, which keeps only what each validates
+//!   to), so that a large file is never held whole: by `validate`, by [`load`], and by [`FileSource`] for every file
+//!   of which the index holds nothing yet (the first load of `run`, `plan` and `apply`, a new file). A changed file
+//!   whose objects the index holds is still read whole before the index is touched: its objects are replaced as
+//!   they are read, and the index cannot give the old ones back if a read failed midway (see
+//!   [`FileSource::reload_into`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
@@ -80,17 +84,31 @@ pub struct FileLoad {
 
 /// Loads every `VirtualService` document under `paths`.
 pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<FileLoad, LoadError> {
+    load_in(paths, PART)
+}
+
+/// [`load`], each file read in parts of at least `part` bytes (but the last).
+fn load_in<P: AsRef<Path>>(paths: &[P], part: usize) -> Result<FileLoad, LoadError> {
     let mut load = FileLoad::default();
     for (index, path) in expand(paths)?.into_iter().enumerate() {
-        let content = read_file(&path)?;
-        let parsed = collect(&path, index, content.text());
-        load.objects.extend(parsed.objects);
-        load.errors.extend(parsed.errors);
-        load.problems.extend(parsed.problems);
-        load.warnings.extend(parsed.warnings);
+        read_documents(&path, index, part, |item| load.take(item))?;
         load.files.push(path);
     }
     Ok(load)
+}
+
+impl FileLoad {
+    /// Takes one document of a file.
+    fn take(&mut self, item: Item) {
+        match item {
+            Item::Object(object, problems) => {
+                self.problems.extend(problems);
+                self.objects.push(*object);
+            }
+            Item::Unreadable(_, errors) => self.errors.extend(errors),
+            Item::Empty(warning) => self.warnings.push(warning),
+        }
+    }
 }
 
 /// The files `paths` stand for, in load order, each once.
@@ -157,14 +175,7 @@ pub fn parse_documents(path: &Path, file: usize, text: &str) -> FileLoad {
 /// [`parse_documents`] of text or bytes.
 fn collect(path: &Path, file: usize, text: FileText<'_>) -> FileLoad {
     let mut load = FileLoad { files: vec![path.to_owned()], ..FileLoad::default() };
-    each_document(path, file, text, |item| match item {
-        Item::Object(object, problems) => {
-            load.problems.extend(problems);
-            load.objects.push(*object);
-        }
-        Item::Unreadable(_, errors) => load.errors.extend(errors),
-        Item::Empty(warning) => load.warnings.push(warning),
-    });
+    each_document(path, file, text, |item| load.take(item));
     load
 }
 
@@ -282,31 +293,50 @@ fn each_value_of_part(
 /// Reads the documents of one file (the `file`-th of the load) one by one, handing each to `each` as soon as it
 /// is read: a large file is never held as parsed values all at once, only as text.
 pub(crate) fn each_document(path: &Path, file: usize, text: FileText<'_>, mut each: impl FnMut(Item)) {
-    each_value(path, text, |index, unnamed, value| {
-        let value = match value {
-            Ok(value) => value,
-            Err(error) => return each(Item::Unreadable(error.object.clone(), vec![error])),
-        };
-        // A `List` (what `kubectl get -o yaml` writes) holds its objects as items: kubectl apply takes each.
-        let items = match value {
-            Value::Mapping(mut list) if is_list(&list) => match list.remove("items") {
-                Some(Value::Sequence(items)) => items,
-                _ => Vec::new(),
-            },
-            value => vec![value],
-        };
-        for item in items {
-            let id = document_id(unnamed, &item);
-            each(match read_value(&id, item) {
-                Document::Empty => Item::Empty(ValidationError::new(id, "", "empty document, skipped")),
-                Document::Unreadable(errors) => Item::Unreadable(id, errors),
-                Document::Object { object, problems } => {
-                    let age = Age::loaded(file, index);
-                    Item::Object(Box::new(SourceObject { id, age, spec: object.spec, generation: None }), problems)
-                }
-            });
-        }
-    });
+    each_value(path, text, |index, unnamed, value| items_of((file, index), unnamed, value, &mut each));
+}
+
+/// [`each_document`] of the file at `path`, read in parts of at least `part` bytes (but the last), so that it is
+/// never held whole; fails when the file cannot be opened or read (what was read by then has been handed over).
+fn read_documents(path: &Path, file: usize, part: usize, mut each: impl FnMut(Item)) -> Result<(), LoadError> {
+    let read_error = |source| LoadError::Read { path: path.to_owned(), source };
+    let reader = io::BufReader::new(fs::File::open(path).map_err(read_error)?);
+    each_value_read_in(path, reader, part, |index, unnamed, value| {
+        items_of((file, index), unnamed, value, &mut each);
+    })
+    .map_err(read_error)
+}
+
+/// The objects of one document (the `index`-th of the `file`-th file), or why it cannot be read.
+fn items_of(
+    (file, index): (usize, usize),
+    unnamed: &ObjectId,
+    value: Result<Value, ValidationError>,
+    each: &mut impl FnMut(Item),
+) {
+    let value = match value {
+        Ok(value) => value,
+        Err(error) => return each(Item::Unreadable(error.object.clone(), vec![error])),
+    };
+    // A `List` (what `kubectl get -o yaml` writes) holds its objects as items: kubectl apply takes each.
+    let items = match value {
+        Value::Mapping(mut list) if is_list(&list) => match list.remove("items") {
+            Some(Value::Sequence(items)) => items,
+            _ => Vec::new(),
+        },
+        value => vec![value],
+    };
+    for item in items {
+        let id = document_id(unnamed, &item);
+        each(match read_value(&id, item) {
+            Document::Empty => Item::Empty(ValidationError::new(id, "", "empty document, skipped")),
+            Document::Unreadable(errors) => Item::Unreadable(id, errors),
+            Document::Object { object, problems } => {
+                let age = Age::loaded(file, index);
+                Item::Object(Box::new(SourceObject { id, age, spec: object.spec, generation: None }), problems)
+            }
+        });
+    }
 }
 
 /// Whether a document is a `List` of `v1` (its items are the objects).
@@ -330,6 +360,8 @@ pub(crate) fn document_id(unnamed: &ObjectId, value: &Value) -> ObjectId {
 pub struct FileSource {
     paths: Vec<PathBuf>,
     files: HashMap<PathBuf, FileRecord>,
+    /// About how many bytes of a file are held at once when it is read part by part ([`PART`]; less in tests).
+    part: usize,
 }
 
 /// What one file held at its last load.
@@ -381,7 +413,7 @@ pub struct Reload {
 impl FileSource {
     /// A source over `paths`, not loaded yet.
     pub fn new(paths: Vec<PathBuf>) -> Self {
-        FileSource { paths, files: HashMap::new() }
+        FileSource { paths, files: HashMap::new(), part: PART }
     }
 
     /// The paths given.
@@ -390,30 +422,54 @@ impl FileSource {
     }
 
     /// Brings `index` up to date with the files as they are now, reading only the files that changed since the
-    /// last call. Every file is read before the index is touched: on a [`LoadError`] the index keeps what the last
-    /// good reload gave it (an unreadable path is never taken for "no objects").
+    /// last call. On a [`LoadError`] the index keeps what the last good reload gave it (an unreadable path is never
+    /// taken for "no objects"): a changed file whose objects the index holds is read whole before the index is
+    /// touched (its objects are replaced as its documents are fed, and the old ones could not be put back); the
+    /// files of which it holds nothing (all of them at the first load) are then read part by part as they are fed,
+    /// and a read that fails midway deletes what they gave, which leaves the index as it was. Only then are the
+    /// other changes made.
     pub fn reload_into(&mut self, index: &mut ObjectIndex) -> Result<Reload, LoadError> {
         let listed = expand_with_metadata(&self.paths)?;
         let mut read = Vec::with_capacity(listed.len());
         for (position, (path, meta)) in listed.into_iter().enumerate() {
             let stamp = Stamp::of(&meta);
-            let unchanged = self.files.get(&path).is_some_and(|record| record.stamp == stamp);
-            let load = if unchanged { None } else { Some(read_file(&path)?) };
+            let record = self.files.get(&path);
+            let load = match record {
+                Some(record) if record.stamp == stamp => Load::Unchanged,
+                Some(record) if !record.ids.is_empty() => Load::Whole(read_file(&path)?),
+                _ => Load::Parts,
+            };
             read.push((path, stamp, position, load));
         }
 
         let mut report = Reload { files: read.len(), listed: true, ..Reload::default() };
-        let mut previous = std::mem::take(&mut self.files);
+        let mut failed = None;
+        let part = self.part;
         report.changed = index.batch(|index| {
+            let new = read.iter().filter(|(.., load)| matches!(load, Load::Parts));
+            let mut fed = match feed_new(index, new.map(|(path, _, position, _)| (&**path, *position)), part) {
+                Ok(fed) => fed.into_iter(),
+                Err(error) => {
+                    failed = Some(error);
+                    return;
+                }
+            };
+            let mut previous = std::mem::take(&mut self.files);
             for (path, stamp, position, load) in read {
                 let old = previous.remove(&path);
                 let ids = match load {
-                    Some(content) => {
+                    Load::Parts => {
+                        report.files_read += 1;
+                        let (ids, warnings) = fed.next().unwrap_or_default();
+                        report.warnings.extend(warnings);
+                        ids
+                    }
+                    Load::Whole(content) => {
                         report.files_read += 1;
                         let old = old.map(|o| o.ids).unwrap_or_default();
                         feed(index, (&path, position, &content), old, &mut report.warnings)
                     }
-                    None => {
+                    Load::Unchanged => {
                         let old = old.unwrap_or_else(|| FileRecord { stamp, position, ids: Vec::new() });
                         if old.position != position {
                             for id in &old.ids {
@@ -434,7 +490,10 @@ impl FileSource {
                 }
             }
         });
-        Ok(report)
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(report),
+        }
     }
 }
 
@@ -444,6 +503,7 @@ impl FileSource {
     /// files there are — a new or removed file, a directory or a symbolic link (a mounted ConfigMap swaps its
     /// `..data` link) — lists the paths again, as [`FileSource::reload_into`]. Editor leftovers (hidden names, other
     /// extensions, gone again) are ignored. A change of one file in a directory of 10,000 thus costs that file.
+    /// Files are read, and a failure leaves the index as it was, as by [`FileSource::reload_into`].
     pub fn reload_paths_into(
         &mut self,
         index: &mut ObjectIndex,
@@ -467,19 +527,41 @@ impl FileSource {
             };
             let stamp = Stamp::of(&meta);
             if stamp != record.stamp {
-                read.push((path.clone(), stamp, record.position, read_file(path)?));
+                let load = if record.ids.is_empty() { Load::Parts } else { Load::Whole(read_file(path)?) };
+                read.push((path.clone(), stamp, record.position, load));
             }
         }
         let mut report = Reload { files: self.files.len(), ..Reload::default() };
+        let mut failed = None;
+        let part = self.part;
         report.changed = index.batch(|index| {
-            for (path, stamp, position, content) in read {
+            let new = read.iter().filter(|(.., load)| matches!(load, Load::Parts));
+            let mut fed = match feed_new(index, new.map(|(path, _, position, _)| (&**path, *position)), part) {
+                Ok(fed) => fed.into_iter(),
+                Err(error) => {
+                    failed = Some(error);
+                    return;
+                }
+            };
+            for (path, stamp, position, load) in read {
                 report.files_read += 1;
                 let old = self.files.remove(&path).map(|r| r.ids).unwrap_or_default();
-                let ids = feed(index, (&path, position, &content), old, &mut report.warnings);
+                let ids = match load {
+                    Load::Whole(content) => feed(index, (&path, position, &content), old, &mut report.warnings),
+                    // The file gave nothing before (`old` is empty).
+                    _ => {
+                        let (ids, warnings) = fed.next().unwrap_or_default();
+                        report.warnings.extend(warnings);
+                        ids
+                    }
+                };
                 self.files.insert(path, FileRecord { stamp, position, ids });
             }
         });
-        Ok(report)
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(report),
+        }
     }
 
     /// Whether an event at `path`, a file this source does not know, may change which files there are.
@@ -491,6 +573,17 @@ impl FileSource {
         // one already gone, is an editor's leftover.
         listable || fs::symlink_metadata(path).is_ok_and(|m| !m.is_file())
     }
+}
+
+/// How a reload reads one file.
+#[derive(Debug)]
+enum Load {
+    /// Not at all: it has not changed since the last load.
+    Unchanged,
+    /// Whole, before the index is touched: the index holds objects of it.
+    Whole(Content),
+    /// Part by part, as it is fed: the index holds nothing of it.
+    Parts,
 }
 
 /// A file's content as read: text, or bytes that are not all UTF-8 (their UTF-8 documents are still read).
@@ -527,7 +620,18 @@ fn feed(
     warnings: &mut Vec<ValidationError>,
 ) -> Vec<ObjectId> {
     let mut ids: Vec<ObjectId> = Vec::new();
-    each_document(path, position, content.text(), |item| match item {
+    each_document(path, position, content.text(), |item| give(index, item, &mut ids, warnings));
+    let kept: BTreeSet<&ObjectId> = ids.iter().collect();
+    for id in old.iter().filter(|id| !kept.contains(id)) {
+        index.delete(id);
+    }
+    ids
+}
+
+/// Gives the index one document of a file, noting its identity in `ids` (empty documents' warnings go to
+/// `warnings`).
+fn give(index: &mut ObjectIndex, item: Item, ids: &mut Vec<ObjectId>, warnings: &mut Vec<ValidationError>) {
+    match item {
         Item::Object(object, problems) => {
             ids.push(object.id.clone());
             index.apply_read(*object, problems);
@@ -537,12 +641,34 @@ fn feed(
             index.apply_unreadable(id, errors);
         }
         Item::Empty(warning) => warnings.push(warning),
-    });
-    let kept: BTreeSet<&ObjectId> = ids.iter().collect();
-    for id in old.iter().filter(|id| !kept.contains(id)) {
-        index.delete(id);
     }
-    ids
+}
+
+/// What one file gave the index: its objects, and its empty documents' warnings.
+type Fed = (Vec<ObjectId>, Vec<ValidationError>);
+
+/// Gives the index what `files` (each with its load position) hold, each read in parts of at least `part` bytes as
+/// it is fed, never whole; the index must hold nothing of them (identities name their file). Returns, for each
+/// file, the objects it gave and its warnings. When one cannot be opened or read, every object they gave is
+/// deleted again, which leaves the index as it was (none of them was there before), and the error is returned.
+fn feed_new<'a>(
+    index: &mut ObjectIndex,
+    files: impl Iterator<Item = (&'a Path, usize)>,
+    part: usize,
+) -> Result<Vec<Fed>, LoadError> {
+    let mut fed = Vec::new();
+    for (path, position) in files {
+        let (mut ids, mut warnings) = (Vec::new(), Vec::new());
+        let read = read_documents(path, position, part, |item| give(index, item, &mut ids, &mut warnings));
+        if let Err(error) = read {
+            for id in fed.iter().flat_map(|(ids, _): &Fed| ids).chain(&ids) {
+                index.delete(id);
+            }
+            return Err(error);
+        }
+        fed.push((ids, warnings));
+    }
+    Ok(fed)
 }
 
 mod document;

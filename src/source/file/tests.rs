@@ -520,3 +520,95 @@ fn a_file_read_in_parts_reads_as_a_whole() {
         }
     }
 }
+
+/// What a load gave when it read every file whole: each file's text parsed by [`collect`], fed by [`feed`].
+fn read_whole(paths: &[&Path]) -> (FileLoad, crate::source::DesiredOutcome, Vec<ValidationError>) {
+    let (mut whole, mut index, mut warnings) = (FileLoad::default(), ObjectIndex::new(), Vec::new());
+    for (position, path) in expand(paths).unwrap().into_iter().enumerate() {
+        let content = read_file(&path).unwrap();
+        let parsed = collect(&path, position, content.text());
+        whole.objects.extend(parsed.objects);
+        whole.errors.extend(parsed.errors);
+        whole.problems.extend(parsed.problems);
+        whole.warnings.extend(parsed.warnings);
+        whole.files.push(path.clone());
+        feed(&mut index, (&path, position, &content), Vec::new(), &mut warnings);
+    }
+    (whole, index.outcome(), warnings)
+}
+
+/// Files larger than a part give `load`, `run`, `plan` and `apply` (the file source) the objects, problems, lines,
+/// duplicates and warnings they gave read whole, whatever the parts' size.
+#[test]
+fn a_load_in_parts_gives_what_a_whole_read_gave() {
+    let mut bytes = format!("{WEB}---\n{DNS}---\n").into_bytes();
+    bytes.extend_from_slice(b"metadata: {name: x}\nspec: {address: \xff}\n---\n");
+    bytes.extend_from_slice(format!("{}---\n---\na: [b\n---\n", vs("late", 7, 2)).as_bytes());
+    let list =
+        format!("apiVersion: v1\nkind: List\nitems:\n- {}\n", vs("listed", 8, 1).trim_end().replace('\n', "\n  "));
+    let dir = dir_with(&[
+        ("a.yaml", &format!("# header\n---\n{WEB}---\n{}---\n{}", vs("b", 3, 1), vs("c", 4, 1).replace("80", "x"))),
+        ("c.yaml", &format!("{list}---\n{DNS}---\n{}", vs("b", 5, 1))),
+        ("d.yaml", ""),
+    ]);
+    fs::write(dir.path().join("b.yaml"), &bytes).unwrap();
+    let (whole, outcome, warnings) = read_whole(&[dir.path()]);
+    assert!(!whole.errors.is_empty() && !whole.problems.is_empty() && !whole.warnings.is_empty(), "{whole:?}");
+    assert!(!outcome.conflicts.is_empty() || !outcome.errors.is_empty(), "{outcome:?}");
+    for part in [0, 1, 50, 200, PART] {
+        assert_eq!(load_in(&[dir.path()], part).unwrap(), whole, "parts of {part}");
+        let mut source = FileSource { part, ..FileSource::new(vec![dir.path().to_owned()]) };
+        let mut index = ObjectIndex::new();
+        let reload = source.reload_into(&mut index).unwrap();
+        assert_eq!((index.outcome(), reload.warnings, reload.files_read), (outcome.clone(), warnings.clone(), 4));
+        // A new file, and an empty file that gets documents, are read in parts too.
+        fs::write(dir.path().join("e.yaml"), vs("e", 9, 1)).unwrap();
+        fs::write(dir.path().join("d.yaml"), format!("{}---\n{WEB}", vs("d", 10, 1))).unwrap();
+        source.reload_into(&mut index).unwrap();
+        let now = read_whole(&[dir.path()]);
+        assert_eq!(index.outcome(), now.1, "parts of {part}");
+        fs::write(dir.path().join("d.yaml"), "").unwrap();
+        fs::remove_file(dir.path().join("e.yaml")).unwrap();
+        source.reload_into(&mut index).unwrap();
+        assert_eq!(index.outcome(), outcome, "parts of {part}");
+    }
+}
+
+/// Files read part by part are fed as they are read: when a later one cannot be read, what the earlier ones gave
+/// is taken back, and a changed file read whole is not fed either.
+#[test]
+fn a_load_in_parts_that_fails_leaves_the_index_as_it_was() {
+    let dir = dir_with(&[("a.yaml", &vs("a", 1, 1)), ("b.yaml", &vs("b", 2, 1))]);
+    std::os::unix::fs::symlink(UNREADABLE_FILE, dir.path().join("z.yaml")).unwrap();
+    let mut source = FileSource { part: 1, ..FileSource::new(vec![dir.path().to_owned()]) };
+    let mut index = ObjectIndex::new();
+    assert!(matches!(source.reload_into(&mut index), Err(LoadError::Read { .. })));
+    assert!(index.is_empty() && index.table().services.is_empty(), "{:?}", index.outcome());
+
+    fs::remove_file(dir.path().join("z.yaml")).unwrap();
+    source.reload_into(&mut index).unwrap();
+    let before = index.outcome();
+    fs::write(dir.path().join("a.yaml"), vs("a", 1, 7)).unwrap();
+    fs::write(dir.path().join("c.yaml"), vs("c", 3, 1)).unwrap();
+    std::os::unix::fs::symlink(UNREADABLE_FILE, dir.path().join("z.yaml")).unwrap();
+    assert!(matches!(source.reload_into(&mut index), Err(LoadError::Read { .. })));
+    assert_eq!(index.outcome(), before, "a failed reload leaves the index as it was");
+    fs::remove_file(dir.path().join("z.yaml")).unwrap();
+    fs::write(dir.path().join("z.yaml"), "").unwrap();
+    source.reload_into(&mut index).unwrap();
+    assert_eq!(index.outcome(), read_whole(&[dir.path()]).1);
+
+    // By path: a known file that gave nothing is read in parts, after the changed ones are read whole.
+    let before = index.outcome();
+    fs::write(dir.path().join("a.yaml"), vs("a", 1, 8)).unwrap();
+    fs::remove_file(dir.path().join("z.yaml")).unwrap();
+    std::os::unix::fs::symlink(UNREADABLE_FILE, dir.path().join("z.yaml")).unwrap();
+    let paths = BTreeSet::from([dir.path().join("a.yaml"), dir.path().join("z.yaml")]);
+    assert!(matches!(source.reload_paths_into(&mut index, &paths), Err(LoadError::Read { .. })));
+    assert_eq!(index.outcome(), before, "a failed reload leaves the index as it was");
+    fs::remove_file(dir.path().join("z.yaml")).unwrap();
+    fs::write(dir.path().join("z.yaml"), vs("z", 26, 1)).unwrap();
+    let reload = source.reload_paths_into(&mut index, &paths).unwrap();
+    assert_eq!((reload.listed, reload.files_read), (false, 2));
+    assert_eq!(index.outcome(), read_whole(&[dir.path()]).1);
+}
