@@ -92,10 +92,14 @@ fn keepalived_director_settings_become_a_director_file_the_program_reads() {
          virtual_server 192.0.2.10 80 {\n  protocol TCP\n  real_server 10.0.0.1 80 {\n    TCP_CHECK {\n    }\n  }\n}\n",
     )
     .unwrap();
-    let out_dir = dir.path().join("out");
+    let out_dir = dir.path().join("manifests");
     let out = run(&["import", "keepalived", conf.to_str().unwrap(), "-o", out_dir.to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let director = std::fs::read_to_string(out_dir.join("director.yaml")).unwrap();
+    // Beside the manifest directory, not in it: `run` reads every YAML file of the directory as a manifest.
+    assert!(!out_dir.join("director.yaml").exists());
+    let validated = run(&["validate", "-f", out_dir.to_str().unwrap()], None);
+    assert!(validated.status.success(), "the directory holds manifests only: {}", text(&validated.stderr));
+    let director = std::fs::read_to_string(dir.path().join("director.yaml")).unwrap();
     let config = ipvs_reconciler::director::DirectorConfig::parse(&director, "director.yaml").unwrap();
     assert_eq!((config.timeouts.tcp, config.timeouts.tcp_fin, config.timeouts.udp), (Some(7200), Some(60), Some(30)));
     assert_eq!(config.sync_daemons.len(), 1, "{director}");
@@ -103,6 +107,19 @@ fn keepalived_director_settings_become_a_director_file_the_program_reads() {
     let web = std::fs::read_to_string(out_dir.join("tcp-192-0-2-10-80.yaml")).unwrap();
     assert!(web.contains("bindAddress: false"), "VRRP's address: {web}");
     assert!(text(&out.stderr).contains("VI_1"), "the VRRP instance is noted: {}", text(&out.stderr));
+
+    // An existing director.yaml is never replaced by default: refused before anything is written.
+    let again = dir.path().join("manifests-again");
+    let out = run(&["import", "keepalived", conf.to_str().unwrap(), "-o", again.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(!again.exists(), "nothing written");
+    assert!(text(&out.stderr).contains("--director-output"), "{}", text(&out.stderr));
+    let chosen = dir.path().join("chosen.yaml");
+    let out =
+        run(&["import", "keepalived", conf.to_str().unwrap(), "--director-output", chosen.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("kind: VirtualService"), "manifests on stdout");
+    assert!(ipvs_reconciler::director::DirectorConfig::parse(&std::fs::read_to_string(&chosen).unwrap(), "c").is_ok());
 }
 
 #[test]

@@ -73,10 +73,15 @@ pub struct ImportArgs {
     /// Namespace written into every object (default: none, as `dump -o yaml`; `kubectl apply -n` then decides).
     #[arg(long, short = 'n', global = true)]
     pub namespace: Option<String>,
-    /// Write one file per object (NAME.yaml) into this directory, and the director settings (connection
-    /// timeouts, sync daemons) as director.yaml for `--director-config`, instead of printing to stdout.
+    /// Write one file per object (NAME.yaml) into this directory instead of printing to stdout; the director
+    /// settings (connection timeouts, sync daemons), if any, go beside it as director.yaml (in its parent
+    /// directory, where `run` does not read them as a manifest), unless --director-output says otherwise.
     #[arg(long = "output-dir", short = 'o', global = true)]
     pub output_dir: Option<PathBuf>,
+    /// Write the director settings, if any, to this file (for `--director-config`). Default with -o DIR:
+    /// director.yaml beside DIR, never overwritten; without -o: printed on stderr.
+    #[arg(long, global = true)]
+    pub director_output: Option<PathBuf>,
 }
 
 /// The formats `import` reads.

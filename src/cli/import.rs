@@ -31,8 +31,26 @@ pub fn import(args: &ImportArgs) -> Result<i32> {
             object.metadata.namespace = Some(namespace.clone());
         }
     }
+    // Where the director settings go: checked before anything is written, so that a refusal writes nothing.
+    let director_path = match (&director, &args.director_output, &args.output_dir) {
+        (None, _, _) => None,
+        (Some(_), Some(path), _) => Some(path.clone()),
+        (Some(_), None, Some(dir)) => {
+            let path = beside(dir);
+            if path.exists() {
+                eprintln!(
+                    "error: {} exists and is not replaced: give --director-output FILE for the imported director \
+                     settings (nothing was written)",
+                    path.display()
+                );
+                return Ok(EXIT_ERROR);
+            }
+            Some(path)
+        }
+        (Some(_), None, None) => None,
+    };
     match &args.output_dir {
-        Some(dir) => write_dir(dir, &objects, director.as_ref())?,
+        Some(dir) => write_dir(dir, &objects)?,
         None => {
             let mut out = std::io::stdout().lock();
             for object in &objects {
@@ -40,13 +58,19 @@ pub fn import(args: &ImportArgs) -> Result<i32> {
                 out.write_all(serde_yaml::to_string(object)?.as_bytes())?;
             }
             out.flush()?;
-            if let Some(director) = &director {
-                // Not on stdout: it is another file, read by --director-config, not a manifest.
-                eprintln!(
-                    "director settings (for --director-config; written as {DIRECTOR_FILE} with -o DIR):\n{}",
-                    serde_yaml::to_string(director)?
-                );
+        }
+    }
+    if let Some(director) = &director {
+        let text = serde_yaml::to_string(director)?;
+        match &director_path {
+            Some(path) => {
+                write_file(path, &text)?;
+                eprintln!("wrote the director settings to {} (for --director-config)", path.display());
             }
+            // Not on stdout: it is another file, read by --director-config, not a manifest.
+            None => eprintln!(
+                "director settings (for --director-config; written to a file with -o DIR or --director-output):\n{text}"
+            ),
         }
     }
     let partial = notes.iter().any(|note| note.kind == import::NoteKind::NotMapped);
@@ -83,32 +107,31 @@ fn read(from: &ImportFrom) -> Result<Imported, ImportError> {
     }
 }
 
-/// One NAME.yaml per object, and director.yaml when there are director settings. Existing files of those names
-/// are replaced (each atomically); nothing else in the directory is touched.
-fn write_dir(
-    dir: &Path,
-    objects: &[crate::api::v1alpha1::VirtualService],
-    director: Option<&crate::director::DirectorConfig>,
-) -> Result<()> {
+/// `director.yaml` beside the manifest directory `dir` (in its parent): the file source does not read it there.
+fn beside(dir: &Path) -> PathBuf {
+    let parent = match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    parent.join(DIRECTOR_FILE)
+}
+
+/// One NAME.yaml per object. Existing files of those names are replaced (each atomically); nothing else in the
+/// directory is touched.
+fn write_dir(dir: &Path, objects: &[crate::api::v1alpha1::VirtualService]) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for object in objects {
         let name = object.metadata.name.as_deref().unwrap_or("unnamed");
         write_file(&dir.join(format!("{name}.yaml")), &serde_yaml::to_string(object)?)?;
     }
-    if let Some(director) = director {
-        write_file(&dir.join(DIRECTOR_FILE), &serde_yaml::to_string(director)?)?;
-    }
-    eprintln!(
-        "wrote {} manifest(s){} into {}",
-        objects.len(),
-        if director.is_some() { format!(" and {DIRECTOR_FILE}") } else { String::new() },
-        dir.display()
-    );
+    eprintln!("wrote {} manifest(s) into {}", objects.len(), dir.display());
     Ok(())
 }
 
 fn write_file(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("yaml.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
