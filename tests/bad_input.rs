@@ -603,8 +603,10 @@ fn unknown_field_in_persistence() {
 #[test]
 fn unknown_field_in_a_backends_check() {
     let at = "in-backend-health-check.yaml#1 (default/bad): spec.backends[0].healthCheck";
-    let errors: &[&[&str]] =
-        &[&[&format!("{at}.path: "), "unknown field"], &[OPTIONAL, &format!("{at}: "), "empty: give port or disabled"]];
+    let errors: &[&[&str]] = &[
+        &[&format!("{at}.path: "), "unknown field"],
+        &[OPTIONAL, &format!("{at}: "), "empty: give port and/or address, or disabled"],
+    ];
     case("unknown-fields/in-backend-health-check.yaml", 1, NEIGHBOURS, errors);
 }
 
@@ -926,7 +928,12 @@ fn checks_udp_bytes_not_in_hex() {
 
 #[test]
 fn checks_a_backend_override_with_port_and_disabled() {
-    bad("health-checks", "backend-override-both.yaml", "spec.backends[0].healthCheck", "exclude each other");
+    bad(
+        "health-checks",
+        "backend-override-both.yaml",
+        "spec.backends[0].healthCheck",
+        "disabled excludes port and address",
+    );
 }
 
 #[test]
