@@ -218,7 +218,7 @@ struct Foreign {
 }
 
 /// Makes foreign IPVS services (TCP, fwmark, UDP on a declared VIP, IPv6) and foreign addresses: on another
-/// interface (one of them a declared VIP: the same address on two interfaces is allowed), and, with `ipvs0_first`,
+/// interface (one of them a declared VIP: used there, never bound again on ipvs0), and, with `ipvs0_first`,
 /// on an `ipvs0` made beforehand (one a declared VIP: used, never adopted).
 fn add_foreign(ns: &Netns, ipvs0_first: bool) -> Foreign {
     for args in [
@@ -343,7 +343,10 @@ fn check_converged(ns: &Netns, work: &Workdir, foreign: &Foreign, version: Versi
             bad.push(format!("a foreign address on ipvs0 changed or went: {line}"));
         }
     }
-    let wanted_vips = bound_vips(version);
+    // A desired VIP the node already has on another interface is used there, never bound again on ipvs0 (nor
+    // owned): only the others are wanted on ipvs0.
+    let node_addrs: BTreeSet<IpAddr> = foreign.elsewhere.iter().filter_map(|l| line_addr(l)).map(|(a, _)| a).collect();
+    let wanted_vips: BTreeSet<IpAddr> = bound_vips(version).difference(&node_addrs).copied().collect();
     let mut listed = BTreeSet::new();
     for line in &on_ipvs0 {
         let Some((addr, len)) = line_addr(line) else {
